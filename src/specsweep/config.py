@@ -1,0 +1,240 @@
+"""The sweep config: TOML file or flags -> one frozen ``SweepConfig``.
+
+Unknown keys are rejected with file, line and key; values are checked here so
+that a bad sweep fails before any server starts.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+KNOWN_SPEC_TYPES = ("draft-simple", "draft-eagle3", "draft-mtp", "draft-dflash", "draft-dspark",
+                    "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache")
+DRAFT_MODEL_TYPES = ("draft-simple", "draft-eagle3", "draft-dflash", "draft-dspark")
+LABEL_RE = re.compile(r"^[A-Za-z0-9_.+\-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    label: str
+    path: Path
+    draft_model: Path | None = None  # a draft model, EAGLE-3 head or MTP sidecar
+    server_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Drafting:
+    spec_type: str = "draft-mtp"
+    depths: tuple[int, ...] = (0, 1, 2, 3, 4)
+    p_min: float | None = None
+    n_min: int | None = None
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.3
+    max_tokens: int = 200
+    reps: int = 3
+    seed: int = 1000  # rep r uses seed + r
+    thinking: bool = False
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    ctx_size: int = 4096
+    gpu_layers: str | None = None
+    draft_gpu_layers: str | None = None
+    flash_attn: str | None = None
+    threads: int | None = None
+    extra_args: tuple[str, ...] = ()
+    # Transport settings: they do not change results, so they stay out of the run key.
+    request_timeout: float | None = None  # seconds; None = scaled to max_tokens
+    start_timeout: float | None = None  # seconds; None = scaled to model size
+    retries: int = 2
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    models: tuple[ModelSpec, ...]
+    drafting: Drafting = field(default_factory=Drafting)
+    prompts: str = "mixed-5"
+    prompt_limit: int | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    db: Path = Path("specsweep.db")
+    name: str | None = None
+
+
+SECTIONS = {"drafting": Drafting, "sampling": Sampling, "server": ServerSettings}
+TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", *SECTIONS}
+MODEL_KEYS = {f.name for f in fields(ModelSpec)}
+
+
+def _line_of(text: str, key: str, section: str | None) -> int | None:
+    """Line number of ``key = …`` (inside ``[section]`` when given) for error messages."""
+    in_section = section is None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            name = stripped.strip("[] ")
+            in_section = section is None or name == section
+            continue
+        if in_section and re.match(rf"^\s*{re.escape(key)}\s*=", line):
+            return number
+    return None
+
+
+def _unknown_key(path: Path, text: str, key: str, section: str | None, allowed) -> ConfigError:
+    line = _line_of(text, key, section)
+    where = f"{path}:{line}" if line else str(path)
+    scope = f"[{section}]" if section else "top level"
+    suggestion = min(allowed, key=lambda k: _distance(k, key))
+    return ConfigError(f"{where}: unknown key '{key}' in {scope} (did you mean '{suggestion}'?)")
+
+
+def _distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def _coerce(section: str, name: str, value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, tuple) or name in ("depths", "extra_args", "server_args"):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {section}.{name} must be a list, got {value!r}")
+        return tuple(value)
+    if name in ("gpu_layers", "draft_gpu_layers") and value is not None:
+        return str(value)
+    return value
+
+
+def validate(config: SweepConfig) -> SweepConfig:
+    """Check values that TOML and flags both can get wrong; returns the config unchanged."""
+    if not config.models:
+        raise ConfigError("no models given: add --model LABEL=PATH or a [[models]] table")
+    labels = [m.label for m in config.models]
+    for label in labels:
+        if not LABEL_RE.match(label):
+            raise ConfigError(f"model label {label!r} may contain only letters, digits and . _ + -")
+    dupes = {label for label in labels if labels.count(label) > 1}
+    if dupes:
+        raise ConfigError(f"model labels must be unique; repeated: {', '.join(sorted(dupes))}")
+    d = config.drafting
+    if d.spec_type not in KNOWN_SPEC_TYPES:
+        raise ConfigError(f"unknown spec type {d.spec_type!r}; choose one of {', '.join(KNOWN_SPEC_TYPES)}")
+    if not d.depths:
+        raise ConfigError("depths is empty: give at least one draft depth (0 = no speculation)")
+    for depth in d.depths:
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise ConfigError(f"draft depth {depth!r} is not a non-negative integer")
+    if len(set(d.depths)) != len(d.depths):
+        raise ConfigError(f"draft depths repeat: {list(d.depths)}")
+    if d.p_min is not None and not 0.0 <= d.p_min <= 1.0:
+        raise ConfigError(f"p_min {d.p_min} is outside 0..1")
+    if d.spec_type in DRAFT_MODEL_TYPES:
+        missing = [m.label for m in config.models if m.draft_model is None]
+        if missing and any(depth > 0 for depth in d.depths):
+            raise ConfigError(f"--spec-type {d.spec_type} needs a draft model for {', '.join(missing)}",
+                              hint="give --draft-model PATH or draft_model in the [[models]] table")
+    s = config.sampling
+    if isinstance(s.temperature, bool) or not isinstance(s.temperature, (int, float)) or not 0.0 <= s.temperature <= 2.0:
+        raise ConfigError(f"temperature {s.temperature!r} is outside 0..2")
+    for name in ("max_tokens", "reps"):
+        value = getattr(s, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(s.seed, bool) or not isinstance(s.seed, int) or s.seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {s.seed!r}")
+    if config.server.ctx_size < s.max_tokens + 64:
+        raise ConfigError(f"ctx_size {config.server.ctx_size} is too small for max_tokens {s.max_tokens}")
+    if config.server.flash_attn not in (None, "on", "off", "auto"):
+        raise ConfigError(f"flash_attn must be on, off or auto, got {config.server.flash_attn!r}")
+    if config.prompt_limit is not None and config.prompt_limit < 1:
+        raise ConfigError(f"prompt_limit must be ≥ 1, got {config.prompt_limit}")
+    return config
+
+
+def load_toml(path: Path) -> SweepConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    base = path.parent
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise _unknown_key(path, text, key, None, TOP_LEVEL)
+    sections = {}
+    for section, cls in SECTIONS.items():
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
+        defaults = cls()
+        allowed = {f.name for f in fields(cls)}
+        values = {}
+        for key, value in table.items():
+            if key not in allowed:
+                raise _unknown_key(path, text, key, section, allowed)
+            line = _line_of(text, key, section)
+            values[key] = _coerce(section, key, value, getattr(defaults, key), f"{path}:{line}")
+        sections[section] = replace(defaults, **values)
+    models = []
+    raw_models = data.get("models", [])
+    if not isinstance(raw_models, list):
+        raise ConfigError(f"{path}: models must be an array of tables ([[models]])")
+    for entry in raw_models:
+        for key in entry:
+            if key not in MODEL_KEYS:
+                raise _unknown_key(path, text, key, "models", MODEL_KEYS)
+        if "label" not in entry or "path" not in entry:
+            raise ConfigError(f"{path}: every [[models]] entry needs label and path")
+        models.append(ModelSpec(
+            label=str(entry["label"]), path=(base / entry["path"]).expanduser(),
+            draft_model=(base / entry["draft_model"]).expanduser() if entry.get("draft_model") else None,
+            server_args=tuple(entry.get("server_args", ()))))
+    prompts = data.get("prompts", "mixed-5")
+    if isinstance(prompts, str) and (base / prompts).suffix == ".jsonl":
+        prompts = str(base / prompts)
+    return validate(SweepConfig(
+        models=tuple(models), prompts=prompts, prompt_limit=data.get("prompt_limit"),
+        db=(base / data["db"]) if "db" in data else Path("specsweep.db"), name=data.get("name"),
+        **sections))
+
+
+def parse_depths(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` or ``"0-4"`` -> (0, 1, 2, …); anything else is one clear error."""
+    depths: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        match = re.fullmatch(r"(\d+)-(\d+)", part)
+        if match:
+            depths += range(int(match.group(1)), int(match.group(2)) + 1)
+        elif re.fullmatch(r"\d+", part):
+            depths.append(int(part))
+        else:
+            raise ConfigError(f"--depths {text!r}: {part!r} is not a non-negative integer")
+    return tuple(depths)
+
+
+def parse_model_flag(text: str) -> ModelSpec:
+    """``LABEL=PATH`` (or just PATH, labelled by its file name)."""
+    label, sep, path = text.partition("=")
+    if not sep:
+        path, label = text, Path(text).stem
+    if not label or not path:
+        raise ConfigError(f"--model {text!r}: expected LABEL=PATH")
+    return ModelSpec(label=label, path=Path(path).expanduser())

@@ -1,0 +1,232 @@
+"""A managed llama-server: start on 127.0.0.1, wait for health, watch, stop.
+
+Modelled on llama.cpp's own ``tools/server/tests/utils.py``: logs go to a file
+(never an undrained pipe), every health poll checks that the process is still
+alive, and stopping is terminate -> wait -> kill. The server runs with
+``LLAMA_TRACE=1`` so that it logs one line per verification step
+("accepted a/b draft tokens"); that gives exact per-step draft lengths, which
+``/metrics`` does not have, at the cost of one short log line per step.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import httpx
+
+from ..errors import ServerError
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything that decides how one llama-server runs. ``argv()`` turns it into flags."""
+
+    model: Path
+    draft_model: Path | None = None
+    spec_type: str | None = None
+    draft_n_max: int | None = None
+    draft_n_min: int | None = None
+    draft_p_min: float | None = None
+    synth_rates: tuple[float, ...] | None = None
+    ctx_size: int | None = 4096
+    gpu_layers: str | None = None
+    draft_gpu_layers: str | None = None
+    flash_attn: str | None = None
+    threads: int | None = None
+    extra_args: tuple[str, ...] = field(default=())
+
+    def argv(self) -> list[str]:
+        args: list[str] = []
+        for fld in fields(self):
+            flag = SERVER_FLAGS.get(fld.name)
+            value = getattr(self, fld.name)
+            if flag is None or value is None:
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+            args += [flag, str(value)]
+        return args + list(self.extra_args)
+
+
+# Option -> llama-server flag: the one place that knows the engine's flag names.
+SERVER_FLAGS = {
+    "model": "--model",
+    "draft_model": "--spec-draft-model",
+    "spec_type": "--spec-type",
+    "draft_n_max": "--spec-draft-n-max",
+    "draft_n_min": "--spec-draft-n-min",
+    "draft_p_min": "--spec-draft-p-min",
+    "synth_rates": "--spec-synth-rates",
+    "ctx_size": "--ctx-size",
+    "gpu_layers": "--gpu-layers",
+    "draft_gpu_layers": "--spec-draft-ngl",
+    "flash_attn": "--flash-attn",
+    "threads": "--threads",
+}
+# Always on: one slot so /metrics deltas around a request belong to it, metrics, loopback only.
+FIXED_ARGS = ("--metrics", "--parallel", "1", "--no-webui")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM the server if specsweep itself dies (even by SIGKILL)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def server_env() -> dict[str, str]:
+    """The environment for llama-server: ours, minus LLAMA_ARG_* that would silently change its settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
+    env["LLAMA_TRACE"] = "1"
+    return env
+
+
+def tail_text(path: Path, lines: int = 20) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def parse_metrics(text: str) -> tuple[dict[str, float], dict[int, float]]:
+    """Prometheus text -> ({name: value}, {position: accepted}) for the llamacpp: series."""
+    values: dict[str, float] = {}
+    per_pos: dict[int, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("llamacpp:"):
+            continue
+        name_part, _, value = line.rpartition(" ")
+        name = name_part[len("llamacpp:"):]
+        if name.startswith("spec_decode_num_accepted_tokens_per_pos_total{"):
+            pos = int(name.split('position="', 1)[1].split('"', 1)[0])
+            per_pos[pos] = float(value)
+        else:
+            values[name] = float(value)
+    return values, per_pos
+
+
+class LlamaServer:
+    """One llama-server process. Use as a context manager, or call start()/stop()."""
+
+    def __init__(self, binary: Path, options: ServerOptions, log_path: Path,
+                 start_timeout: float = 120.0):
+        self.binary = Path(binary)
+        self.options = options
+        self.log_path = Path(log_path)
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.argv: list[str] = []
+        self.props: dict = {}
+        self._client: httpx.Client | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.base_url, timeout=30.0)
+        return self._client
+
+    def __enter__(self) -> "LlamaServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 20) -> str:
+        return tail_text(self.log_path, lines)
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.argv = [str(self.binary), *self.options.argv(), "--host", HOST, "--port", str(self.port),
+                     *FIXED_ARGS]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            log.write(f"$ {' '.join(self.argv)}\n".encode())
+            log.flush()
+            try:
+                self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
+                                                stderr=subprocess.STDOUT, env=server_env(),
+                                                preexec_fn=_die_with_parent)
+            except OSError as exc:
+                raise ServerError(f"cannot start {self.binary}: {exc.strerror}") from None
+        try:
+            self._wait_healthy()
+            self.props = self.client.get("/props").json()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            self.check_alive("while loading the model")
+            try:
+                response = self.client.get("/health", timeout=2.0)
+                if response.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerError(f"llama-server did not become healthy within {self.start_timeout:.0f} s",
+                                  log_tail=self.log_tail())
+            time.sleep(0.05)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def check_alive(self, when: str = "") -> None:
+        if self.process is None:
+            raise ServerError("llama-server was never started")
+        code = self.process.poll()
+        if code is not None:
+            tail = self.log_tail()
+            last = next((line for line in reversed(tail.splitlines()) if line.strip()), "no log output")
+            raise ServerError(f"llama-server exited with code {code} {when}: {last.strip()}".replace("  ", " "),
+                              log_tail=tail, exit_code=code)
+
+    def metrics(self) -> tuple[dict[str, float], dict[int, float]]:
+        response = self.client.get("/metrics")
+        response.raise_for_status()
+        return parse_metrics(response.text)
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            proc.terminate()
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=grace)
+        except ProcessLookupError:
+            pass

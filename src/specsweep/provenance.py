@@ -1,0 +1,55 @@
+"""What a run was measured on: engine, hardware, model files, tool. Stored with every run."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+
+from . import __version__
+from .cache import sha256_file_memo
+from .engine.locate import Engine
+from .models import GGUFInfo
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpus() -> list[str]:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def hardware() -> dict:
+    import os
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "gpus": gpus(),
+            "platform": platform.platform(), "python": sys.version.split()[0]}
+
+
+def engine_provenance(engine: Engine) -> dict:
+    return {"server": str(engine.server), "origin": engine.origin, "version": engine.version(),
+            "backend": engine.backend, "source": engine.provenance.get("source"),
+            "cmake_flags": engine.provenance.get("cmake_flags")}
+
+
+def model_provenance(info: GGUFInfo) -> dict:
+    return {**info.summary(), "sha256": sha256_file_memo(info.path)}
+
+
+def run_provenance(engine: Engine, models: dict[str, dict]) -> dict:
+    return {"engine": engine_provenance(engine), "hardware": hardware(), "models": models,
+            "tool": {"name": "specsweep", "version": __version__},
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -1,0 +1,116 @@
+"""The flat record types that everything downstream of the engine agrees on.
+
+One frozen dataclass per record. SQLite columns, CSV headers and JSON keys are
+derived from these fields (``record_columns``), never from a hand-kept list.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from typing import Any, get_type_hints
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request against one managed server: what was asked, what came back, what was counted.
+
+    Three independent tallies of speculation are kept side by side and compared
+    (``crosscheck``): the response ``timings`` (``draft_n``…), the ``/metrics``
+    counter deltas around the request (``m_*``) and the server's own trace log
+    (``log_*``: one "accepted a/b draft tokens" line per verification step).
+    """
+
+    run_id: int
+    server_id: int
+    model_label: str
+    spec_type: str  # "none" at depth 0
+    depth: int  # --spec-draft-n-max; 0 = no speculation
+    rep: int
+    seed: int
+    prompt_id: str
+    category: str
+    attempt: int  # 1 for the first try of this cell, 2 for its first retry …
+    status: str  # "ok" or "failed"
+    error: str | None
+    started_at: float  # unix time
+    wall_ms: float | None  # client-side wall time of the HTTP request
+    finish_reason: str | None
+    prompt_n: int | None
+    prompt_ms: float | None
+    predicted_n: int | None
+    predicted_ms: float | None
+    predicted_per_second: float | None
+    draft_n: int | None  # timings: tokens drafted
+    draft_n_accepted: int | None  # timings: drafted tokens accepted
+    m_draft_tokens: int | None  # /metrics delta: spec_decode_num_draft_tokens_total
+    m_accepted: int | None  # /metrics delta: spec_decode_num_accepted_tokens_total
+    m_steps: int | None  # /metrics delta: spec_decode_num_drafts_total (verification steps)
+    m_accepted_per_pos: list[int] | None  # /metrics delta per draft position (0-indexed)
+    log_steps: int | None  # trace log: verification steps
+    log_drafted: int | None  # trace log: Σ draft length
+    log_accepted: int | None  # trace log: Σ accepted
+    log_drafted_per_pos: list[int] | None  # steps whose draft had ≥ i+1 tokens
+    log_accepted_per_pos: list[int] | None  # steps that accepted ≥ i+1 tokens
+    log_summary_drafted: int | None  # the server's end-of-request "draft acceptance" line
+    log_summary_accepted: int | None
+    max_draft_len: int | None  # longest draft seen: the effective depth (n-gram types ignore n_max)
+    completion_tokens: int | None
+    crosscheck: str | None  # "ok", or what disagreed
+    content: str | None  # generated text, for inspection
+
+
+@dataclass(frozen=True)
+class ServerRecord:
+    """One start of llama-server: the exact argv and what the server reported back."""
+
+    run_id: int
+    model_label: str
+    spec_type: str
+    depth: int
+    argv: list[str]
+    build_info: str | None
+    props: dict | None
+    log_path: str
+    started_at: float
+    start_seconds: float | None  # spawn -> healthy
+    drafting_confirmed: int | None  # 1 if speculative counters moved on the warm-up, 0 if not, None at depth 0
+    stopped_at: float | None = None
+    stop_reason: str | None = None
+
+
+_SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT"}
+
+
+def record_columns(cls) -> list[tuple[str, str]]:
+    """(column name, SQLite type) for each field; lists and dicts are stored as JSON text."""
+    hints = get_type_hints(cls)
+    columns = []
+    for fld in fields(cls):
+        base = hints[fld.name]
+        args = [a for a in getattr(base, "__args__", ()) if a is not type(None)]
+        concrete = args[0] if args else base
+        columns.append((fld.name, _SQL_TYPES.get(concrete, "TEXT")))
+    return columns
+
+
+def is_json_field(cls, name: str) -> bool:
+    hints = get_type_hints(cls)
+    text = str(hints[name])
+    return text.startswith(("list", "dict")) or "list[" in text or "dict" in text
+
+
+def to_row(record) -> list[Any]:
+    cls = type(record)
+    return [json.dumps(getattr(record, f.name)) if is_json_field(cls, f.name) and getattr(record, f.name) is not None
+            else getattr(record, f.name) for f in fields(cls)]
+
+
+def from_row(cls, row: dict) -> Any:
+    values = {}
+    for fld in fields(cls):
+        value = row[fld.name]
+        if value is not None and is_json_field(cls, fld.name):
+            value = json.loads(value)
+        values[fld.name] = value
+    return cls(**values)

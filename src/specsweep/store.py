@@ -1,0 +1,272 @@
+"""SQLite results store: one row per run, per server start and per request.
+
+Every request is committed the moment it finishes (hyperfine's "export after
+every benchmark, because a later one may fail"). Schema changes are an ordered
+list of migration functions, tracked in ``PRAGMA user_version``; a database
+written by a newer specsweep is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+from .errors import StoreError
+from .records import RequestRecord, ServerRecord, from_row, record_columns, to_row
+
+
+def _create_table(conn: sqlite3.Connection, table: str, cls) -> None:
+    cols = ", ".join(f"{name} {sqltype}" for name, sqltype in record_columns(cls))
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, {cols})")
+
+
+def _m1_initial(conn: sqlite3.Connection) -> None:
+    conn.execute("""CREATE TABLE runs (
+        id INTEGER PRIMARY KEY, run_key TEXT UNIQUE NOT NULL, name TEXT, state TEXT NOT NULL,
+        created_at REAL NOT NULL, updated_at REAL NOT NULL, finished_at REAL,
+        owner_pid INTEGER, owner_host TEXT, tool_version TEXT,
+        config_json TEXT NOT NULL, provenance_json TEXT NOT NULL, notes_json TEXT)""")
+    _create_table(conn, "servers", ServerRecord)
+    _create_table(conn, "requests", RequestRecord)
+    conn.execute("CREATE INDEX requests_by_cell ON requests "
+                 "(run_id, model_label, spec_type, depth, rep, prompt_id, status)")
+
+
+def _m2_fidelity(conn: sqlite3.Connection) -> None:
+    conn.execute("""CREATE TABLE fidelity (
+        id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, model_label TEXT NOT NULL,
+        reference TEXT NOT NULL, measured_at REAL NOT NULL, result_json TEXT NOT NULL,
+        UNIQUE (run_id, model_label))""")
+
+
+# Append only: a database at version k has had exactly the first k applied.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_fidelity]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    run_key: str
+    name: str | None
+    state: str
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    owner_pid: int | None
+    owner_host: str | None
+    tool_version: str | None
+    config: dict
+    provenance: dict
+    notes: dict
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    def __init__(self, path: Path | str, readonly: bool = False):
+        self.path = Path(path)
+        if readonly and not self.path.exists():
+            raise StoreError(f"no results database at {self.path}")
+        if not readonly:
+            self.check_writable(self.path)
+        try:
+            uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+            self.conn = sqlite3.connect(uri, uri=readonly, timeout=10.0, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} has schema version {version}, newer than this specsweep "
+                                 f"understands ({SCHEMA_VERSION})", hint="upgrade specsweep to read it")
+            if not readonly:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self._migrate(version)
+            elif version < SCHEMA_VERSION:
+                raise StoreError(f"{self.path} is at schema version {version}; open it once with "
+                                 "'specsweep run' or 'specsweep runs' to upgrade it")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable specsweep database: {exc}") from None
+
+    @staticmethod
+    def check_writable(path: Path) -> None:
+        """Fail before any server starts if results could not be saved."""
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.exists():
+            if path.is_dir() or not os.access(path, os.W_OK):
+                raise StoreError(f"cannot write results database {path}")
+            return
+        if not parent.exists():
+            raise StoreError(f"cannot write results database {path}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise StoreError(f"cannot write results database {path}: folder {parent} is not writable")
+
+    def _migrate(self, version: int) -> None:
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                migration(self.conn)
+                self.conn.execute(f"PRAGMA user_version = {number}")
+
+    def transaction(self):
+        return _Transaction(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # runs -------------------------------------------------------------------
+    def find_run(self, run_key: str) -> RunRow | None:
+        row = self.conn.execute("SELECT * FROM runs WHERE run_key = ?", (run_key,)).fetchone()
+        return self._run_row(row) if row else None
+
+    def create_run(self, run_key: str, name: str | None, config: dict, provenance: dict,
+                   tool_version: str) -> RunRow:
+        now = time.time()
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO runs (run_key, name, state, created_at, updated_at, tool_version, config_json,"
+                " provenance_json, notes_json) VALUES (?, ?, 'new', ?, ?, ?, ?, ?, '{}')",
+                (run_key, name, now, now, tool_version, json.dumps(config), json.dumps(provenance)))
+        return self.find_run(run_key)
+
+    def claim_run(self, run: RunRow) -> None:
+        """Mark the run as being written by this process; refuse if another live sweep holds it."""
+        host = socket.gethostname()
+        with self.transaction():
+            row = self.conn.execute("SELECT state, owner_pid, owner_host FROM runs WHERE id = ?",
+                                    (run.id,)).fetchone()
+            if (row["state"] == "running" and row["owner_pid"] and row["owner_pid"] != os.getpid()
+                    and row["owner_host"] == host and _pid_alive(row["owner_pid"])):
+                raise StoreError(f"run {run.id} in {self.path} is being written by another sweep "
+                                 f"(pid {row['owner_pid']})", hint="wait for it to finish, or use another --db")
+            self.conn.execute("UPDATE runs SET state = 'running', owner_pid = ?, owner_host = ?, updated_at = ?"
+                              " WHERE id = ?", (os.getpid(), host, time.time(), run.id))
+
+    def set_run_state(self, run_id: int, state: str, notes: dict | None = None) -> None:
+        now = time.time()
+        with self.transaction():
+            self.conn.execute("UPDATE runs SET state = ?, updated_at = ?, owner_pid = NULL,"
+                              " finished_at = CASE WHEN ? = 'complete' THEN ? ELSE finished_at END WHERE id = ?",
+                              (state, now, state, now, run_id))
+            if notes is not None:
+                self.conn.execute("UPDATE runs SET notes_json = ? WHERE id = ?", (json.dumps(notes), run_id))
+
+    def update_provenance(self, run_id: int, provenance: dict) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE runs SET provenance_json = ? WHERE id = ?",
+                              (json.dumps(provenance), run_id))
+
+    def runs(self) -> list[RunRow]:
+        return [self._run_row(r) for r in self.conn.execute("SELECT * FROM runs ORDER BY id")]
+
+    def run(self, ref: str | int) -> RunRow:
+        """A run by id, by key (or key prefix) or by name; the latest run for ``latest``."""
+        text = str(ref)
+        if text == "latest":
+            row = self.conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        elif text.isdigit():
+            row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (int(text),)).fetchone()
+        else:
+            row = self.conn.execute("SELECT * FROM runs WHERE run_key LIKE ? OR name = ? ORDER BY id DESC",
+                                    (text + "%", text)).fetchone()
+        if row is None:
+            raise StoreError(f"no run {text!r} in {self.path}", hint="'specsweep runs' lists them")
+        return self._run_row(row)
+
+    @staticmethod
+    def _run_row(row: sqlite3.Row) -> RunRow:
+        return RunRow(id=row["id"], run_key=row["run_key"], name=row["name"], state=row["state"],
+                      created_at=row["created_at"], updated_at=row["updated_at"],
+                      finished_at=row["finished_at"], owner_pid=row["owner_pid"],
+                      owner_host=row["owner_host"], tool_version=row["tool_version"],
+                      config=json.loads(row["config_json"]), provenance=json.loads(row["provenance_json"]),
+                      notes=json.loads(row["notes_json"] or "{}"))
+
+    # servers and requests -----------------------------------------------------
+    def _insert(self, table: str, record) -> int:
+        names = [f.name for f in fields(record)]
+        sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        with self.transaction():
+            cursor = self.conn.execute(sql, to_row(record))
+            self.conn.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (time.time(), record.run_id))
+        return int(cursor.lastrowid)
+
+    def add_server(self, record: ServerRecord) -> int:
+        return self._insert("servers", record)
+
+    def server_stopped(self, server_id: int, reason: str) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE servers SET stopped_at = ?, stop_reason = ? WHERE id = ?",
+                              (time.time(), reason, server_id))
+
+    def add_request(self, record: RequestRecord) -> int:
+        return self._insert("requests", record)
+
+    def requests(self, run_id: int, status: str | None = None) -> list[RequestRecord]:
+        sql = "SELECT * FROM requests WHERE run_id = ?" + (" AND status = ?" if status else "") + " ORDER BY id"
+        args = (run_id, status) if status else (run_id,)
+        return [from_row(RequestRecord, dict(r)) for r in self.conn.execute(sql, args)]
+
+    def servers(self, run_id: int) -> list[ServerRecord]:
+        rows = self.conn.execute("SELECT * FROM servers WHERE run_id = ? ORDER BY id", (run_id,))
+        return [from_row(ServerRecord, dict(r)) for r in rows]
+
+    def completed_cells(self, run_id: int) -> set[tuple]:
+        rows = self.conn.execute("SELECT DISTINCT model_label, spec_type, depth, rep, prompt_id FROM requests"
+                                 " WHERE run_id = ? AND status = 'ok'", (run_id,))
+        return {tuple(r) for r in rows}
+
+    def attempts(self, run_id: int) -> dict[tuple, int]:
+        rows = self.conn.execute("SELECT model_label, spec_type, depth, rep, prompt_id, MAX(attempt) FROM requests"
+                                 " WHERE run_id = ? GROUP BY model_label, spec_type, depth, rep, prompt_id",
+                                 (run_id,))
+        return {tuple(r)[:5]: r[5] for r in rows}
+
+    def mean_wall_ms(self, model_label: str, depth: int) -> float | None:
+        """Typical request time for a model label and depth in any run: for --dry-run estimates."""
+        row = self.conn.execute("SELECT AVG(wall_ms) FROM requests WHERE model_label = ? AND depth = ?"
+                                " AND status = 'ok'", (model_label, depth)).fetchone()
+        return row[0]
+
+    # fidelity -------------------------------------------------------------------
+    def save_fidelity(self, run_id: int, model_label: str, reference: str, result: dict) -> None:
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO fidelity (run_id, model_label, reference, measured_at,"
+                              " result_json) VALUES (?, ?, ?, ?, ?)",
+                              (run_id, model_label, reference, time.time(), json.dumps(result)))
+
+    def fidelity(self, run_id: int) -> dict[str, dict]:
+        rows = self.conn.execute("SELECT model_label, reference, result_json FROM fidelity WHERE run_id = ?",
+                                 (run_id,))
+        return {r["model_label"]: {"reference": r["reference"], **json.loads(r["result_json"])} for r in rows}
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (KeyboardInterrupt included)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+        return False

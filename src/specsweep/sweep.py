@@ -1,0 +1,380 @@
+"""Run a sweep: check inputs, open the store, and measure every planned request.
+
+Each server group gets one managed llama-server. Every request is written to
+the store as soon as it finishes; a failed request is a row too (failures are
+data). A dead server is restarted and the request retried a bounded number of
+times; a model whose server keeps dying is skipped with its cells marked
+failed, and the sweep goes on. SIGINT/SIGTERM abandon the request in flight,
+stop the server, and leave a consistent store that the same command resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .client import Outcome, chat_body, measure
+from .config import DRAFT_MODEL_TYPES, SweepConfig
+from .engine.locate import Engine
+from .engine.server import LlamaServer, ServerOptions
+from .errors import ConfigError, EngineMissingError, Interrupted, RequestError, ServerError
+from .models import GGUFInfo, check_mtp, check_vocab, inspect_gguf
+from .plan import Plan, PlannedRequest, ServerGroup, make_plan
+from .prompts import Prompt, load_prompts
+from .provenance import model_provenance, run_provenance
+from .records import RequestRecord, ServerRecord
+from .store import RunRow, Store
+
+RUN_KEY_VERSION = 1
+WARMUP_MESSAGES = ({"role": "user", "content": "Count from one to twenty in words."},)
+
+
+@dataclass
+class Prepared:
+    """Everything checked before the first server starts."""
+
+    config: SweepConfig
+    engine: Engine
+    prompts: list[Prompt]
+    models: dict[str, GGUFInfo]
+    drafters: dict[str, GGUFInfo]
+    model_provenance: dict[str, dict] = field(default_factory=dict)
+
+
+def prepare(config: SweepConfig, engine: Engine) -> Prepared:
+    """Validate models, drafting and engine; any problem is one clear error, before any server starts."""
+    Store.check_writable(Path(config.db))
+    prompts = load_prompts(config.prompts, limit=config.prompt_limit)
+    speculating = any(d > 0 for d in config.drafting.depths)
+    spec_type = config.drafting.spec_type
+    if speculating:
+        supported = engine.spec_types()
+        if supported and spec_type not in supported:
+            raise EngineMissingError(f"{engine.server} does not support --spec-type {spec_type} "
+                                     f"(it has: {', '.join(supported)})")
+    models, drafters = {}, {}
+    for model in config.models:
+        info = inspect_gguf(model.path)
+        models[model.label] = info
+        drafter = inspect_gguf(model.draft_model) if model.draft_model else None
+        if drafter is not None:
+            drafters[model.label] = drafter
+        if speculating and spec_type == "draft-mtp":
+            check_mtp(info, drafter)
+        if speculating and drafter is not None and spec_type in DRAFT_MODEL_TYPES:
+            check_vocab(info, drafter)
+    return Prepared(config, engine, prompts, models, drafters)
+
+
+def config_json(config: SweepConfig) -> dict:
+    return json.loads(json.dumps(asdict(config), default=str))
+
+
+def run_key(prepared: Prepared) -> str:
+    """Versioned hash of everything that changes results; transport settings and reps stay out.
+
+    Reps are left out on purpose: adding reps (or ``--target-ci``) extends the same run.
+    """
+    cfg = prepared.config
+    if not prepared.model_provenance:
+        prepared.model_provenance = {label: model_provenance(info) for label, info in prepared.models.items()}
+    drafter_hashes = {label: model_provenance(info)["sha256"] for label, info in prepared.drafters.items()}
+    server = asdict(cfg.server)
+    for transport in ("request_timeout", "start_timeout", "retries"):
+        server.pop(transport)
+    sampling = asdict(cfg.sampling)
+    sampling.pop("reps")
+    engine = prepared.engine
+    identity = {
+        "key_version": RUN_KEY_VERSION,
+        "engine": {"version": engine.version(), "backend": engine.backend,
+                   "source": (engine.provenance.get("source") or {}).get("source_id"),
+                   "server": None if engine.provenance.get("source") else str(engine.server)},
+        "models": [{"label": m.label, "sha256": prepared.model_provenance[m.label]["sha256"],
+                    "draft_sha256": drafter_hashes.get(m.label), "server_args": list(m.server_args)}
+                   for m in cfg.models],
+        "drafting": asdict(cfg.drafting),
+        "prompts": [p.content_hash() for p in prepared.prompts],
+        "sampling": sampling,
+        "server": server,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def open_run(prepared: Prepared, store: Store) -> RunRow:
+    key = run_key(prepared)
+    run = store.find_run(key)
+    if run is None:
+        provenance = run_provenance(prepared.engine, prepared.model_provenance)
+        run = store.create_run(key, prepared.config.name, config_json(prepared.config), provenance, __version__)
+    store.claim_run(run)
+    return run
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM takes the same clean path as Ctrl-C."""
+    def handler(signum, frame):
+        raise Interrupted("stopped by SIGTERM")
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class NullProgress:
+    def start(self, total: int, completed: int) -> None: ...
+    def describe(self, text: str) -> None: ...
+    def advance(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class SweepResult:
+    run: RunRow
+    performed: int = 0
+    failed: int = 0
+    skipped_done: int = 0
+    skipped_models: list[str] = field(default_factory=list)
+    unconfirmed_drafting: list[str] = field(default_factory=list)
+
+
+class Sweep:
+    def __init__(self, prepared: Prepared, store: Store, logs_dir: Path, progress=None,
+                 reps: int | None = None):
+        self.prepared = prepared
+        self.config = prepared.config
+        self.store = store
+        self.logs_dir = logs_dir
+        self.progress = progress or NullProgress()
+        self.plan: Plan = make_plan(self.config, prepared.prompts, reps=reps)
+        self.run = open_run(prepared, store)
+        self.result = SweepResult(self.run)
+        self._walls: dict[str, float] = {}
+
+    # timeouts scaled to the expected work -----------------------------------
+    def start_timeout(self, options: ServerOptions) -> float:
+        if self.config.server.start_timeout:
+            return self.config.server.start_timeout
+        size = sum(Path(p).stat().st_size for p in (options.model, options.draft_model) if p)
+        return 60.0 + 30.0 * size / 1e9
+
+    def request_timeout(self, model_label: str) -> float:
+        if self.config.server.request_timeout:
+            return self.config.server.request_timeout
+        ceiling = 120.0 + 2.0 * self.config.sampling.max_tokens
+        seen = self._walls.get(model_label)
+        return ceiling if seen is None else min(ceiling, max(20.0, 5.0 * seen / 1000.0))
+
+    # the run ------------------------------------------------------------------
+    def execute(self) -> SweepResult:
+        done = self.store.completed_cells(self.run.id)
+        todo = [r for r in self.plan.requests() if r.cell not in done]
+        self.result.skipped_done = self.plan.n_requests - len(todo)
+        self.progress.start(total=self.plan.n_requests, completed=self.result.skipped_done)
+        state = "interrupted"
+        try:
+            with sigterm_as_interrupt():
+                for group in self.plan.groups:
+                    pending = [r for r in group.requests if r.cell not in done]
+                    if not pending:
+                        continue
+                    if group.model_label in self.result.skipped_models:
+                        self._mark_skipped(group, pending)
+                        continue
+                    self._run_group(group, pending)
+            complete = self.store.completed_cells(self.run.id) >= {r.cell for r in self.plan.requests()}
+            state = "complete" if complete else "partial"
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted") from None
+        finally:
+            self.progress.stop()
+            self.store.set_run_state(self.run.id, state, notes={
+                "skipped_models": self.result.skipped_models,
+                "unconfirmed_drafting": self.result.unconfirmed_drafting})
+        self.result.run = self.store.run(self.run.id)
+        return self.result
+
+    def _mark_skipped(self, group: ServerGroup, pending: list[PlannedRequest]) -> None:
+        for request in pending:
+            self._store_failure(request, 0, attempt=1, error=f"skipped: llama-server for {group.model_label} "
+                                                              "kept failing")
+            self.progress.advance()
+
+    def _start_server(self, group: ServerGroup) -> tuple[LlamaServer, int]:
+        log_path = self.logs_dir / f"run{self.run.id}-{group.model_label}-{group.spec_type}-d{group.depth}.log"
+        server = LlamaServer(self.prepared.engine.server, group.options, log_path,
+                             start_timeout=self.start_timeout(group.options))
+        spawned = time.time()
+        server.start()
+        try:
+            confirmed = self._warm_up(server, group)
+        except BaseException:
+            server.stop()
+            raise
+        record = ServerRecord(run_id=self.run.id, model_label=group.model_label, spec_type=group.spec_type,
+                              depth=group.depth, argv=server.argv, build_info=server.props.get("build_info"),
+                              props=server.props, log_path=str(log_path), started_at=spawned,
+                              start_seconds=round(time.time() - spawned, 3), drafting_confirmed=confirmed)
+        return server, self.store.add_server(record)
+
+    def _warm_up(self, server: LlamaServer, group: ServerGroup) -> int | None:
+        """One short unrecorded request; also checks that the server speculates iff asked to."""
+        expected_model = Path(group.options.model).resolve()
+        reported = server.props.get("model_path")
+        if reported and Path(reported).resolve() != expected_model:
+            raise ServerError(f"llama-server reports model {reported}, expected {expected_model}")
+        if server.props.get("total_slots") not in (None, 1):
+            raise ServerError(f"llama-server runs {server.props.get('total_slots')} slots, expected 1")
+        body = chat_body(WARMUP_MESSAGES, 24, self.config.sampling.temperature, self.config.sampling.seed,
+                         self.config.sampling.thinking)
+        outcome = measure(server, body, timeout=self.request_timeout(group.model_label) + 60.0)
+        drafted = outcome.metrics_delta.get("spec_decode_num_draft_tokens_total", 0)
+        if group.depth == 0:
+            if drafted:
+                raise ServerError("llama-server drafted tokens although no speculation was asked for")
+            return None
+        if not drafted:
+            # n-gram types draft only when the context repeats itself: not an error, but say so.
+            self.result.unconfirmed_drafting.append(f"{group.model_label}/{group.spec_type}/d{group.depth}")
+            return 0
+        return 1
+
+    def _run_group(self, group: ServerGroup, pending: list[PlannedRequest]) -> None:
+        retries = self.config.server.retries
+        attempts = self.store.attempts(self.run.id)
+        server, server_id = None, 0
+        start_failures = 0
+        try:
+            for request in pending:
+                self.progress.describe(f"{group.model_label} · {group.spec_type} · depth {group.depth} · "
+                                       f"rep {request.rep + 1}/{self.config.sampling.reps}")
+                attempt = attempts.get(request.cell, 0)
+                for _ in range(retries + 1):
+                    attempt += 1
+                    if server is None or not server.alive():
+                        if server is not None:
+                            server.stop()
+                            self.store.server_stopped(server_id, "died")
+                        try:
+                            server, server_id = self._start_server(group)
+                            start_failures = 0
+                        except (ServerError, RequestError) as exc:
+                            server = None
+                            start_failures += 1
+                            self._store_failure(request, 0, attempt, f"server start failed: {exc}",
+                                                getattr(exc, "log_tail", ""))
+                            if start_failures > retries:
+                                self._skip_model(group, pending, request, exc)
+                                return
+                            continue
+                    if self._measure_one(server, server_id, request, attempt):
+                        break
+                self.progress.advance()
+        finally:
+            if server is not None:
+                server.stop()
+                self.store.server_stopped(server_id, "done")
+
+    def _skip_model(self, group: ServerGroup, pending: list[PlannedRequest], failed_at: PlannedRequest,
+                    exc: Exception) -> None:
+        self.result.skipped_models.append(group.model_label)
+        self.progress.advance()
+        for request in pending[pending.index(failed_at) + 1:]:
+            self._store_failure(request, 0, 1, f"skipped: llama-server for {group.model_label} kept failing "
+                                               f"({exc})")
+            self.progress.advance()
+
+    def _measure_one(self, server: LlamaServer, server_id: int, request: PlannedRequest, attempt: int) -> bool:
+        sampling = self.config.sampling
+        body = chat_body(request.prompt.messages, sampling.max_tokens, sampling.temperature, request.seed,
+                         sampling.thinking)
+        started = time.time()
+        try:
+            outcome = measure(server, body, timeout=self.request_timeout(request.model_label))
+        except (RequestError, ServerError) as exc:
+            tail = getattr(exc, "log_tail", "") or server.log_tail()
+            if isinstance(exc, RequestError) and server.alive():
+                server.stop()  # a hung or confused server is restarted before the retry
+            self._store_failure(request, server_id, attempt, str(exc), tail, started)
+            return False
+        self.store.add_request(self._record(request, server_id, attempt, started, outcome))
+        self._walls[request.model_label] = max(self._walls.get(request.model_label, 0.0), outcome.wall_ms)
+        self.result.performed += 1
+        return True
+
+    def _store_failure(self, request: PlannedRequest, server_id: int, attempt: int, error: str,
+                       log_tail: str = "", started: float | None = None) -> None:
+        message = error if not log_tail else f"{error}\n--- server log tail ---\n{log_tail}"
+        self.store.add_request(_empty_record(self.run.id, server_id, request, attempt, started or time.time(),
+                                             message))
+        self.result.failed += 1
+
+    def _record(self, request: PlannedRequest, server_id: int, attempt: int, started: float,
+                outcome: Outcome) -> RequestRecord:
+        t = outcome.timings
+        choice = (outcome.response.get("choices") or [{}])[0]
+        usage = outcome.response.get("usage") or {}
+        m = outcome.metrics_delta
+        log = outcome.log
+        return RequestRecord(
+            run_id=self.run.id, server_id=server_id, model_label=request.model_label,
+            spec_type=request.spec_type, depth=request.depth, rep=request.rep, seed=request.seed,
+            prompt_id=request.prompt.id, category=request.prompt.category, attempt=attempt, status="ok",
+            error=None, started_at=started, wall_ms=round(outcome.wall_ms, 3),
+            finish_reason=choice.get("finish_reason"), prompt_n=t.get("prompt_n"), prompt_ms=t.get("prompt_ms"),
+            predicted_n=t.get("predicted_n"), predicted_ms=t.get("predicted_ms"),
+            predicted_per_second=t.get("predicted_per_second"), draft_n=t.get("draft_n", 0),
+            draft_n_accepted=t.get("draft_n_accepted", 0),
+            m_draft_tokens=int(m.get("spec_decode_num_draft_tokens_total", 0)),
+            m_accepted=int(m.get("spec_decode_num_accepted_tokens_total", 0)),
+            m_steps=int(m.get("spec_decode_num_drafts_total", 0)), m_accepted_per_pos=outcome.accepted_per_pos,
+            log_steps=len(log.steps) if log.complete else None,
+            log_drafted=log.drafted if log.complete else None,
+            log_accepted=log.accepted if log.complete else None,
+            log_drafted_per_pos=log.drafted_per_pos() if log.complete else None,
+            log_accepted_per_pos=log.accepted_per_pos() if log.complete else None,
+            log_summary_drafted=log.summary_drafted, log_summary_accepted=log.summary_accepted,
+            max_draft_len=max((d for _, d in log.steps), default=0) if log.complete else None,
+            completion_tokens=usage.get("completion_tokens"), crosscheck=outcome.crosscheck(),
+            content=(choice.get("message") or {}).get("content"),
+        )
+
+
+def _empty_record(run_id: int, server_id: int, request: PlannedRequest, attempt: int, started: float,
+                  error: str) -> RequestRecord:
+    empty = {name: None for name in RequestRecord.__dataclass_fields__}
+    empty.update(run_id=run_id, server_id=server_id, model_label=request.model_label,
+                 spec_type=request.spec_type, depth=request.depth, rep=request.rep, seed=request.seed,
+                 prompt_id=request.prompt.id, category=request.prompt.category, attempt=attempt,
+                 status="failed", error=error, started_at=started)
+    return RequestRecord(**empty)
+
+
+def estimate_seconds(plan: Plan, store: Store | None, done: set[tuple]) -> float | None:
+    """Seconds for the remaining requests, from earlier measurements of the same labels and depths."""
+    if store is None:
+        return None
+    total = 0.0
+    for group in plan.groups:
+        remaining = sum(1 for r in group.requests if r.cell not in done)
+        if not remaining:
+            continue
+        wall = store.mean_wall_ms(group.model_label, group.depth)
+        if wall is None:
+            return None
+        total += remaining * wall / 1000.0
+    return total
+
+
+def check_config_paths(config: SweepConfig) -> None:
+    for model in config.models:
+        if model.draft_model is not None and not Path(model.draft_model).exists():
+            raise ConfigError(f"draft model not found: {model.draft_model}")

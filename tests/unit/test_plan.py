@@ -1,0 +1,46 @@
+from pathlib import Path
+
+from specsweep.config import Drafting, ModelSpec, Sampling, SweepConfig
+from specsweep.plan import make_plan
+from specsweep.prompts import Prompt
+
+
+def prompts(n):
+    return [Prompt(f"p{i}", "coding", ({"role": "user", "content": f"q{i}"},)) for i in range(n)]
+
+
+CONFIG = SweepConfig(
+    models=(ModelSpec("A", Path("a.gguf"), draft_model=Path("d.gguf")), ModelSpec("B", Path("b.gguf"))),
+    drafting=Drafting(spec_type="draft-mtp", depths=(0, 2)),
+    sampling=Sampling(reps=2, seed=10),
+)
+
+
+def test_plan_order_is_pinned():
+    plan = make_plan(CONFIG, prompts(2))
+    assert [(g.model_label, g.spec_type, g.depth) for g in plan.groups] == [
+        ("A", "none", 0), ("A", "draft-mtp", 2), ("B", "none", 0), ("B", "draft-mtp", 2)]
+    first = plan.groups[0].requests
+    assert [(r.rep, r.seed, r.prompt.id) for r in first] == [(0, 10, "p0"), (0, 10, "p1"), (1, 11, "p0"), (1, 11, "p1")]
+    assert plan.n_requests == 16 and plan.n_servers == 4
+
+
+def test_plan_is_pure():
+    assert make_plan(CONFIG, prompts(3)) == make_plan(CONFIG, prompts(3))
+
+
+def test_server_options_follow_depth():
+    plan = make_plan(CONFIG, prompts(1))
+    baseline, speculative = plan.groups[0].options, plan.groups[1].options
+    assert baseline.spec_type is None and baseline.draft_model is None and baseline.draft_n_max is None
+    assert speculative.spec_type == "draft-mtp" and speculative.draft_n_max == 2
+    assert speculative.draft_model == Path("d.gguf")
+    argv = speculative.argv()
+    assert argv[argv.index("--spec-draft-n-max") + 1] == "2"
+    assert "--spec-type" not in baseline.argv()
+
+
+def test_cells_are_unique():
+    plan = make_plan(CONFIG, prompts(3))
+    cells = [r.cell for r in plan.requests()]
+    assert len(cells) == len(set(cells))

@@ -1,0 +1,89 @@
+import sqlite3
+
+import pytest
+
+from specsweep.errors import StoreError
+from specsweep.records import RequestRecord, ServerRecord, record_columns
+from specsweep.store import SCHEMA_VERSION, Store
+
+
+def request(run_id, **over):
+    values = {name: None for name in RequestRecord.__dataclass_fields__}
+    values.update(run_id=run_id, server_id=1, model_label="A", spec_type="draft-simple", depth=2, rep=0, seed=1,
+                  prompt_id="p0", category="coding", attempt=1, status="ok", started_at=1.0,
+                  m_accepted_per_pos=[3, 1], draft_n=10, draft_n_accepted=4)
+    values.update(over)
+    return RequestRecord(**values)
+
+
+def test_migrations_from_blank_database_match_the_records(tmp_path):
+    store = Store(tmp_path / "r.db")
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    for table, cls in (("requests", RequestRecord), ("servers", ServerRecord)):
+        columns = [(r[1], r[2]) for r in store.conn.execute(f"PRAGMA table_info({table})")][1:]
+        assert columns == record_columns(cls)
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_request_roundtrip_and_cells(tmp_path):
+    store = Store(tmp_path / "r.db")
+    run = store.create_run("k1", "n", {"a": 1}, {"p": 2}, "0.1")
+    store.add_request(request(run.id))
+    store.add_request(request(run.id, prompt_id="p1", status="failed", error="boom"))
+    rows = store.requests(run.id)
+    assert rows[0] == request(run.id)
+    assert store.completed_cells(run.id) == {("A", "draft-simple", 2, 0, "p0")}
+    assert store.attempts(run.id)[("A", "draft-simple", 2, 0, "p1")] == 1
+    assert store.run("k1").id == run.id and store.run("latest").id == run.id
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "r.db"
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(path)
+
+
+def test_unwritable_location_is_refused_before_work(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        Store(tmp_path / "missing" / "r.db")
+    with pytest.raises(StoreError):
+        Store(tmp_path)  # a directory
+
+
+def test_not_a_database(tmp_path):
+    path = tmp_path / "r.db"
+    path.write_text("hello, this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a usable"):
+        Store(path)
+
+
+def test_run_held_by_live_process_is_refused(tmp_path):
+    import subprocess
+    store = Store(tmp_path / "r.db")
+    run = store.create_run("k", None, {}, {}, "0")
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        import socket
+        store.conn.execute("UPDATE runs SET state='running', owner_pid=?, owner_host=? WHERE id=?",
+                           (other.pid, socket.gethostname(), run.id))
+        with pytest.raises(StoreError, match="another sweep"):
+            store.claim_run(run)
+    finally:
+        other.kill()
+        other.wait()
+    store.claim_run(run)  # the holder is gone: the run can be resumed
+    assert store.run(run.id).state == "running"
+
+
+def test_failed_transaction_rolls_back(tmp_path):
+    store = Store(tmp_path / "r.db")
+    run = store.create_run("k", None, {}, {}, "0")
+    with pytest.raises(KeyboardInterrupt):
+        with store.transaction():
+            store.conn.execute("UPDATE runs SET name = 'x' WHERE id = ?", (run.id,))
+            raise KeyboardInterrupt
+    assert store.run(run.id).name is None
