@@ -104,9 +104,13 @@ def _run_quiet(cmd: list[str], timeout: float = 30) -> str:
 
 
 def engine_version(server: Path) -> str:
-    """``b<build>-<commit>`` from ``llama-server --version`` ("version: 1 (0c1e570)")."""
+    """``b<build>-<commit>``, as ``/props`` reports ``build_info``, from ``llama-server --version``.
+
+    Newer builds print "version: 0.5.0-dev (build 1, commit 0c1e570)", older ones "version: 1 (0c1e570)".
+    """
     text = _run_quiet([str(server), "--version"])
-    match = re.search(r"version:\s*(\d+)\s*\(([0-9a-f]+|unknown)\)", text)
+    match = (re.search(r"build (\d+), commit ([0-9a-f]+|unknown)", text)
+             or re.search(r"version:\s*(\d+)\s*\(([0-9a-f]+|unknown)\)", text))
     return f"b{match.group(1)}-{match.group(2)}" if match else "unknown"
 
 
