@@ -96,6 +96,7 @@ def _run_logged(cmd: list[str], log, on_line) -> int:
     assert proc.stdout is not None
     for line in proc.stdout:  # drained to the end, so the child never blocks on a full pipe
         log.write(line)
+        log.flush()  # the log is what a user reads when a build fails or seems stuck
         on_line(line)
     return proc.wait()
 

@@ -1,0 +1,288 @@
+"""Quant ladders: a high-precision reference, an importance matrix and quantized rungs.
+
+Made with llama-quantize and llama-imatrix. Every output file gets a ``<file>.json``
+sidecar holding the inputs that decide its content (input sha256s, type, settings,
+engine version) and the exact argv; a later call with the same inputs finds the
+sidecar and does no work. Tool output goes to ``<file>.log`` beside the output.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .cache import sha256_file_memo
+from .config import Sampling, ServerSettings
+from .errors import EngineError, SpecsweepError, UsageError
+from .models import inspect_gguf
+from .texts import text_path
+
+# File types llama-quantize refuses to make without an importance matrix ("this quantization
+# requires an imatrix!"). Source: llama.cpp 0c1e570 src/llama-quant.cpp. tensor_requires_imatrix()
+# names the tensor types IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, and Q2_K inside a Q2_K_S
+# file; llama_tensor_get_type_impl() puts such tensors into the file types IQ1_S, IQ1_M,
+# IQ2_XXS, IQ2_XS, IQ2_S, IQ2_M (IQ2_S tensors), IQ3_XXS (IQ2_S attn_q/attn_k) and IQ3_XS
+# (IQ3_XXS attn_q/attn_k, ffn_gate/ffn_up). Whether one model hits the refusal depends on its
+# shapes: rows not divisible by 256 fall back to IQ4_NL/Q4_0 (SmolLM2-135M's 576-wide rows make
+# IQ3_XXS and IQ3_XS pass without one), so this list is the safe, model-independent answer.
+IMATRIX_REQUIRED = frozenset({"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M",
+                              "IQ3_XXS", "IQ3_XS", "Q2_K_S"})
+HIGH_PRECISION = frozenset({"F32", "F16", "BF16"})
+# A trailing quant name in a file stem ("model.Q4_1", "model-F16"), dropped when naming outputs.
+_QUANT_SUFFIX = re.compile(r"[.\-_](?:B?F16|F32|I?Q\d(?:_[A-Z0-9]+)*|TQ\d_\d|MXFP4_MOE)$", re.IGNORECASE)
+
+
+def needs_imatrix(qtype: str) -> bool:
+    """True for the file types llama-quantize refuses without ``--imatrix`` (see IMATRIX_REQUIRED)."""
+    return qtype.upper() in IMATRIX_REQUIRED
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One quantized model of a ladder and what made it."""
+
+    qtype: str
+    path: Path
+    size_bytes: int
+    bits_per_weight: float
+    imatrix: Path | None
+    requantized: bool  # made from an already quantized source with --allow-requantize
+    source: Path
+    source_sha256: str
+
+    def to_json(self) -> dict:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+# ---- running a tool, with a sidecar that makes a repeat call free ----------------------------
+
+def _sidecar(out: Path) -> Path:
+    return out.with_name(out.name + ".json")
+
+
+def _up_to_date(out: Path, inputs: dict) -> bool:
+    """The output exists, is the size we recorded and was made from exactly these inputs."""
+    try:
+        record = json.loads(_sidecar(out).read_text())
+        return record.get("inputs") == inputs and out.stat().st_size == record.get("size_bytes")
+    except (OSError, ValueError):
+        return False
+
+
+def _last_error_line(log: Path) -> str:
+    """The line that says why: the first error/failed line near the end, else the last line."""
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-20:]
+    flagged = [ln for ln in lines if re.search(r"error|failed", ln, re.IGNORECASE)]
+    return (flagged or lines or ["no output"])[0 if flagged else -1]
+
+
+def run_tool(argv: list[str], log: Path) -> None:
+    """Run one llama.cpp tool with stdout+stderr to ``log`` (a file: never an undrained pipe)."""
+    with open(log, "w") as fh:
+        fh.write("$ " + " ".join(argv) + "\n")
+        fh.flush()
+        try:
+            proc = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            raise EngineError(f"cannot run {argv[0]}: {exc.strerror}") from None
+    if proc.returncode != 0:
+        raise EngineError(f"{Path(argv[0]).name} failed (exit {proc.returncode}): {_last_error_line(log)}",
+                          hint=f"full log: {log}")
+
+
+def make_cached(out: Path, argv: list[str], inputs: dict, notes: dict | None = None) -> bool:
+    """Run ``argv`` to make ``out`` unless its sidecar shows the same inputs; True if it ran."""
+    if _up_to_date(out, inputs):
+        return False
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _sidecar(out).unlink(missing_ok=True)  # a failed run must not leave an old sidecar vouching for it
+    started = time.monotonic()
+    run_tool(argv, out.with_name(out.name + ".log"))
+    if not out.exists():
+        raise EngineError(f"{Path(argv[0]).name} exited 0 but wrote no {out}")
+    record = {"inputs": inputs, "argv": argv, "size_bytes": out.stat().st_size,
+              "seconds": round(time.monotonic() - started, 2), **(notes or {})}
+    _sidecar(out).write_text(json.dumps(record, indent=2) + "\n")
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _version_of(server: Path) -> str:
+    from .engine.locate import engine_version
+    try:
+        return engine_version(server)
+    except SpecsweepError:
+        return "unknown"
+
+
+def engine_version_of(engine) -> str:
+    """The engine's ``b<build>-<commit>``, asked once per binary: part of every cache key."""
+    return _version_of(engine.server)
+
+
+def thread_args(threads: int | None) -> list[str]:
+    return ["-t", str(threads)] if threads else []
+
+
+def _base_name(path: Path) -> str:
+    stem = path.stem
+    while (shorter := _QUANT_SUFFIX.sub("", stem)) != stem and shorter:
+        stem = shorter
+    return stem
+
+
+def _is_quantized(path: Path) -> tuple[bool, str]:
+    info = inspect_gguf(path)
+    return any(t not in HIGH_PRECISION for t in info.quant_mix), info.file_type
+
+
+# ---- public API ------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _quant_types_of(tool: Path) -> tuple[str, ...]:
+    # `llama-quantize --help` ends with "allowed quantization types": lines "  15  or  Q4_K_M  : …".
+    try:
+        proc = subprocess.run([str(tool), "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineError(f"cannot run {tool} --help: {exc}") from None
+    listing = (proc.stdout + proc.stderr).partition("allowed quantization types")[2]
+    return tuple(re.findall(r"^\s*(?:\d+\s+or\s+)?([A-Z][A-Z0-9_]*)\s+:", listing, re.MULTILINE))
+
+
+def quant_types(engine) -> list[str]:
+    """The type names this engine's llama-quantize accepts, in its own order."""
+    types = list(_quant_types_of(engine.tool("llama-quantize")))
+    if not types:
+        raise EngineError("could not read the quantization types from llama-quantize --help")
+    return types
+
+
+def make_reference(engine, source: Path, out_dir: Path, threads: int | None = None) -> Path:
+    """An F16 copy of ``source``: the high-precision reference for fidelity and drafting.
+
+    A quantized source is dequantized (``--allow-requantize``): the reference then carries the
+    source's own quantization error. It is the best reference that model file allows, not the
+    original F16 weights, and the sidecar says so.
+    """
+    source = Path(source)
+    quantized, file_type = _is_quantized(source)
+    out = Path(out_dir) / f"{_base_name(source)}-F16.gguf"
+    argv = [str(engine.tool("llama-quantize")), "--allow-requantize", str(source), str(out), "F16",
+            *([str(threads)] if threads else [])]
+    inputs = {"kind": "reference", "type": "F16", "source_sha256": sha256_file_memo(source),
+              "engine": engine_version_of(engine)}
+    provenance = (f"dequantized from {source.name} ({file_type}) with llama-quantize --allow-requantize; "
+                  "the weights carry the source's quantization error" if quantized
+                  else f"converted from {source.name} ({file_type})")
+    make_cached(out, argv, inputs, {"source": str(source), "provenance": provenance,
+                                    "engine_provenance": engine.provenance})
+    return out
+
+
+def compute_imatrix(engine, model: Path, out: Path, text: Path | None = None, chunks: int | None = None,
+                    ctx: int = 256, threads: int | None = None) -> Path:
+    """An importance matrix (GGUF format when ``out`` ends in .gguf) from llama-imatrix on ``text``."""
+    model, out = Path(model), Path(out)
+    text = Path(text) if text else text_path("calibration")
+    argv = [str(engine.tool("llama-imatrix")), "-m", str(model), "-f", str(text), "-o", str(out),
+            "-c", str(ctx), "--no-ppl", *(["--chunks", str(chunks)] if chunks else []), *thread_args(threads)]
+    inputs = {"kind": "imatrix", "model_sha256": sha256_file_memo(model), "text_sha256": sha256_file_memo(text),
+              "ctx": ctx, "chunks": chunks, "engine": engine_version_of(engine)}
+    make_cached(out, argv, inputs, {"model": str(model), "text": str(text)})
+    return out
+
+
+def build_ladder(engine, source: Path, types: list[str], out_dir: Path, imatrix: str | Path | None = None,
+                 threads: int | None = None, progress=None, imatrix_chunks: int | None = None) -> list[Rung]:
+    """Quantize ``source`` to each of ``types`` in ``out_dir``; rungs already made are reused.
+
+    ``imatrix``: None computes one from the calibration text only if some type needs it (and uses
+    it only for those), ``"auto"`` computes one and uses it for every type, a path uses that file
+    for every type. ``progress(done, total, message)`` is called as work advances.
+    """
+    source, out_dir = Path(source), Path(out_dir)
+    valid = quant_types(engine)
+    wanted = list(dict.fromkeys(t.upper() for t in types))
+    unknown = [t for t in wanted if t not in valid]
+    if unknown:
+        raise UsageError(f"unknown quant type {', '.join(unknown)}; valid: {', '.join(valid)}")
+    if not wanted:
+        raise UsageError("no quant types given")
+    if imatrix is not None and str(imatrix) != "auto" and not Path(imatrix).is_file():
+        raise UsageError(f"imatrix file not found: {imatrix}")
+    quantized, _ = _is_quantized(source)  # also checks that the source is a readable GGUF
+    source_sha = sha256_file_memo(source)
+    base = _base_name(source)
+    notify = progress or (lambda done, total, message: None)
+
+    if imatrix is None:
+        use = {t for t in wanted if needs_imatrix(t)}
+    else:
+        use = set(wanted)
+    computing = bool(use) and (imatrix is None or str(imatrix) == "auto")
+    total, done = len(wanted) + computing, 0
+    imatrix_path: Path | None = None if imatrix is None or str(imatrix) == "auto" else Path(imatrix)
+    if computing:
+        notify(done, total, "importance matrix")
+        imatrix_path = compute_imatrix(engine, source, out_dir / f"{base}.imatrix.gguf",
+                                       chunks=imatrix_chunks, threads=threads)
+        done += 1
+    imatrix_sha = sha256_file_memo(imatrix_path) if imatrix_path else None
+
+    rungs = []
+    quantize = str(engine.tool("llama-quantize"))
+    for qtype in wanted:
+        notify(done, total, qtype)
+        out = out_dir / f"{base}-{qtype}.gguf"
+        im = imatrix_path if qtype in use else None
+        argv = [quantize, *(["--allow-requantize"] if quantized else []), *(["--imatrix", str(im)] if im else []),
+                str(source), str(out), qtype, *([str(threads)] if threads else [])]
+        inputs = {"kind": "quant", "type": qtype, "source_sha256": source_sha,
+                  "imatrix_sha256": imatrix_sha if im else None, "engine": engine_version_of(engine)}
+        make_cached(out, argv, inputs, {"source": str(source), "imatrix": str(im) if im else None})
+        info = inspect_gguf(out)
+        rungs.append(Rung(qtype=qtype, path=out, size_bytes=info.size_bytes, bits_per_weight=info.bits_per_weight,
+                          imatrix=im, requantized=quantized, source=source, source_sha256=source_sha))
+        done += 1
+    notify(done, total, "done")
+    return rungs
+
+
+def _toml(value) -> str:
+    # JSON strings, numbers, booleans and flat lists are valid TOML values.
+    return json.dumps(value)
+
+
+def write_sweep_file(rungs: list[Rung], reference: Path, out_dir: Path, spec_type: str = "draft-simple",
+                     depths=(0, 1, 2, 3, 4)) -> Path:
+    """``out_dir/sweep.toml``: every rung as a target drafted by the reference; paths relative to it."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def rel(path: Path) -> str:
+        return Path(os.path.relpath(Path(path).resolve(), out_dir.resolve())).as_posix()
+
+    sampling, server = Sampling(), ServerSettings()
+    lines = [
+        "# Written by specsweep: each quant rung is a target, the high-precision reference its draft",
+        "# model, so acceptance measures how far each quant strays from the reference.",
+        f"name = {_toml('ladder-' + _base_name(Path(reference)))}",
+        'db = "ladder.db"',
+        'prompts = "mixed-5"',
+    ]
+    for rung in rungs:
+        lines += ["", "[[models]]", f"label = {_toml(rung.qtype)}", f"path = {_toml(rel(rung.path))}",
+                  f"draft_model = {_toml(rel(reference))}"]
+    lines += ["", "[drafting]", f"spec_type = {_toml(spec_type)}", f"depths = {_toml(list(depths))}",
+              "", "[sampling]"]
+    lines += [f"{name} = {_toml(value)}" for name, value in asdict(sampling).items()]
+    lines += ["", "[server]", f"ctx_size = {server.ctx_size}", ""]
+    path = out_dir / "sweep.toml"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,90 @@
+"""A real quant ladder on the default model: reference, imatrix, three rungs, fidelity, sweep file.
+
+Kept small for 2 CPU cores: an imatrix over 2 chunks of 256 tokens, KL divergence over
+4 chunks of 128 tokens (252 scored tokens).
+"""
+
+import json
+import time
+
+import pytest
+
+from specsweep.config import load_toml
+from specsweep.errors import UsageError
+from specsweep.fidelity import kld_base, measure
+from specsweep.quantize import build_ladder, make_reference, needs_imatrix, write_sweep_file
+
+pytestmark = pytest.mark.e2e
+# Falling bits; Q2_K_S is refused without an imatrix. It stands in for an i-quant (IQ2_XS …), which
+# this model's 576-wide rows turn mostly into IQ4_NL, whose imatrix search takes 40-70 s on 2 cores.
+TYPES = ["Q8_0", "Q4_K_M", "Q2_K_S"]
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch, engine, model_path):
+    # engine and model are resolved first (from the user cache); the sha256 memo then goes to tmp.
+    monkeypatch.setenv("SPECSWEEP_CACHE", str(tmp_path / "cache"))
+
+
+def test_ladder_fidelity_and_sweep_file(engine, model_path, tmp_path, isolated_cache):
+    out = tmp_path / "ladder"
+    reference = make_reference(engine, model_path, out, threads=2)
+    assert "dequantized from" in json.loads(reference.with_name(reference.name + ".json").read_text())["provenance"]
+
+    steps = []
+    rungs = build_ladder(engine, reference, TYPES, out, threads=2, imatrix_chunks=2,
+                         progress=lambda done, total, msg: steps.append(msg))
+    assert [r.qtype for r in rungs] == TYPES
+    assert steps[0] == "importance matrix"
+
+    # Files exist and shrink as bits fall; none was requantized (the source is F16).
+    sizes = [r.path.stat().st_size for r in rungs]
+    assert all(r.path.exists() and not r.requantized for r in rungs)
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 3
+    assert [r.size_bytes for r in rungs] == sizes
+    assert rungs[0].bits_per_weight > rungs[1].bits_per_weight > rungs[2].bits_per_weight
+
+    # The imatrix was computed and used for the low-bit rung only, as llama-quantize's log confirms.
+    imatrix = out / "SmolLM2-135M-Instruct.imatrix.gguf"
+    assert imatrix.exists() and needs_imatrix("Q2_K_S") and needs_imatrix("iq2_xs")
+    assert [r.imatrix for r in rungs] == [None, None, imatrix]
+    assert "importance matrix entries" in (out / "SmolLM2-135M-Instruct-Q2_K_S.gguf.log").read_text()
+
+    # Fidelity against the reference: KLD grows and top-1 agreement falls as bits fall.
+    base = kld_base(engine, reference, out / "reference.kld", ctx=128, chunks=4, threads=2)
+    results = [measure(engine, r.path, base, threads=2) for r in rungs]
+    klds = [f.kld_mean for f in results]
+    top1 = [f.top1_pct for f in results]
+    print("\ntype     size_MB  bpw    mean_KLD            top1_%            tokens")
+    for rung, fid in zip(rungs, results):
+        print(f"{rung.qtype:8} {rung.size_bytes / 1e6:7.2f}  {rung.bits_per_weight:5.2f}  "
+              f"{fid.kld_mean:.6f} ± {fid.kld_mean_unc:.6f}  {fid.top1_pct:6.2f} ± {fid.top1_pct_unc:5.2f}  "
+              f"{fid.tokens}")
+    assert klds[0] < klds[1] < klds[2]
+    assert top1[0] > top1[1] > top1[2]
+    assert all(f.tokens == 4 * 63 for f in results)
+
+    itself = measure(engine, reference, base, threads=2)
+    assert itself.kld_mean == pytest.approx(0.0, abs=1e-4) and itself.top1_pct == 100.0
+
+    # A second call with the same inputs does no work.
+    made = [imatrix, *(r.path for r in rungs)]
+    mtimes = [p.stat().st_mtime_ns for p in made]
+    started = time.monotonic()
+    again = build_ladder(engine, reference, TYPES, out, threads=2, imatrix_chunks=2)
+    assert time.monotonic() - started < 5
+    assert again == rungs
+    assert [p.stat().st_mtime_ns for p in made] == mtimes
+
+    # The sweep file: every rung a target, the reference its draft model.
+    config = load_toml(write_sweep_file(rungs, reference, out))
+    assert [m.label for m in config.models] == TYPES
+    assert [m.path.resolve() for m in config.models] == [r.path.resolve() for r in rungs]
+    assert {m.draft_model.resolve() for m in config.models} == {reference.resolve()}
+    assert config.drafting.spec_type == "draft-simple" and config.drafting.depths == (0, 1, 2, 3, 4)
+
+
+def test_unknown_quant_type_is_one_clear_error(engine, model_path, tmp_path):
+    with pytest.raises(UsageError, match=r"unknown quant type Q9_X; valid: .*Q4_K_M"):
+        build_ladder(engine, model_path, ["q8_0", "Q9_X"], tmp_path)
+    assert not any(tmp_path.iterdir())
