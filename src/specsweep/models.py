@@ -88,6 +88,7 @@ class GGUFInfo:
     quant_mix: dict[str, int] = field(default_factory=dict)  # tensor type -> parameter count
     nextn_layers: int = 0
     has_mtp: bool = False
+    block_count: int = 0
 
     @property
     def bits_per_weight(self) -> float:
@@ -98,7 +99,8 @@ class GGUFInfo:
             "path": str(self.path), "size_bytes": self.size_bytes, "architecture": self.architecture,
             "name": self.name, "file_type": self.file_type, "parameters": self.parameter_count,
             "bits_per_weight": round(self.bits_per_weight, 3), "vocab_size": self.vocab_size,
-            "quant_mix": self.quant_mix, "nextn_layers": self.nextn_layers, "has_mtp": self.has_mtp,
+            "quant_mix": self.quant_mix, "block_count": self.block_count, "nextn_layers": self.nextn_layers,
+            "has_mtp": self.has_mtp,
         }
 
 
@@ -225,6 +227,7 @@ def inspect_gguf(path: Path | str) -> GGUFInfo:
         parameter_count=sum(mix.values()), vocab_size=len(tokens) if isinstance(tokens, list) else 0,
         vocab_hash=vocab_hash.hexdigest(), quant_mix=dict(mix.most_common()), nextn_layers=nextn,
         has_mtp=nextn > 0 or has_nextn_tensor or arch.endswith("-assistant"),
+        block_count=int(meta.get(f"{arch}.block_count", 0) or 0),
     )
 
 
