@@ -59,3 +59,12 @@ def no_orphans():
     while (left := llama_server_pids() - before) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, f"llama-server processes left behind: {sorted(left)}"
+
+
+@pytest.fixture(scope="session")
+def second_model(engine, model_path, tmp_path_factory) -> Path:
+    """A second real model for two-model sweeps: the default model requantized to Q8_0."""
+    out = tmp_path_factory.mktemp("models") / "SmolLM2-135M-Instruct.Q8_0.gguf"
+    subprocess.run([str(engine.tool("llama-quantize")), "--allow-requantize", str(model_path), str(out), "Q8_0"],
+                   check=True, capture_output=True, timeout=300)
+    return out

@@ -100,7 +100,7 @@ def config_from_args(args) -> "SweepConfig":
 # commands ------------------------------------------------------------------------
 
 def cmd_engine_install(args) -> int:
-    from .engine.build import BuildRequest, detect_cuda_arch, install
+    from .engine.build import BuildRequest, cached_build, detect_cuda_arch, install
     from .engine.source import resolve_source
     from .progress import BuildProgress, console
     tree = resolve_source(args.source)
@@ -108,9 +108,13 @@ def cmd_engine_install(args) -> int:
         request = BuildRequest("cuda", cuda_arch=args.cuda_arch or detect_cuda_arch())
     else:
         request = BuildRequest("cpu")
-    with BuildProgress(f"building llama.cpp ({request.backend})") as progress:
-        build = install(tree, request, jobs=args.jobs, progress=progress)
-    console.print(f"engine: {build / 'bin' / 'llama-server'}")
+    build = cached_build(tree, request)
+    if build is not None:
+        console.print(f"cached build {build.name}")
+    else:
+        with BuildProgress(f"building llama.cpp ({request.backend})") as progress:
+            build = install(tree, request, jobs=args.jobs, progress=progress)
+    print(build / "bin" / "llama-server")
     return 0
 
 

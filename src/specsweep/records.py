@@ -6,6 +6,7 @@ derived from these fields (``record_columns``), never from a hand-kept list.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, fields
 from typing import Any, get_type_hints
@@ -94,6 +95,7 @@ def record_columns(cls) -> list[tuple[str, str]]:
     return columns
 
 
+@functools.lru_cache(maxsize=None)  # asked for every field of every row read back
 def is_json_field(cls, name: str) -> bool:
     hints = get_type_hints(cls)
     text = str(hints[name])

@@ -169,9 +169,11 @@ class Sweep:
     def request_timeout(self, model_label: str) -> float:
         if self.config.server.request_timeout:
             return self.config.server.request_timeout
+        # Before anything is measured, allow a slow machine 2 s a token; afterwards 10× the slowest
+        # request of this model so far (deeper drafts cost more), never under a minute.
         ceiling = 120.0 + 2.0 * self.config.sampling.max_tokens
         seen = self._walls.get(model_label)
-        return ceiling if seen is None else min(ceiling, max(20.0, 5.0 * seen / 1000.0))
+        return ceiling if seen is None else min(ceiling, max(60.0, 10.0 * seen / 1000.0))
 
     # the run ------------------------------------------------------------------
     def execute(self) -> SweepResult:

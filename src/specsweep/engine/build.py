@@ -101,6 +101,15 @@ def _run_logged(cmd: list[str], log, on_line) -> int:
     return proc.wait()
 
 
+def cached_build(tree: SourceTree, request: BuildRequest) -> Path | None:
+    """The finished build for these inputs, if there is one (made current)."""
+    final = engines_dir() / build_key(tree, request)
+    if (final / "engine.json").exists():
+        _set_current(final)
+        return final
+    return None
+
+
 def install(tree: SourceTree, request: BuildRequest, jobs: int | None = None,
             progress=None) -> Path:
     """Build (or find cached) binaries; returns the build directory holding ``bin/`` and ``engine.json``.
@@ -110,8 +119,7 @@ def install(tree: SourceTree, request: BuildRequest, jobs: int | None = None,
     key = build_key(tree, request)
     final = engines_dir() / key
     engines_dir().mkdir(parents=True, exist_ok=True)
-    if (final / "engine.json").exists():
-        _set_current(final)
+    if cached_build(tree, request):
         return final
     if shutil.which("cmake") is None:
         raise EngineError("cmake is not installed; it is needed to build llama.cpp",

@@ -1,0 +1,226 @@
+"""Plots of a run (matplotlib, Agg backend): acceptance, speed and per-position acceptance vs depth,
+and acceptance vs top-1 agreement when fidelity was measured.
+
+matplotlib is imported lazily (inside ``render_plots``), so ``import specsweep.report`` never
+pulls it in; a missing install becomes one UsageError with the command that fixes it. Every plot
+has a title, axis labels with units, a legend and a grid; error bars are ±1σ over reps, or the
+binomial standard error for per-position counts.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .report import Report
+    from .store import RunRow, Store
+
+DPI = 110
+WIDE = (12.0, 5.0)
+SINGLE = (8.5, 5.5)
+# Deterministic PNG bytes: no "Software" version string that changes with matplotlib.
+PNG_METADATA = {"Software": None}
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError("plots need matplotlib", hint="pip install matplotlib") from None
+    matplotlib.use("Agg")  # no display, no GUI toolkit: reports are written on headless hosts
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _series_keys(report: Report) -> list[tuple[str, str]]:
+    """One line per (model, spec type); the spec type joins the label only when it varies."""
+    specs = report.spec_types or ["none"]
+    return [(m, s) for m in report.models for s in specs
+            if any(c.key.model_label == m and (c.key.spec_type == s or c.key.depth == 0) for c in report.cells)]
+
+
+def _label(report: Report, key: tuple[str, str]) -> str:
+    return f"{key[0]} ({key[1]})" if len(report.spec_types) > 1 else key[0]
+
+
+def _offsets(n: int, width: float = 0.18) -> list[float]:
+    """Small x shifts so the error bars of different models at one depth do not hide each other."""
+    if n <= 1:
+        return [0.0] * n
+    step = width / (n - 1)
+    return [-width / 2 + i * step for i in range(n)]
+
+
+def _finish(ax, title: str, xlabel: str, ylabel: str, integer_x: list[int] | None = None) -> None:
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if integer_x:
+        ax.set_xticks(integer_x)
+    ax.grid(True, alpha=0.35)
+    if not ax.get_legend_handles_labels()[0]:
+        ax.plot([], [], label="no data")  # an empty run still gets a legend saying so
+    ax.legend(fontsize="small", loc="best")
+
+
+def _n_text(estimates) -> str:
+    ns = sorted({e.n for e in estimates if e is not None})
+    return "n=" + "/".join(map(str, ns)) if ns else "no data"
+
+
+def _acceptance_vs_depth(plt, report: Report):
+    fig, ax = plt.subplots(figsize=SINGLE)
+    keys = _series_keys(report)
+    depths = [d for d in report.depths if d > 0]
+    used = []
+    for key, dx in zip(keys, _offsets(len(keys))):
+        pts = [(d, report.cell(key[0], key[1], d)) for d in depths]
+        pts = [(d, c.acceptance) for d, c in pts if c and c.acceptance]
+        if not pts:
+            continue
+        used += [e for _, e in pts]
+        ax.errorbar([d + dx for d, _ in pts], [100 * e.mean for _, e in pts], yerr=[100 * e.sd for _, e in pts],
+                    marker="o", capsize=4, linewidth=1.6, label=_label(report, key))
+    if not used:
+        ax.text(0.5, 0.5, "no speculative cells", ha="center", va="center", transform=ax.transAxes)
+    _finish(ax, f"Draft acceptance vs draft depth · run {report.run.id}\n(mean ±1σ over reps, {_n_text(used)})",
+            "draft depth n (--spec-draft-n-max)", "acceptance rate (%)", depths)
+    return fig
+
+
+def _speed_vs_depth(plt, report: Report):
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=WIDE)
+    keys = _series_keys(report)
+    used_tps, used_speedup = [], []
+    for key, dx in zip(keys, _offsets(len(keys))):
+        cells = [(d, report.cell(key[0], key[1], d)) for d in report.depths]
+        tps = [(d, c.decode_tps) for d, c in cells if c and c.decode_tps]
+        line = None
+        if tps:
+            used_tps += [e for _, e in tps]
+            line = ax1.errorbar([d + dx for d, _ in tps], [e.mean for _, e in tps], yerr=[e.sd for _, e in tps],
+                                marker="o", capsize=4, linewidth=1.6, label=_label(report, key))
+        speed = [(d, c.speedup) for d, c in cells if c and c.speedup]  # depth 0 is 1.0 by definition
+        if speed:
+            used_speedup += [e for _, e in speed]
+            color = line.lines[0].get_color() if line else None
+            ax2.errorbar([d + dx for d, _ in speed], [e.mean for _, e in speed], yerr=[e.sd for _, e in speed],
+                         marker="o", capsize=4, linewidth=1.6, color=color, label=_label(report, key))
+    ax2.axhline(1.0, color="0.35", linestyle="--", linewidth=1.2, label="no speedup (depth 0)")
+    _finish(ax1, f"Decode speed (server side)\n(mean ±1σ over reps, {_n_text(used_tps)})",
+            "draft depth n (0 = no speculation)", "decode speed (tokens/s)", report.depths)
+    _finish(ax2, f"Speedup vs depth 0, paired by rep\n(mean ±1σ over reps, {_n_text(used_speedup)})",
+            "draft depth n", "speedup (× depth-0 decode speed)", report.depths)
+    fig.suptitle(f"Speed vs draft depth · run {report.run.id}")
+    return fig
+
+
+def _per_position(plt, report: Report):
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=WIDE)
+    keys = _series_keys(report)
+    pooled = [p for p in report.positions if p.depth is None]
+    n_max = max((p.position for p in pooled), default=0) + 1
+    for key, dx in zip(keys, _offsets(len(keys), 0.12)):
+        mine = sorted((p for p in pooled if (p.model, p.spec_type) == key), key=lambda p: p.position)
+        pts = [p for p in mine if p.p is not None]
+        line = None
+        if pts:
+            line = ax1.errorbar([p.position + dx for p in pts], [100 * p.p for p in pts],
+                                yerr=[100 * (p.p_se or 0) for p in pts], marker="o", capsize=4, linewidth=1.6,
+                                label=_label(report, key))
+        pts = [p for p in mine if p.alpha is not None]
+        if pts:
+            ax2.errorbar([p.position + dx for p in pts], [100 * p.alpha for p in pts],
+                         yerr=[100 * (p.alpha_se or 0) for p in pts], marker="s", capsize=4, linewidth=1.6,
+                         color=line.lines[0].get_color() if line else None, label=_label(report, key))
+    if not pooled:
+        for ax in (ax1, ax2):
+            ax.text(0.5, 0.5, "no per-position counts", ha="center", va="center", transform=ax.transAxes)
+    ticks = list(range(n_max)) if n_max <= 16 else None
+    _finish(ax1, "Unconditional p_i = accepted at i / steps that drafted ≥ i+1\n(± binomial SE)",
+            "draft position i (0 = first drafted token)", "acceptance at position i (%)", ticks)
+    _finish(ax2, "Conditional α_i = p_i / p_(i−1)\n(± binomial SE over steps that reached i)",
+            "draft position i (0 = first drafted token)", "acceptance given all earlier accepted (%)", ticks)
+    fig.suptitle(f"Acceptance by draft position, pooled over depths and reps · run {report.run.id}")
+    return fig
+
+
+def _acceptance_vs_top1(plt, report: Report):
+    fig, ax = plt.subplots(figsize=SINGLE)
+    fid = report.fidelity
+    corr = {(c.spec_type, c.depth): c for c in report.correlations if c.against == "top1_pct"}
+    groups = sorted({(c.key.spec_type, c.key.depth) for c in report.cells if c.key.depth > 0 and c.acceptance})
+    markers = "osD^v<>ph*"
+    tops: dict[str, tuple[float, float]] = {}
+    for i, (spec, depth) in enumerate(groups):
+        pts = [(float(fid[c.key.model_label]["top1_pct"]), c) for c in report.cells
+               if (c.key.spec_type, c.key.depth) == (spec, depth) and c.acceptance
+               and isinstance((fid.get(c.key.model_label) or {}).get("top1_pct"), (int, float))]
+        if not pts:
+            continue
+        cr = corr.get((spec, depth))
+        r_text = f"Pearson r={cr.pearson_r:+.3f}" if cr and cr.pearson_r is not None else "Pearson r n/a"
+        label = f"n={depth}" + (f" {spec}" if len(report.spec_types) > 1 else "") + f" ({r_text}, {len(pts)} models)"
+        pts.sort(key=lambda p: p[0])
+        xerr = [float((fid[c.key.model_label].get("top1_pct_unc") or 0.0)) for _, c in pts]
+        # A thin dotted line joins one depth's models so the trend reads at a glance.
+        ax.errorbar([x for x, _ in pts], [100 * c.acceptance.mean for _, c in pts],
+                    xerr=xerr, yerr=[100 * c.acceptance.sd for _, c in pts], marker=markers[i % len(markers)],
+                    linestyle=":", linewidth=1.0, capsize=4, markersize=7, label=label)
+        for x, c in pts:  # where each model's label goes: above its highest error bar
+            top = 100 * (c.acceptance.mean + c.acceptance.sd)
+            tops[c.key.model_label] = max(tops.get(c.key.model_label, (x, top)), (x, top), key=lambda p: p[1])
+    for model, (x, top) in tops.items():  # once per model, not once per depth; boxed so lines don't cross it
+        ax.annotate(model, (x, top), textcoords="offset points", xytext=(0, 5), ha="center", va="bottom",
+                    fontsize="small", bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.7", "alpha": 0.9})
+    ax.margins(x=0.1, y=0.12)  # room for the model labels at the edges
+    _finish(ax, f"Acceptance vs top-1 agreement with the reference · run {report.run.id}\n"
+                "(acceptance mean ±1σ over reps, top-1 ± its standard error; one marker per draft depth)",
+            "top-1 agreement with the reference (%)", "acceptance rate (%)")
+    return fig
+
+
+PLOTS = {
+    "acceptance_vs_depth.png": _acceptance_vs_depth,
+    "speed_vs_depth.png": _speed_vs_depth,
+    "per_position.png": _per_position,
+    "acceptance_vs_top1.png": _acceptance_vs_top1,
+}
+
+
+def render_plots(report: Report) -> dict[str, bytes]:
+    """{file name: PNG bytes}; acceptance_vs_top1.png only when the run has fidelity results."""
+    plt = _pyplot()
+    out = {}
+    for name, draw in PLOTS.items():
+        if name == "acceptance_vs_top1.png" and not report.fidelity:
+            continue
+        fig = draw(plt, report)
+        try:
+            fig.tight_layout()
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=DPI, metadata=PNG_METADATA)
+        finally:
+            plt.close(fig)  # figures are global in pyplot: close each, or a long report leaks them
+        out[name] = buf.getvalue()
+    return out
+
+
+def write_plots(store: Store, run: RunRow, out_dir: Path | str) -> list[Path]:
+    """Write the run's PNGs into ``out_dir`` (created if needed); returns their paths."""
+    from .report import _out_dir, build_report
+    out = _out_dir(out_dir)
+    images = render_plots(build_report(store, run))
+    paths = []
+    for name, data in images.items():
+        path = out / name
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        paths.append(path)
+    return paths

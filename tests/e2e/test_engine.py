@@ -1,0 +1,114 @@
+"""The engine against the real llama-server on the real default model (SmolLM2-135M Q4_1)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from specsweep.client import chat_body, measure
+from specsweep.engine.server import LlamaServer, ServerOptions
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+
+HELLO = ({"role": "user", "content": "Name three prime numbers."},)
+
+
+def test_chat_completion_timings_and_metrics(engine, model_path, tmp_path, no_orphans):
+    options = ServerOptions(model=model_path, ctx_size=512, threads=2)
+    with LlamaServer(engine.server, options, tmp_path / "server.log") as server:
+        assert server.argv[server.argv.index("--host") + 1] == "127.0.0.1"
+        assert server.props["build_info"] == engine.version()
+        assert server.props["total_slots"] == 1
+        outcome = measure(server, chat_body(HELLO, 16, 0.3, 1, False), timeout=120)
+        timings = outcome.timings
+        assert timings["predicted_n"] > 0 and timings["prompt_n"] > 0 and timings["predicted_ms"] > 0
+        assert outcome.metrics_delta["tokens_predicted_total"] == timings["predicted_n"]
+        assert outcome.metrics_delta.get("spec_decode_num_draft_tokens_total", 0) == 0
+        assert outcome.log.complete
+        text = httpx.get(f"{server.base_url}/metrics").text
+        assert "llamacpp:spec_decode_num_drafts_total" in text
+    assert not server.alive()
+
+
+def test_draft_simple_with_the_model_drafting_for_itself(engine, model_path, tmp_path, no_orphans):
+    options = ServerOptions(model=model_path, draft_model=model_path, spec_type="draft-simple", draft_n_max=3,
+                            ctx_size=512, threads=2)
+    with LlamaServer(engine.server, options, tmp_path / "server.log") as server:
+        outcome = measure(server, chat_body(HELLO, 32, 0.3, 1, False), timeout=180)
+    assert "loading draft model" in (tmp_path / "server.log").read_text()
+    timings = outcome.timings
+    assert timings["draft_n"] > 0
+    # Three independent tallies of the same request agree exactly.
+    assert outcome.crosscheck() == "ok"
+    assert max(d for _, d in outcome.log.steps) <= 3
+
+
+def test_server_that_dies_at_start_raises_with_exit_code_and_log_tail(engine, tmp_path, no_orphans):
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"GGUF" + b"\0" * 64)
+    server = LlamaServer(engine.server, ServerOptions(model=bogus), tmp_path / "server.log", start_timeout=60)
+    from specsweep.errors import ServerError
+    with pytest.raises(ServerError) as err:
+        server.start()
+    assert err.value.process_exit_code not in (None, 0)
+    assert err.value.log_tail
+    assert not server.alive()
+
+
+def _bad_run(tmp_path, model_arg: str, *extra: str):
+    return run_cli("run", "--model", model_arg, "--depths", "0,1", "--reps", "1", "--prompt-limit", "1",
+                   "--max-tokens", "8", "--db", tmp_path / "r.db", *extra, timeout=120)
+
+
+def _assert_one_clear_line(result, needle: str):
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error:") and needle in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_truncated_gguf(model_path, tmp_path, no_orphans):
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(model_path.read_bytes()[: 20_000_000])
+    result = _bad_run(tmp_path, f"t={truncated}", "--spec-type", "ngram-simple")
+    _assert_one_clear_line(result, "truncated")
+
+
+def test_text_file_named_gguf(tmp_path, no_orphans):
+    fake = tmp_path / "notes.gguf"
+    fake.write_text("these are my notes, not a model\n")
+    _assert_one_clear_line(_bad_run(tmp_path, f"x={fake}", "--spec-type", "ngram-simple"), "not a GGUF file")
+
+
+def test_missing_model_path(tmp_path, no_orphans):
+    _assert_one_clear_line(_bad_run(tmp_path, f"x={tmp_path / 'nope.gguf'}", "--spec-type", "ngram-simple"),
+                           "not found")
+
+
+def test_draft_mtp_on_a_model_without_mtp_layers(model_path, tmp_path, no_orphans):
+    result = _bad_run(tmp_path, f"smol={model_path}", "--spec-type", "draft-mtp")
+    _assert_one_clear_line(result, "MTP layers")
+    assert not (tmp_path / "r-logs").exists()  # refused before any server started
+
+
+def test_doctor_json_lists_draft_mtp(engine):
+    result = run_cli("doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert "draft-mtp" in report["engine"]["spec_types"]
+    assert report["engine"]["version"] == engine.version()
+    assert report["default_model"]["present"] is True
+
+
+def test_second_engine_install_finds_the_cached_build(engine):
+    """The cached path does no build work (its time is in benchmarks/engine-install.md)."""
+    engine_json = engine.server.parent.parent / "engine.json"
+    before = engine_json.stat().st_mtime_ns
+    result = run_cli("engine", "install")
+    assert result.returncode == 0, result.stderr
+    assert "cached build" in result.stderr and str(engine.server) in result.stdout + result.stderr
+    assert engine_json.stat().st_mtime_ns == before

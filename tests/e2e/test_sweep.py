@@ -1,0 +1,84 @@
+"""The sweep on the real server: exact row counts, resume, and Ctrl-C in the middle."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import SPECSWEEP, llama_server_pids, run_cli
+
+pytestmark = pytest.mark.e2e
+
+DEPTHS = (0, 1, 2)
+REPS = 2
+PROMPTS = 2
+
+
+def sweep_args(model_path, second_model, db):
+    return ["run", "--model", f"Q4_1={model_path}", "--model", f"Q8_0={second_model}",
+            "--draft-model", model_path, "--spec-type", "draft-simple", "--depths", ",".join(map(str, DEPTHS)),
+            "--reps", str(REPS), "--prompt-limit", str(PROMPTS), "--max-tokens", "16", "--threads", "2",
+            "--db", db]
+
+
+def rows(db, sql):
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+EXPECTED = 2 * len(DEPTHS) * REPS * PROMPTS
+
+
+def test_sweep_stores_every_request_and_resumes_with_zero_work(model_path, second_model, tmp_path, no_orphans):
+    db = tmp_path / "sweep.db"
+    first = run_cli(*sweep_args(model_path, second_model, db))
+    assert first.returncode == 0, first.stderr
+    stored = rows(db, "SELECT depth, draft_n, status, crosscheck FROM requests")
+    assert len(stored) == EXPECTED
+    assert all(status == "ok" for _, _, status, _ in stored)
+    assert all(draft_n > 0 for depth, draft_n, _, _ in stored if depth >= 1)
+    assert all(draft_n == 0 for depth, draft_n, _, _ in stored if depth == 0)
+    assert all(check == "ok" for *_, check in stored)
+    servers = rows(db, "SELECT model_label, depth, drafting_confirmed FROM servers")
+    assert len(servers) == 2 * len(DEPTHS)
+    assert all(confirmed == 1 for _, depth, confirmed in servers if depth > 0)
+    assert "n=1" in first.stderr and "%" in first.stderr  # the acceptance table is printed at the end
+
+    again = run_cli(*sweep_args(model_path, second_model, db))
+    assert again.returncode == 0, again.stderr
+    assert "0 requests measured" in again.stderr
+    assert len(rows(db, "SELECT id FROM requests")) == EXPECTED
+    assert len(rows(db, "SELECT id FROM servers")) == 2 * len(DEPTHS)  # no server was started
+
+
+def test_ctrl_c_mid_sweep_then_resume_completes_without_duplicates(model_path, second_model, tmp_path, no_orphans):
+    db = tmp_path / "sweep.db"
+    proc = subprocess.Popen([str(SPECSWEEP), *map(str, sweep_args(model_path, second_model, db))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if db.exists() and rows(db, "SELECT COUNT(*) FROM requests")[0][0] >= EXPECTED // 3:
+            break
+        time.sleep(0.2)
+    assert llama_server_pids(), "a server should be running mid-sweep"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "resume with: specsweep run" in stderr
+    assert "Traceback" not in stderr
+    partial = rows(db, "SELECT COUNT(*) FROM requests WHERE status = 'ok'")[0][0]
+    assert EXPECTED // 3 <= partial < EXPECTED
+    assert rows(db, "SELECT state FROM runs")[0][0] == "interrupted"
+
+    resumed = run_cli(*sweep_args(model_path, second_model, db))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed: {partial} requests were already done" in resumed.stderr
+    cells = rows(db, "SELECT model_label, depth, rep, prompt_id, COUNT(*) FROM requests WHERE status = 'ok'"
+                     " GROUP BY model_label, depth, rep, prompt_id")
+    assert len(cells) == EXPECTED
+    assert all(count == 1 for *_, count in cells)
+    assert rows(db, "SELECT state FROM runs")[0][0] == "complete"
