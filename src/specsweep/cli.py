@@ -54,6 +54,10 @@ def _sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-timeout", type=float, help="seconds per request (default: scaled to the work)")
     parser.add_argument("--db", type=Path, help="results database (default specsweep.db)")
     parser.add_argument("--name", help="a name for the run")
+    parser.add_argument("--target-ci", type=float, metavar="PP",
+                        help="add reps until every acceptance interval's half-width is ≤ PP percentage points")
+    parser.add_argument("--max-reps", type=int, default=10, help="rep budget per cell for --target-ci")
+    parser.add_argument("--max-tokens-total", type=int, help="generated-token budget for --target-ci")
 
 
 def config_from_args(args) -> "SweepConfig":
@@ -196,7 +200,7 @@ def cmd_run(args, argv: list[str]) -> int:
     from .plan import make_plan
     from .progress import SweepProgress, console
     from .store import Store
-    from .sweep import Sweep, estimate_seconds, prepare, run_key
+    from .sweep import AdaptiveTarget, Sweep, prepare
     from .report import print_main_table
     config = config_from_args(args)
     engine = _engine(args)
@@ -208,8 +212,13 @@ def cmd_run(args, argv: list[str]) -> int:
     sweep = Sweep(prepared, store, logs, progress=SweepProgress())
     console.print(f"run {sweep.run.id} ({sweep.run.run_key[:12]}) → {config.db}: {sweep.plan.n_requests} requests "
                   f"on {sweep.plan.n_servers} servers")
+    adaptive = None
+    if args.target_ci is not None:
+        if args.target_ci <= 0:
+            raise UsageError("--target-ci must be a positive number of percentage points")
+        adaptive = AdaptiveTarget(args.target_ci / 100.0, args.max_reps, args.max_tokens_total)
     try:
-        result = sweep.execute()
+        result = sweep.execute(adaptive)
     except SpecsweepError as exc:
         if exc.exit_code == 130:
             console.print(f"stopped; every finished request is saved in {config.db}. {_resume_hint(argv)}")
@@ -217,6 +226,10 @@ def cmd_run(args, argv: list[str]) -> int:
     if result.skipped_done:
         console.print(f"resumed: {result.skipped_done} requests were already done")
     console.print(f"{result.performed} requests measured, {result.failed} failed; run state: {result.run.state}")
+    if result.reps_used:
+        console.print("reps per cell: " + ", ".join(f"{k} {v}" for k, v in result.reps_used.items()))
+    if result.budget_hit:
+        console.print(f"[yellow]budget reached before the target interval:[/yellow] {', '.join(result.budget_hit)}")
     for item in result.unconfirmed_drafting:
         console.print(f"[yellow]warning:[/yellow] no drafts on the warm-up for {item} "
                       "(normal for n-gram types on short text)")
@@ -471,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole pipeline on the default model (CPU, a few minutes)")
     demo.add_argument("--out", type=Path, default=Path("specsweep-demo"))
     demo.add_argument("--reps", type=int, default=3)
-    demo.add_argument("--max-tokens", type=int, default=32)
+    demo.add_argument("--max-tokens", type=int, default=16)
     demo.add_argument("--threads", type=int)
     _engine_flags(demo)
     return parser

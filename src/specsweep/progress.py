@@ -21,12 +21,19 @@ class SweepProgress:
     def __init__(self):
         self._progress = _bar()
         self._task = None
+        self._last = ""
 
     def start(self, total: int, completed: int) -> None:
         self._progress.start()
         self._task = self._progress.add_task("starting", total=total, completed=completed)
 
     def describe(self, text: str) -> None:
+        if text != self._last and not console.is_terminal:
+            # No live bar in a log file or CI: one plain line whenever the work moves on.
+            task = next(t for t in self._progress.tasks if t.id == self._task)
+            eta = f", ETA {task.time_remaining:.0f} s" if task.time_remaining is not None else ""
+            console.print(f"{text} ({task.completed:.0f}/{task.total:.0f} requests{eta})", highlight=False)
+        self._last = text
         self._progress.update(self._task, description=text)
 
     def advance(self) -> None:

@@ -1291,29 +1291,31 @@ def render_compare(store_a: Store, run_a: RunRow, store_b: Store, run_b: RunRow)
 # The sweep's own summary
 # ---------------------------------------------------------------------------------------------
 
-def acceptance_table(cells) -> list[list[str]]:
-    """Rows = models, columns = draft depths ≥ 1, cells "88.5 ±1.0% (n=3)"."""
+def acceptance_table(cells) -> tuple[list[list[str]], str]:
+    """Rows = models, columns = draft depths ≥ 1, cells "88.5 ±1.0%"; n goes in the note when it is
+    the same for every cell, else into each cell."""
     depths = sorted({c.key.depth for c in cells if c.key.depth > 0})
     models = list(dict.fromkeys(c.key.model_label for c in cells))
     by_key = {(c.key.model_label, c.key.depth): c for c in cells}
+    ns = {c.acceptance.n for c in cells if c.key.depth > 0 and c.acceptance}
     rows = [["model", *[f"n={d}" for d in depths]]]
     for model in models:
         row = [model]
         for depth in depths:
             cell = by_key.get((model, depth))
-            row.append(cell.acceptance.fmt_pct(with_n=True) if cell and cell.acceptance else "–")
+            row.append(cell.acceptance.fmt_pct(with_n=len(ns) > 1) if cell and cell.acceptance else "–")
         rows.append(row)
-    return rows
+    note = f"mean ±1σ over {ns.pop()} reps" if len(ns) == 1 else "mean ±1σ over reps (n per cell)"
+    return rows, note
 
 
 def print_main_table(store: Store, run: RunRow) -> None:
     from rich.table import Table as RichTable
     from .progress import console
-    cells = summarize(store.requests(run.id))
-    rows = acceptance_table(cells)
-    table = RichTable(title=f"acceptance (mean ±1σ over reps) · run {run.id}")
+    rows, note = acceptance_table(summarize(store.requests(run.id)))
+    table = RichTable(title=f"acceptance ({note}) · run {run.id}; n = draft depth")
     for header in rows[0]:
-        table.add_column(header)
+        table.add_column(header, justify="right" if header != "model" else "left")
     for row in rows[1:]:
         table.add_row(*row)
     console.print(table)

@@ -144,6 +144,17 @@ class SweepResult:
     skipped_done: int = 0
     skipped_models: list[str] = field(default_factory=list)
     unconfirmed_drafting: list[str] = field(default_factory=list)
+    budget_hit: list[str] = field(default_factory=list)  # --target-ci cells that stopped at the budget
+    reps_used: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AdaptiveTarget:
+    """Add reps (new seeds) to a cell until its acceptance interval half-width is ≤ ``half_width``."""
+
+    half_width: float  # as a fraction, e.g. 0.01 for ±1 percentage point
+    max_reps: int = 10
+    max_tokens_total: int | None = None
 
 
 class Sweep:
@@ -176,7 +187,7 @@ class Sweep:
         return ceiling if seen is None else min(ceiling, max(60.0, 10.0 * seen / 1000.0))
 
     # the run ------------------------------------------------------------------
-    def execute(self) -> SweepResult:
+    def execute(self, adaptive: AdaptiveTarget | None = None) -> SweepResult:
         done = self.store.completed_cells(self.run.id)
         todo = [r for r in self.plan.requests() if r.cell not in done]
         self.result.skipped_done = self.plan.n_requests - len(todo)
@@ -184,14 +195,9 @@ class Sweep:
         state = "interrupted"
         try:
             with sigterm_as_interrupt():
-                for group in self.plan.groups:
-                    pending = [r for r in group.requests if r.cell not in done]
-                    if not pending:
-                        continue
-                    if group.model_label in self.result.skipped_models:
-                        self._mark_skipped(group, pending)
-                        continue
-                    self._run_group(group, pending)
+                self._run_groups(self.plan.groups, done)
+                if adaptive is not None:
+                    self._run_adaptive(adaptive)
             complete = self.store.completed_cells(self.run.id) >= {r.cell for r in self.plan.requests()}
             state = "complete" if complete else "partial"
         except KeyboardInterrupt:
@@ -203,6 +209,49 @@ class Sweep:
                 "unconfirmed_drafting": self.result.unconfirmed_drafting})
         self.result.run = self.store.run(self.run.id)
         return self.result
+
+    def _run_groups(self, groups, done: set[tuple]) -> None:
+        for group in groups:
+            pending = [r for r in group.requests if r.cell not in done]
+            if not pending:
+                continue
+            if group.model_label in self.result.skipped_models:
+                self._mark_skipped(group, pending)
+                continue
+            self._run_group(group, pending)
+
+    def _run_adaptive(self, target: AdaptiveTarget) -> None:
+        """More reps for the cells whose bootstrap interval is still wider than the target."""
+        from .analysis import summarize
+        reps = {(g.model_label, g.depth): self.config.sampling.reps for g in self.plan.groups}
+        while True:
+            records = self.store.requests(self.run.id, status="ok")
+            tokens = sum(r.predicted_n or 0 for r in records)
+            wide = []
+            for cell in summarize(records):
+                acc = cell.acceptance
+                key = (cell.key.model_label, cell.key.depth)
+                if cell.key.depth == 0 or acc is None or acc.ci_low is None:
+                    continue
+                if (acc.ci_high - acc.ci_low) / 2 > target.half_width:
+                    wide.append(key)
+            if not wide:
+                break
+            over_tokens = target.max_tokens_total is not None and tokens >= target.max_tokens_total
+            growable = [key for key in wide if reps[key] < target.max_reps]
+            if over_tokens or not growable:
+                self.result.budget_hit = [f"{m}/d{d}" for m, d in wide]
+                break
+            for key in growable:
+                reps[key] += 1
+            bigger = make_plan(self.config, self.prepared.prompts, reps=max(reps.values()))
+            groups = [g for g in bigger.groups if (g.model_label, g.depth) in growable]
+            groups = [ServerGroup(g.model_label, g.spec_type, g.depth, g.options,
+                                  tuple(r for r in g.requests if r.rep < reps[(g.model_label, g.depth)]))
+                      for g in groups]
+            self.progress.start(total=sum(len(g.requests) for g in groups), completed=0)
+            self._run_groups(groups, self.store.completed_cells(self.run.id))
+        self.result.reps_used = {f"{m}/d{d}": n for (m, d), n in reps.items()}
 
     def _mark_skipped(self, group: ServerGroup, pending: list[PlannedRequest]) -> None:
         for request in pending:
@@ -235,7 +284,7 @@ class Sweep:
             raise ServerError(f"llama-server reports model {reported}, expected {expected_model}")
         if server.props.get("total_slots") not in (None, 1):
             raise ServerError(f"llama-server runs {server.props.get('total_slots')} slots, expected 1")
-        body = chat_body(WARMUP_MESSAGES, 24, self.config.sampling.temperature, self.config.sampling.seed,
+        body = chat_body(WARMUP_MESSAGES, 8, self.config.sampling.temperature, self.config.sampling.seed,
                          self.config.sampling.thinking)
         outcome = measure(server, body, timeout=self.request_timeout(group.model_label) + 60.0)
         drafted = outcome.metrics_delta.get("spec_decode_num_draft_tokens_total", 0)

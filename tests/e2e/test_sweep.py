@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -47,6 +48,15 @@ def test_sweep_stores_every_request_and_resumes_with_zero_work(model_path, secon
     assert len(servers) == 2 * len(DEPTHS)
     assert all(confirmed == 1 for _, depth, confirmed in servers if depth > 0)
     assert "n=1" in first.stderr and "%" in first.stderr  # the acceptance table is printed at the end
+
+    # Three independent tallies of every request agree exactly: timings, /metrics deltas, server log.
+    tallies = rows(db, "SELECT draft_n, m_draft_tokens, log_drafted, log_summary_drafted, draft_n_accepted,"
+                       " m_accepted, log_accepted, log_summary_accepted, m_steps, log_steps,"
+                       " m_accepted_per_pos, log_accepted_per_pos FROM requests WHERE depth > 0")
+    for (d_t, d_m, d_l, d_s, a_t, a_m, a_l, a_s, s_m, s_l, pos_m, pos_l) in tallies:
+        assert d_t == d_m == d_l == d_s and a_t == a_m == a_l == a_s and s_m == s_l
+        pos_m, pos_l = json.loads(pos_m), json.loads(pos_l)
+        assert pos_l[:len(pos_m)] == pos_m and not any(pos_l[len(pos_m):])
 
     again = run_cli(*sweep_args(model_path, second_model, db))
     assert again.returncode == 0, again.stderr

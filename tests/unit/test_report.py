@@ -381,4 +381,6 @@ def test_print_main_table_still_prints_the_acceptance_table(full, full_report, c
     print_main_table(*full)
     out = capsys.readouterr().err  # the sweep's console is stderr: stdout stays for data
     assert "acceptance" in out and "Q4_K_M" in out and "n=3" in out
-    assert acceptance_table(full_report.cells)[0] == ["model", "n=1", "n=2", "n=3"]
+    rows, note = acceptance_table(full_report.cells)
+    assert rows[0] == ["model", "n=1", "n=2", "n=3"]
+    assert note.startswith("mean ±1σ over") and all("%" in cell or cell == "–" for cell in rows[1][1:])

@@ -4,12 +4,17 @@ The report of a stored run is deterministic (fixed bootstrap seed, times from th
 ordering), so report.md, results.csv and results.json are compared byte for byte with
 ``tests/golden/sweep-run/``.
 
-Regenerate them after an intended change to the report, or after regenerating the fixture:
+The fixture is the database of a real ``specsweep demo`` run (3 quants of SmolLM2-135M drafted by
+its F16 reference, depths 0-4, 3 reps, mixed-5, with fidelity). Regenerate it with:
+
+    .venv/bin/specsweep demo --out /tmp/fixture-demo && cp /tmp/fixture-demo/demo.db tests/fixtures/sweep-run.db
+
+Regenerate the golden files after an intended change to the report, or after regenerating the fixture:
 
     SPECSWEEP_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_report_golden.py
 
 then review ``git diff tests/golden/`` before committing. Until the fixture exists these tests
-skip; once it exists, a missing golden file fails with the command above.
+fail; a missing golden file fails with the command above.
 """
 
 from __future__ import annotations
@@ -35,8 +40,7 @@ REGENERATE = "SPECSWEEP_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/te
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory) -> dict[str, Path]:
     if not FIXTURE.exists():
-        pytest.skip(f"{FIXTURE.relative_to(TESTS.parent)} is not committed yet (the lead generates it); "
-                    "golden report files are compared against it")
+        pytest.fail(f"{FIXTURE.relative_to(TESTS.parent)} is missing; see this module's docstring")
     # A copy: opening a WAL database, even read-only, may need to create files beside it.
     work = tmp_path_factory.mktemp("golden")
     db = work / FIXTURE.name

@@ -1,0 +1,161 @@
+"""Fault injection against the real server: every completed request survives, the final cell set
+equals the planned one, and no llama-server is left running.
+
+Faults: kill -9 of the server mid-sweep, SIGSTOP of the server (a hang), SIGINT and SIGTERM to the
+tool, and a model whose server dies at every start (skipped, the sweep goes on).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SPECSWEEP, llama_server_pids, run_cli
+
+pytestmark = pytest.mark.e2e
+
+REPS, PROMPTS, DEPTHS = 2, 3, (0, 1)
+PLANNED = REPS * PROMPTS * len(DEPTHS)
+
+
+def args(model_path, db, *extra):
+    return ["run", "--model", f"m={model_path}", "--draft-model", model_path, "--spec-type", "draft-simple",
+            "--depths", ",".join(map(str, DEPTHS)), "--reps", str(REPS), "--prompt-limit", str(PROMPTS),
+            "--max-tokens", "24", "--threads", "2", "--db", db, *extra]
+
+
+def query(db: Path, sql: str):
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def ok_rows(db: Path) -> int:
+    return query(db, "SELECT COUNT(*) FROM requests WHERE status = 'ok'")[0][0] if db.exists() else 0
+
+
+def children_servers(pid: int) -> list[int]:
+    return [p for p in llama_server_pids() if _ppid(p) == pid]
+
+
+def _ppid(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return -1
+    return int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
+
+
+def start_sweep(model_path, db, *extra) -> subprocess.Popen:
+    return subprocess.Popen([str(SPECSWEEP), *map(str, args(model_path, db, *extra))], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout=300.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def assert_complete_and_unique(db: Path):
+    cells = query(db, "SELECT depth, rep, prompt_id, COUNT(*) FROM requests WHERE status = 'ok'"
+                      " GROUP BY depth, rep, prompt_id")
+    assert len(cells) == PLANNED
+    assert all(count == 1 for *_, count in cells)
+
+
+def test_server_killed_mid_sweep_is_restarted_and_the_request_retried(model_path, tmp_path, no_orphans):
+    db = tmp_path / "f.db"
+    proc = start_sweep(model_path, db)
+    wait_for(lambda: ok_rows(db) >= PLANNED // 2 + 1)  # inside the depth-1 server
+    before = ok_rows(db)
+    victim = wait_for(lambda: children_servers(proc.pid))[0]
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert ok_rows(db) == PLANNED >= before
+    assert_complete_and_unique(db)
+    failed = query(db, "SELECT error, attempt FROM requests WHERE status = 'failed'")
+    assert failed, "the request in flight must be recorded as failed"
+    assert any("exited with code" in error or "died" in error or "failed" in error for error, _ in failed)
+    assert "--- server log tail ---" in failed[0][0]
+    retried = query(db, "SELECT COUNT(*) FROM requests WHERE status = 'ok' AND attempt > 1")[0][0]
+    assert retried >= 1
+    assert len(query(db, "SELECT id FROM servers WHERE depth = 1")) == 2  # restarted once
+
+
+def test_hung_server_times_out_and_is_replaced(model_path, tmp_path, no_orphans):
+    db = tmp_path / "f.db"
+    proc = start_sweep(model_path, db, "--request-timeout", "8")
+    wait_for(lambda: ok_rows(db) >= 2)
+    victim = wait_for(lambda: children_servers(proc.pid))[0]
+    os.kill(victim, signal.SIGSTOP)  # alive but answering nothing: a hang
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if Path(f"/proc/{victim}").exists():
+            os.kill(victim, signal.SIGCONT)
+    assert proc.returncode == 0, stderr
+    assert_complete_and_unique(db)
+    errors = [e for (e,) in query(db, "SELECT error FROM requests WHERE status = 'failed'")]
+    assert any("timed out" in e or "metrics" in e for e in errors), errors
+    assert victim not in llama_server_pids()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_to_the_tool_stops_cleanly_and_resume_completes(model_path, tmp_path, sig, no_orphans):
+    db = tmp_path / "f.db"
+    proc = start_sweep(model_path, db)
+    wait_for(lambda: ok_rows(db) >= 3)
+    servers = wait_for(lambda: children_servers(proc.pid))
+    done_before = ok_rows(db)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "resume with: specsweep run" in stderr
+    assert not set(servers) & llama_server_pids()
+    assert ok_rows(db) >= done_before  # nothing measured was lost
+    assert query(db, "PRAGMA integrity_check")[0][0] == "ok"
+    resumed = run_cli(*args(model_path, db))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_complete_and_unique(db)
+
+
+def broken_model(path: Path) -> Path:
+    """A well-formed GGUF that llama-server cannot load (unknown architecture): it dies at every start."""
+    import gguf
+    writer = gguf.GGUFWriter(str(path), "specsweep-broken")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_model_that_keeps_crashing_is_skipped_and_the_sweep_goes_on(model_path, tmp_path, no_orphans):
+    db = tmp_path / "f.db"
+    broken = broken_model(tmp_path / "broken.gguf")
+    result = run_cli("run", "--model", f"broken={broken}", "--model", f"good={model_path}", "--spec-type",
+                     "ngram-simple", "--depths", "0,1", "--reps", "1", "--prompt-limit", "2", "--max-tokens", "8",
+                     "--threads", "2", "--db", db)
+    assert result.returncode == 1, result.stderr  # the run is partial, and says so
+    assert "Traceback" not in result.stderr
+    good = query(db, "SELECT COUNT(*) FROM requests WHERE model_label = 'good' AND status = 'ok'")[0][0]
+    assert good == 4
+    broken_cells = query(db, "SELECT depth, rep, prompt_id FROM requests WHERE model_label = 'broken'"
+                             " GROUP BY depth, rep, prompt_id")
+    assert len(broken_cells) == 4  # every planned cell of the broken model is marked, none silently dropped
+    assert query(db, "SELECT COUNT(*) FROM requests WHERE model_label = 'broken' AND status = 'ok'")[0][0] == 0
+    assert query(db, "SELECT state FROM runs")[0][0] == "partial"
