@@ -37,7 +37,10 @@ def query(db: Path, sql: str):
 
 
 def ok_rows(db: Path) -> int:
-    return query(db, "SELECT COUNT(*) FROM requests WHERE status = 'ok'")[0][0] if db.exists() else 0
+    try:
+        return query(db, "SELECT COUNT(*) FROM requests WHERE status = 'ok'")[0][0]
+    except sqlite3.OperationalError:  # not created yet, or its schema not yet written
+        return 0
 
 
 def children_servers(pid: int) -> list[int]:
