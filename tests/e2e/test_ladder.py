@@ -15,9 +15,8 @@ from specsweep.fidelity import kld_base, measure
 from specsweep.quantize import build_ladder, make_reference, needs_imatrix, write_sweep_file
 
 pytestmark = pytest.mark.e2e
-# Falling bits; Q2_K_S is refused without an imatrix. It stands in for an i-quant (IQ2_XS …), which
-# this model's 576-wide rows turn mostly into IQ4_NL, whose imatrix search takes 40-70 s on 2 cores.
-TYPES = ["Q8_0", "Q4_K_M", "Q2_K_S"]
+# Falling bits; IQ2_XS is an i-quant that llama-quantize refuses without an importance matrix.
+TYPES = ["Q8_0", "Q4_K_M", "IQ2_XS"]
 
 
 @pytest.fixture
@@ -46,9 +45,9 @@ def test_ladder_fidelity_and_sweep_file(engine, model_path, tmp_path, isolated_c
 
     # The imatrix was computed and used for the low-bit rung only, as llama-quantize's log confirms.
     imatrix = out / "SmolLM2-135M-Instruct.imatrix.gguf"
-    assert imatrix.exists() and needs_imatrix("Q2_K_S") and needs_imatrix("iq2_xs")
+    assert imatrix.exists() and needs_imatrix("IQ2_XS") and not needs_imatrix("Q4_K_M")
     assert [r.imatrix for r in rungs] == [None, None, imatrix]
-    assert "importance matrix entries" in (out / "SmolLM2-135M-Instruct-Q2_K_S.gguf.log").read_text()
+    assert "importance matrix entries" in (out / "SmolLM2-135M-Instruct-IQ2_XS.gguf.log").read_text()
 
     # Fidelity against the reference: KLD grows and top-1 agreement falls as bits fall.
     base = kld_base(engine, reference, out / "reference.kld", ctx=128, chunks=4, threads=2)
