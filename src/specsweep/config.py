@@ -173,7 +173,12 @@ def load_toml(path: Path) -> SweepConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        message = str(exc)
+        if "at end of document" in message:  # say where the document ends
+            lines = text.splitlines() or [""]
+            message = message.replace("at end of document",
+                                      f"at line {len(lines)}, column {len(lines[-1]) + 1}: end of file")
+        raise ConfigError(f"{path}: invalid TOML: {message}") from None
     base = path.parent
     for key in data:
         if key not in TOP_LEVEL:
