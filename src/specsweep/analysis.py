@@ -418,27 +418,28 @@ def _ratio_estimate(ok: Sequence[RequestRecord], parts, transform: Callable[[np.
     return _estimate(point, ci)
 
 
-def _matched(records_a: Sequence[RequestRecord], records_b: Sequence[RequestRecord], parts):
-    """Both sides restricted to the (prompt_id, rep) keys where both have usable data."""
+def _matched_tables(records_a: Sequence[RequestRecord], records_b: Sequence[RequestRecord], parts):
+    """Per-(prompt, rep) sums of ``parts`` for both sides, restricted to the (prompt_id, rep) keys
+    where both have usable data: (common keys, (num_a, den_a), (num_b, den_b))."""
     keys_a = {(r.prompt_id, r.rep) for r in records_a if parts(r) is not None}
     keys_b = {(r.prompt_id, r.rep) for r in records_b if parts(r) is not None}
     common = keys_a & keys_b
-    keep_a = [r for r in records_a if (r.prompt_id, r.rep) in common]
-    keep_b = [r for r in records_b if (r.prompt_id, r.rep) in common]
-    return common, keep_a, keep_b
+    if not common:
+        return common, (None, None), (None, None)
+    prompts = sorted({p for p, _ in common})
+    reps = sorted({rep for _, rep in common})
+    tables = [_sum_tables([r for r in records if (r.prompt_id, r.rep) in common], prompts, reps, parts)
+              for records in (records_a, records_b)]
+    return common, tables[0], tables[1]
 
 
 def _speedup_estimate(ok: Sequence[RequestRecord], baseline: Sequence[RequestRecord],
                       n_boot: int, seed: int, level: float) -> Estimate | None:
     """Per rep: decode speed here / decode speed at depth 0, both over the same prompts (only
     (prompt, rep) pairs that succeeded on both sides), then mean ± sd over reps."""
-    common, cell, base = _matched(ok, baseline, _decode_parts)
+    common, (n1, d1), (n0, d0) = _matched_tables(ok, baseline, _decode_parts)
     if not common:
         return None
-    prompts = sorted({p for p, _ in common})
-    reps = sorted({rep for _, rep in common})
-    n1, d1 = _sum_tables(cell, prompts, reps, _decode_parts)
-    n0, d0 = _sum_tables(base, prompts, reps, _decode_parts)
     point, ci = _rep_statistic(
         {"n1": n1, "d1": d1, "n0": n0, "d0": d0},
         lambda s: _safe_div(_safe_div(s["n1"], s["d1"]), _safe_div(s["n0"], s["d0"])),
@@ -615,13 +616,9 @@ def paired_difference(records_a: Iterable[RequestRecord], records_b: Iterable[Re
     depths = {r.depth for r in ok_a} | {r.depth for r in ok_b}
     if len(depths) != 1:
         raise ValueError(f"paired_difference compares one draft depth, got {sorted(depths)}")
-    common, keep_a, keep_b = _matched(ok_a, ok_b, _acceptance_parts)
+    common, (na, da), (nb, db) = _matched_tables(ok_a, ok_b, _acceptance_parts)
     if not common:
         return None
-    prompts = sorted({p for p, _ in common})
-    reps = sorted({rep for _, rep in common})
-    na, da = _sum_tables(keep_a, prompts, reps, _acceptance_parts)
-    nb, db = _sum_tables(keep_b, prompts, reps, _acceptance_parts)
     point, ci = _rep_statistic({"na": na, "da": da, "nb": nb, "db": db},
                                lambda s: _safe_div(s["na"], s["da"]) - _safe_div(s["nb"], s["db"]),
                                n_boot, seed, level)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import SpecsweepError, UsageError
+
+if TYPE_CHECKING:  # heavy modules are imported by the commands that need them
+    from .config import SweepConfig
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,8 +64,7 @@ def _sweep_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args) -> "SweepConfig":
-    from .config import (Drafting, ModelSpec, Sampling, ServerSettings, SweepConfig, load_toml,
-                         parse_depths, parse_model_flag, validate)
+    from .config import SweepConfig, load_toml, parse_depths, parse_model_flag, validate
     if args.config:
         config = load_toml(args.config)
         if args.model:
@@ -131,7 +133,6 @@ def cmd_engine_source(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from .engine.locate import resolve_engine
     from .models import default_model_path
     from .provenance import gpus
     report: dict = {"specsweep": __version__}
@@ -197,7 +198,6 @@ def _resume_hint(argv: list[str]) -> str:
 
 
 def cmd_run(args, argv: list[str]) -> int:
-    from .plan import make_plan
     from .progress import SweepProgress, console
     from .store import Store
     from .sweep import AdaptiveTarget, Sweep, prepare
@@ -388,7 +388,7 @@ def cmd_validate(args) -> int:
 
 def cmd_demo(args) -> int:
     from .demo import DemoSettings, run_demo
-    from .progress import BuildProgress, SweepProgress, console
+    from .progress import SweepProgress, console
     from .report import print_main_table
     import time as _time
     started = _time.monotonic()
@@ -404,7 +404,8 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="specsweep", description=__doc__)
+    parser = _Parser(prog="specsweep", description="Measure speculative-decoding acceptance and speed across "
+                                                     "quants and draft depths on llama.cpp's llama-server.")
     parser.add_argument("--version", action="version", version=f"specsweep {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

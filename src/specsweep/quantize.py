@@ -112,18 +112,12 @@ def make_cached(out: Path, argv: list[str], inputs: dict, notes: dict | None = N
     return True
 
 
-@functools.lru_cache(maxsize=None)
-def _version_of(server: Path) -> str:
-    from .engine.locate import engine_version
+def engine_version_of(engine) -> str:
+    """The engine's ``b<build>-<commit>`` (asked once per binary): part of every cache key."""
     try:
-        return engine_version(server)
+        return engine.version()
     except SpecsweepError:
         return "unknown"
-
-
-def engine_version_of(engine) -> str:
-    """The engine's ``b<build>-<commit>``, asked once per binary: part of every cache key."""
-    return _version_of(engine.server)
 
 
 def thread_args(threads: int | None) -> list[str]:

@@ -598,7 +598,6 @@ def _display_columns(rows: Sequence[ReportRow]) -> tuple[list[str], list[list[st
 def document(report: Report) -> list:
     """The report as blocks, in reading order. Markdown and HTML both render exactly these."""
     run = report.run
-    cfg = run.config
     blocks: list = [Heading(1, f"specsweep report · run {run.id}" + (f" ({run.name})" if run.name else ""))]
     ok = sum(1 for r in report.records if r.status == "ok")
     failed = len(report.records) - ok
@@ -1252,7 +1251,7 @@ def compare_cells(store_a: Store, run_a: RunRow, store_b: Store, run_b: RunRow) 
 def render_compare(store_a: Store, run_a: RunRow, store_b: Store, run_b: RunRow) -> str:
     """Markdown tables of B − A per (model, depth) for acceptance, speedup and decode speed."""
     rows = compare_cells(store_a, run_a, store_b, run_b)
-    blocks: list = [Heading(1, f"specsweep compare · B − A"),
+    blocks: list = [Heading(1, "specsweep compare · B − A"),
                     Bullets([f"A: run {run_a.id} `{run_a.run_key[:12]}` in `{store_a.path}` ({run_a.state})",
                              f"B: run {run_b.id} `{run_b.run_key[:12]}` in `{store_b.path}` ({run_b.state})"])]
     specs = {r.spec_type for r in rows if r.depth > 0}

@@ -23,7 +23,7 @@ from .client import Outcome, chat_body, measure
 from .config import DRAFT_MODEL_TYPES, SweepConfig
 from .engine.locate import Engine
 from .engine.server import LlamaServer, ServerOptions
-from .errors import ConfigError, EngineMissingError, Interrupted, RequestError, ServerError
+from .errors import EngineMissingError, Interrupted, RequestError, ServerError
 from .models import GGUFInfo, check_mtp, check_vocab, inspect_gguf
 from .plan import Plan, PlannedRequest, ServerGroup, make_plan
 from .prompts import Prompt, load_prompts
@@ -423,9 +423,3 @@ def estimate_seconds(plan: Plan, store: Store | None, done: set[tuple]) -> float
             return None
         total += remaining * wall / 1000.0
     return total
-
-
-def check_config_paths(config: SweepConfig) -> None:
-    for model in config.models:
-        if model.draft_model is not None and not Path(model.draft_model).exists():
-            raise ConfigError(f"draft model not found: {model.draft_model}")

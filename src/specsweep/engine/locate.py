@@ -7,6 +7,7 @@ Order for each tool: an explicit flag, then ``SPECSWEEP_LLAMA_SERVER`` (and
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -103,6 +104,7 @@ def _run_quiet(cmd: list[str], timeout: float = 30) -> str:
     return out.stdout + out.stderr
 
 
+@functools.lru_cache(maxsize=None)  # a subprocess; asked for by every cache key and run key
 def engine_version(server: Path) -> str:
     """``b<build>-<commit>``, as ``/props`` reports ``build_info``, from ``llama-server --version``.
 
