@@ -118,15 +118,21 @@ def open_run(prepared: Prepared, store: Store) -> RunRow:
 
 
 @contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM takes the same clean path as Ctrl-C."""
-    def handler(signum, frame):
+def stop_signals_as_interrupt():
+    """SIGINT and SIGTERM both take the clean path: abandon the request, stop the server, flush.
+
+    SIGINT is set explicitly because a process started in the background of a non-interactive
+    shell inherits SIGINT as ignored, and Python then never raises KeyboardInterrupt.
+    """
+    def on_term(signum, frame):
         raise Interrupted("stopped by SIGTERM")
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_term),
+                signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class NullProgress:
@@ -194,7 +200,7 @@ class Sweep:
         self.progress.start(total=self.plan.n_requests, completed=self.result.skipped_done)
         state = "interrupted"
         try:
-            with sigterm_as_interrupt():
+            with stop_signals_as_interrupt():
                 self._run_groups(self.plan.groups, done)
                 if adaptive is not None:
                     self._run_adaptive(adaptive)
