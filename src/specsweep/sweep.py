@@ -259,10 +259,11 @@ class Sweep:
             self._run_groups(groups, self.store.completed_cells(self.run.id))
         self.result.reps_used = {f"{m}/d{d}": n for (m, d), n in reps.items()}
 
-    def _mark_skipped(self, group: ServerGroup, pending: list[PlannedRequest]) -> None:
+    def _mark_skipped(self, group: ServerGroup, pending: list[PlannedRequest], cause: str = "") -> None:
+        """A failed row for every cell of a model that was given up on: none is silently dropped."""
         for request in pending:
-            self._store_failure(request, 0, attempt=1, error=f"skipped: llama-server for {group.model_label} "
-                                                              "kept failing")
+            self._store_failure(request, 0, attempt=1,
+                                error=f"skipped: llama-server for {group.model_label} kept failing{cause}")
             self.progress.advance()
 
     def _start_server(self, group: ServerGroup) -> tuple[LlamaServer, int]:
@@ -344,10 +345,7 @@ class Sweep:
                     exc: Exception) -> None:
         self.result.skipped_models.append(group.model_label)
         self.progress.advance()
-        for request in pending[pending.index(failed_at) + 1:]:
-            self._store_failure(request, 0, 1, f"skipped: llama-server for {group.model_label} kept failing "
-                                               f"({exc})")
-            self.progress.advance()
+        self._mark_skipped(group, pending[pending.index(failed_at) + 1:], f" ({exc})")
 
     def _measure_one(self, server: LlamaServer, server_id: int, request: PlannedRequest, attempt: int) -> bool:
         sampling = self.config.sampling
