@@ -147,7 +147,7 @@ def chat_body(messages, max_tokens: int, temperature: float, seed: int, thinking
     }
 
 
-def measure(server: LlamaServer, body: dict, timeout: float, log_wait: float = 5.0) -> Outcome:
+def measure_request(server: LlamaServer, body: dict, timeout: float, log_wait: float = 5.0) -> Outcome:
     """Send one chat completion and collect all three tallies; RequestError on any failure."""
     try:
         before, pos_before = server.metrics()

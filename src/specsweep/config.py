@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .engine.options import ServerSettings
 from .errors import ConfigError
 
 KNOWN_SPEC_TYPES = ("draft-simple", "draft-eagle3", "draft-mtp", "draft-dflash", "draft-dspark",
@@ -43,20 +44,6 @@ class Sampling:
     reps: int = 3
     seed: int = 1000  # rep r uses seed + r
     thinking: bool = False
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    ctx_size: int = 4096
-    gpu_layers: str | None = None
-    draft_gpu_layers: str | None = None
-    flash_attn: str | None = None
-    threads: int | None = None
-    extra_args: tuple[str, ...] = ()
-    # Transport settings: they do not change results, so they stay out of the run key.
-    request_timeout: float | None = None  # seconds; None = scaled to max_tokens
-    start_timeout: float | None = None  # seconds; None = scaled to model size
-    retries: int = 2
 
 
 @dataclass(frozen=True)
@@ -118,7 +105,7 @@ def _coerce(section: str, name: str, value: Any, default: Any, where: str) -> An
     return value
 
 
-def validate(config: SweepConfig) -> SweepConfig:
+def check_config(config: SweepConfig) -> SweepConfig:
     """Check values that TOML and flags both can get wrong; returns the config unchanged."""
     if not config.models:
         raise ConfigError("no models given: add --model LABEL=PATH or a [[models]] table")
@@ -214,7 +201,7 @@ def load_toml(path: Path) -> SweepConfig:
     prompts = data.get("prompts", "mixed-5")
     if isinstance(prompts, str) and (base / prompts).suffix == ".jsonl":
         prompts = str(base / prompts)
-    return validate(SweepConfig(
+    return check_config(SweepConfig(
         models=tuple(models), prompts=prompts, prompt_limit=data.get("prompt_limit"),
         db=(base / data["db"]) if "db" in data else Path("specsweep.db"), name=data.get("name"),
         **sections))

@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Drafting, ModelSpec, Sampling, ServerSettings, SweepConfig, validate
+from .config import Drafting, ModelSpec, Sampling, SweepConfig, check_config
+from .engine.options import ServerSettings
 from .engine.locate import Engine
-from .fidelity import kld_base, measure as measure_fidelity
+from .fidelity import kld_base, measure_models
 from .models import fetch_default_model
 from .quantize import build_ladder, make_reference
 from .store import Store
@@ -35,15 +36,19 @@ class DemoSettings:
     threads: int | None = None
     fidelity_chunks: int | None = 4
 
+    @property
+    def db(self) -> Path:
+        return self.out_dir / "demo.db"
+
 
 def demo_config(settings: DemoSettings, rungs, reference: Path) -> SweepConfig:
-    return validate(SweepConfig(
+    return check_config(SweepConfig(
         models=tuple(ModelSpec(r.qtype, r.path, draft_model=reference) for r in rungs),
         drafting=Drafting(spec_type="draft-simple", depths=settings.depths),
         prompts=settings.prompts,
         sampling=Sampling(max_tokens=settings.max_tokens, reps=settings.reps),
         server=ServerSettings(ctx_size=1024, threads=settings.threads),
-        db=settings.out_dir / "demo.db", name="demo"))
+        db=settings.db, name="demo"))
 
 
 def run_demo(engine: Engine, settings: DemoSettings, say, sweep_progress=None, step_progress=None) -> dict:
@@ -62,13 +67,10 @@ def run_demo(engine: Engine, settings: DemoSettings, say, sweep_progress=None, s
     store = Store(config.db)
     sweep = Sweep(prepare(config, engine), store, out / "logs", progress=sweep_progress)
     say(f"fidelity against the reference ({len(rungs)} quants)")
-    known = store.fidelity(sweep.run.id)
     base = kld_base(engine, reference, models_dir / "reference.kld", chunks=settings.fidelity_chunks,
                     threads=settings.threads)
-    for rung in rungs:
-        if rung.qtype not in known:
-            result = measure_fidelity(engine, rung.path, base, threads=settings.threads)
-            store.save_fidelity(sweep.run.id, rung.qtype, str(reference), result.to_json())
+    measure_models(engine, store, sweep.run.id, [(r.qtype, r.path) for r in rungs], reference, base,
+                   threads=settings.threads, skip_known=True)
     say(f"sweep: {sweep.plan.n_requests} requests on {sweep.plan.n_servers} servers")
     result = sweep.execute()
     from .report import write_report

@@ -1,7 +1,7 @@
 """Fidelity of a quant to its reference: KL divergence and top-1 agreement from llama-perplexity.
 
 Two steps, as llama.cpp does it: ``kld_base`` saves the reference's log-probabilities over the
-evaluation text once; ``measure`` runs another model over the same tokens and compares
+evaluation text once; ``measure_kld`` runs another model over the same tokens and compares
 (``--kl-divergence``). Only the second half of each ``ctx`` chunk is scored, so a run scores
 ``chunks × (ctx − 1 − ctx/2)`` tokens, and the tool prints no statistics below 100 tokens.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .cache import sha256_file_memo
 from .errors import EngineError, UsageError
-from .quantize import engine_version_of, make_cached, run_tool, thread_args
+from .engine.tools import engine_version_of, make_cached, run_tool, thread_args
 from .texts import text_path
 
 MIN_TOKENS = 100  # perplexity.cpp: "we do not wish to do statistics on so few values"
@@ -129,7 +129,7 @@ def kld_base(engine, reference: Path, out: Path, text: Path | None = None, ctx: 
     return out
 
 
-def measure(engine, model: Path, base: Path, threads: int | None = None) -> FidelityResult:
+def measure_kld(engine, model: Path, base: Path, threads: int | None = None) -> FidelityResult:
     """KL divergence and top-1 agreement of ``model`` against the reference saved in ``base``."""
     model, base = Path(model), Path(base)
     ctx = _base_ctx(base)  # the comparison must run at the base's context size
@@ -143,3 +143,23 @@ def measure(engine, model: Path, base: Path, threads: int | None = None) -> Fide
     if result.tokens is None and result.chunks:
         result = replace(result, tokens=scored_tokens(ctx, result.chunks))
     return result
+
+
+def measure_models(engine, store, run_id: int, models: list[tuple[str, Path]], reference: Path, base: Path,
+                   threads: int | None = None, skip_known: bool = False, report=None) -> dict[str, FidelityResult]:
+    """Measure each ``(label, path)`` against ``base`` and save it in the store under ``run_id``.
+
+    ``skip_known`` leaves out labels the store already has a result for (a resumed demo);
+    ``report(label, result)`` is called after each one is saved. Returns the results measured.
+    """
+    known = store.fidelity(run_id) if skip_known else {}
+    results = {}
+    for label, path in models:
+        if label in known:
+            continue
+        result = measure_kld(engine, Path(path), base, threads=threads)
+        store.save_fidelity(run_id, label, str(reference), result.to_json())
+        results[label] = result
+        if report is not None:
+            report(label, result)
+    return results

@@ -9,11 +9,11 @@ reps run in order and prompts in suite order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from .config import SweepConfig
-from .engine.server import ServerOptions
+from .engine.options import ServerOptions, ServerSettings
 from .prompts import Prompt
 
 
@@ -59,9 +59,12 @@ class Plan:
 
 def server_options(config: SweepConfig, model_index: int, depth: int) -> ServerOptions:
     model = config.models[model_index]
-    srv, drafting = config.server, config.drafting
+    drafting = config.drafting
     speculating = depth > 0
     uses_draft_model = speculating and model.draft_model is not None
+    settings = replace(config.server, extra_args=tuple(config.server.extra_args) + tuple(model.server_args))
+    if not uses_draft_model:  # settings for a draft model mean nothing without one
+        settings = replace(settings, **{f.name: None for f in fields(ServerSettings) if f.metadata.get("draft_only")})
     return ServerOptions(
         model=Path(model.path),
         draft_model=model.draft_model if uses_draft_model else None,
@@ -69,12 +72,7 @@ def server_options(config: SweepConfig, model_index: int, depth: int) -> ServerO
         draft_n_max=depth if speculating else None,
         draft_n_min=drafting.n_min if speculating else None,
         draft_p_min=drafting.p_min if speculating else None,
-        ctx_size=srv.ctx_size,
-        gpu_layers=srv.gpu_layers,
-        draft_gpu_layers=srv.draft_gpu_layers if uses_draft_model else None,
-        flash_attn=srv.flash_attn,
-        threads=srv.threads,
-        extra_args=tuple(srv.extra_args) + tuple(model.server_args),
+        settings=settings,
     )
 
 

@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .client import Outcome, chat_body, measure
+from .client import Outcome, chat_body, measure_request
 from .config import DRAFT_MODEL_TYPES, SweepConfig
 from .engine.locate import Engine
-from .engine.server import LlamaServer, ServerOptions
+from .engine.options import ServerOptions, transport_fields
+from .engine.server import LlamaServer
 from .errors import EngineMissingError, Interrupted, RequestError, ServerError
 from .models import GGUFInfo, check_mtp, check_vocab, inspect_gguf
 from .plan import Plan, PlannedRequest, ServerGroup, make_plan
@@ -86,7 +87,7 @@ def run_key(prepared: Prepared) -> str:
         prepared.model_provenance = {label: model_provenance(info) for label, info in prepared.models.items()}
     drafter_hashes = {label: model_provenance(info)["sha256"] for label, info in prepared.drafters.items()}
     server = asdict(cfg.server)
-    for transport in ("request_timeout", "start_timeout", "retries"):
+    for transport in transport_fields():
         server.pop(transport)
     sampling = asdict(cfg.sampling)
     sampling.pop("reps")
@@ -293,7 +294,7 @@ class Sweep:
             raise ServerError(f"llama-server runs {server.props.get('total_slots')} slots, expected 1")
         body = chat_body(WARMUP_MESSAGES, 8, self.config.sampling.temperature, self.config.sampling.seed,
                          self.config.sampling.thinking)
-        outcome = measure(server, body, timeout=self.request_timeout(group.model_label) + 60.0)
+        outcome = measure_request(server, body, timeout=self.request_timeout(group.model_label) + 60.0)
         drafted = outcome.metrics_delta.get("spec_decode_num_draft_tokens_total", 0)
         if group.depth == 0:
             if drafted:
@@ -353,7 +354,7 @@ class Sweep:
                          sampling.thinking)
         started = time.time()
         try:
-            outcome = measure(server, body, timeout=self.request_timeout(request.model_label))
+            outcome = measure_request(server, body, timeout=self.request_timeout(request.model_label))
         except (RequestError, ServerError) as exc:
             tail = getattr(exc, "log_tail", "") or server.log_tail()
             if isinstance(exc, RequestError) and server.alive():

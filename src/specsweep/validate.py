@@ -20,13 +20,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .cache import cache_root, sha256_file_memo
-from .client import chat_body, measure
+from .client import chat_body, measure_request
 from .engine.locate import Engine
-from .engine.server import LlamaServer, ServerOptions
+from .engine.options import ServerOptions, ServerSettings
+from .engine.server import LlamaServer
+from .engine.tools import engine_version_of, make_cached
 from .errors import RequestError, UsageError
 from .models import inspect_gguf
 from .prompts import load_prompts
-from .quantize import engine_version_of, make_cached
 
 DEFAULT_RATE_VECTORS = ((0.9, 0.7, 0.5, 0.3), (0.85, 0.7, 0.55, 0.4, 0.25))
 TOLERANCE_PP = 2.0
@@ -118,7 +119,8 @@ def validate_rates(engine: Engine, model: Path, drafter: Path, rates: tuple[floa
                    progress=None) -> RateCheck:
     """Run synthetic-acceptance requests until every position has enough drafted steps."""
     options = ServerOptions(model=model, draft_model=drafter, spec_type="draft-simple", draft_n_max=len(rates),
-                            draft_p_min=0.0, synth_rates=rates, ctx_size=max_tokens + 512, threads=threads)
+                            draft_p_min=0.0, synth_rates=rates,
+                            settings=ServerSettings(ctx_size=max_tokens + 512, threads=threads))
     prompts = load_prompts("mixed-40")
     need = steps_needed(rates)
     drafted: list[int] = []
@@ -131,7 +133,7 @@ def validate_rates(engine: Engine, model: Path, drafter: Path, rates: tuple[floa
         while requests < max_requests and min(drafted[:len(rates)] or [0]) < need:
             prompt = prompts[requests % len(prompts)]
             body = chat_body(prompt.messages, max_tokens, 0.3, seed + requests, False)
-            outcome = measure(server, body, timeout=600)
+            outcome = measure_request(server, body, timeout=600)
             if not outcome.log.complete:
                 raise RequestError("the server log did not show the end of a validation request")
             requests += 1

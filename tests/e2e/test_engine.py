@@ -7,8 +7,9 @@ import json
 import httpx
 import pytest
 
-from specsweep.client import chat_body, measure
-from specsweep.engine.server import LlamaServer, ServerOptions
+from specsweep.client import chat_body, measure_request
+from specsweep.engine.options import ServerOptions, ServerSettings
+from specsweep.engine.server import LlamaServer
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.e2e
@@ -17,12 +18,12 @@ HELLO = ({"role": "user", "content": "Name three prime numbers."},)
 
 
 def test_chat_completion_timings_and_metrics(engine, model_path, tmp_path, no_orphans):
-    options = ServerOptions(model=model_path, ctx_size=512, threads=2)
+    options = ServerOptions(model=model_path, settings=ServerSettings(ctx_size=512, threads=2))
     with LlamaServer(engine.server, options, tmp_path / "server.log") as server:
         assert server.argv[server.argv.index("--host") + 1] == "127.0.0.1"
         assert server.props["build_info"] == engine.version()
         assert server.props["total_slots"] == 1
-        outcome = measure(server, chat_body(HELLO, 16, 0.3, 1, False), timeout=120)
+        outcome = measure_request(server, chat_body(HELLO, 16, 0.3, 1, False), timeout=120)
         timings = outcome.timings
         assert timings["predicted_n"] > 0 and timings["prompt_n"] > 0 and timings["predicted_ms"] > 0
         assert outcome.metrics_delta["tokens_predicted_total"] == timings["predicted_n"]
@@ -35,9 +36,9 @@ def test_chat_completion_timings_and_metrics(engine, model_path, tmp_path, no_or
 
 def test_draft_simple_with_the_model_drafting_for_itself(engine, model_path, tmp_path, no_orphans):
     options = ServerOptions(model=model_path, draft_model=model_path, spec_type="draft-simple", draft_n_max=3,
-                            ctx_size=512, threads=2)
+                            settings=ServerSettings(ctx_size=512, threads=2))
     with LlamaServer(engine.server, options, tmp_path / "server.log") as server:
-        outcome = measure(server, chat_body(HELLO, 32, 0.3, 1, False), timeout=180)
+        outcome = measure_request(server, chat_body(HELLO, 32, 0.3, 1, False), timeout=180)
     assert "loading draft model" in (tmp_path / "server.log").read_text()
     timings = outcome.timings
     assert timings["draft_n"] > 0

@@ -11,7 +11,7 @@ import pytest
 
 from specsweep.config import load_toml
 from specsweep.errors import UsageError
-from specsweep.fidelity import kld_base, measure
+from specsweep.fidelity import kld_base, measure_kld
 from specsweep.quantize import build_ladder, make_reference, needs_imatrix, write_sweep_file
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +51,7 @@ def test_ladder_fidelity_and_sweep_file(engine, model_path, tmp_path, isolated_c
 
     # Fidelity against the reference: KLD grows and top-1 agreement falls as bits fall.
     base = kld_base(engine, reference, out / "reference.kld", ctx=128, chunks=4, threads=2)
-    results = [measure(engine, r.path, base, threads=2) for r in rungs]
+    results = [measure_kld(engine, r.path, base, threads=2) for r in rungs]
     klds = [f.kld_mean for f in results]
     top1 = [f.top1_pct for f in results]
     print("\ntype     size_MB  bpw    mean_KLD            top1_%            tokens")
@@ -63,7 +63,7 @@ def test_ladder_fidelity_and_sweep_file(engine, model_path, tmp_path, isolated_c
     assert top1[0] > top1[1] > top1[2]
     assert all(f.tokens == 4 * 63 for f in results)
 
-    itself = measure(engine, reference, base, threads=2)
+    itself = measure_kld(engine, reference, base, threads=2)
     assert itself.kld_mean == pytest.approx(0.0, abs=1e-4) and itself.top1_pct == 100.0
 
     # A second call with the same inputs does no work.

@@ -1,5 +1,6 @@
 from specsweep.client import parse_log_slice
-from specsweep.engine.server import ServerOptions, parse_metrics
+from specsweep.engine.options import ServerOptions, ServerSettings
+from specsweep.engine.server import parse_metrics
 from pathlib import Path
 
 LOG = """
@@ -46,8 +47,9 @@ llamacpp:spec_decode_num_accepted_tokens_per_pos_total{position="1"} 4
 
 def test_server_argv_from_the_flag_table():
     options = ServerOptions(model=Path("m.gguf"), spec_type="draft-simple", draft_n_max=3,
-                            synth_rates=(0.9, 0.5), ctx_size=1024, extra_args=("--foo",))
+                            synth_rates=(0.9, 0.5), settings=ServerSettings(ctx_size=1024, extra_args=("--foo",)))
     argv = options.argv()
     assert argv[:2] == ["--model", "m.gguf"]
     assert argv[argv.index("--spec-synth-rates") + 1] == "0.9,0.5"
     assert argv[-1] == "--foo" and "--spec-draft-model" not in argv
+    assert argv[argv.index("--ctx-size") + 1] == "1024" and "--request-timeout" not in argv

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from specsweep.config import load_toml, parse_depths, parse_model_flag, validate, SweepConfig, ModelSpec, Sampling
+from specsweep.config import load_toml, parse_depths, parse_model_flag, check_config, SweepConfig, ModelSpec, Sampling
 from specsweep.errors import ConfigError
 from dataclasses import replace
 
@@ -89,7 +89,7 @@ def test_draft_types_need_a_draft_model():
     config = SweepConfig(models=(ModelSpec("a", Path("a.gguf")),))
     config = replace(config, drafting=replace(config.drafting, spec_type="draft-simple"))
     with pytest.raises(ConfigError, match="needs a draft model"):
-        validate(config)
+        check_config(config)
 
 
 def test_parse_depths():
@@ -104,7 +104,7 @@ def test_parse_model_flag():
     assert parse_model_flag("Q4=/m/x.gguf") == ModelSpec("Q4", Path("/m/x.gguf"))
     assert parse_model_flag("/m/x.gguf").label == "x"
     with pytest.raises(ConfigError):
-        validate(SweepConfig(models=(ModelSpec("bad label", Path("x")),)))
+        check_config(SweepConfig(models=(ModelSpec("bad label", Path("x")),)))
 
 
 def test_sampling_validation():
@@ -112,4 +112,4 @@ def test_sampling_validation():
     base = replace(base, drafting=replace(base.drafting, spec_type="ngram-simple"))
     for bad in (Sampling(reps=0), Sampling(max_tokens=0), Sampling(reps=True), Sampling(seed=-1)):
         with pytest.raises(ConfigError):
-            validate(replace(base, sampling=bad))
+            check_config(replace(base, sampling=bad))

@@ -16,62 +16,14 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import httpx
 
 from ..errors import ServerError
+from .options import ServerOptions
 
 HOST = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """Everything that decides how one llama-server runs. ``argv()`` turns it into flags."""
-
-    model: Path
-    draft_model: Path | None = None
-    spec_type: str | None = None
-    draft_n_max: int | None = None
-    draft_n_min: int | None = None
-    draft_p_min: float | None = None
-    synth_rates: tuple[float, ...] | None = None
-    ctx_size: int | None = 4096
-    gpu_layers: str | None = None
-    draft_gpu_layers: str | None = None
-    flash_attn: str | None = None
-    threads: int | None = None
-    extra_args: tuple[str, ...] = field(default=())
-
-    def argv(self) -> list[str]:
-        args: list[str] = []
-        for fld in fields(self):
-            flag = SERVER_FLAGS.get(fld.name)
-            value = getattr(self, fld.name)
-            if flag is None or value is None:
-                continue
-            if isinstance(value, tuple):
-                value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-            args += [flag, str(value)]
-        return args + list(self.extra_args)
-
-
-# Option -> llama-server flag: the one place that knows the engine's flag names.
-SERVER_FLAGS = {
-    "model": "--model",
-    "draft_model": "--spec-draft-model",
-    "spec_type": "--spec-type",
-    "draft_n_max": "--spec-draft-n-max",
-    "draft_n_min": "--spec-draft-n-min",
-    "draft_p_min": "--spec-draft-p-min",
-    "synth_rates": "--spec-synth-rates",
-    "ctx_size": "--ctx-size",
-    "gpu_layers": "--gpu-layers",
-    "draft_gpu_layers": "--spec-draft-ngl",
-    "flash_attn": "--flash-attn",
-    "threads": "--threads",
-}
 # Always on: one slot so /metrics deltas around a request belong to it, metrics, loopback only.
 FIXED_ARGS = ("--metrics", "--parallel", "1", "--no-webui")
 

