@@ -8,7 +8,8 @@ Pure functions: no I/O, no printing. The definitions are the ones in design.md (
 - τ = 1 + accepted / verification steps (per rep, then mean ± sd).
 - decode speed = Σ predicted_n / Σ predicted_ms (server side); wall speed uses client wall_ms.
 - speedup = decode speed at depth n / decode speed at depth 0, same model, paired by rep.
-- per position: p_i = accepted at i / steps that drafted ≥ i+1 tokens; α_i = p_i / p_(i−1).
+- per position: p_i = accepted at i / steps that drafted ≥ i+1 tokens; α_i = steps that
+  accepted ≥ i+1 / steps that drafted ≥ i+1 and accepted ≥ i (needs per-step data).
 - E[tokens per step] = (1 − α^(n+1)) / (1 − α); speedup ≈ that / (n·c + 1).
 
 Conventions used throughout:
@@ -33,7 +34,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from specsweep.records import RequestRecord
+from specsweep.records import RequestRecord, decode_steps
 
 OK_STATUS = "ok"
 
@@ -123,8 +124,12 @@ class PositionStat:
     drafted_steps: int  # steps whose draft had >= position+1 tokens (or the m_steps fallback)
     accepted: int  # steps that accepted the token at this position
     p_uncond: float | None  # accepted / drafted_steps
-    alpha_cond: float | None  # p_i / p_(i-1), p_-1 = 1
-    se: float | None  # binomial standard error of p_uncond
+    se: float | None  # binomial standard error of p_uncond: sqrt(p(1-p)/drafted_steps)
+    # Steps that drafted >= position+1 tokens and accepted >= position (reached this position);
+    # None when some request of the pool has no per-step data to count them exactly.
+    cond_steps: int | None = None
+    alpha_cond: float | None = None  # accepted / cond_steps
+    alpha_se: float | None = None  # sqrt(α(1-α)/cond_steps)
 
 
 @dataclass(frozen=True)
@@ -452,63 +457,89 @@ def _speedup_estimate(ok: Sequence[RequestRecord], baseline: Sequence[RequestRec
 # ---------------------------------------------------------------------------------------------
 
 
+def _step_counts(r: RequestRecord) -> tuple[list[int], list[int], list[int | None]] | None:
+    """One record's (drafted_i, accepted_i, reached_i) per position, or None without counts.
+
+    drafted_i = steps that drafted ≥ i+1 tokens, accepted_i = steps that accepted ≥ i+1,
+    reached_i = steps that drafted ≥ i+1 and accepted ≥ i. From the per-step pairs when stored.
+    Without them reached_i is still exact where no draft ended at exactly i tokens
+    (drafted_(i−1) = drafted_i, so reached_i = accepted_(i−1)); elsewhere it is None (unknown).
+    The /metrics fallback (no trace log) assumes full-length drafts for drafted_i and leaves
+    reached_i unknown beyond position 0 (reached_0 = drafted_0 by definition).
+    """
+    if r.log_step_pairs is not None:
+        steps = decode_steps(r.log_step_pairs)
+        depth = max((d for _, d in steps), default=0)
+        return ([sum(1 for _, d in steps if d > i) for i in range(depth)],
+                [sum(1 for a, _ in steps if a > i) for i in range(depth)],
+                [sum(1 for a, d in steps if d > i and a >= i) for i in range(depth)])
+    acc = r.log_accepted_per_pos if r.log_accepted_per_pos is not None else r.m_accepted_per_pos
+    if acc is None:
+        return None
+    acc = [int(v) if _finite(v) is not None else 0 for v in acc]
+    if r.log_drafted_per_pos is not None:
+        dr = [int(v) if _finite(v) is not None else 0 for v in r.log_drafted_per_pos]
+        dr += [0] * (len(acc) - len(dr))
+        acc_ = acc + [0] * (len(dr) - len(acc))
+        reached = [dr[0] if i == 0 else (acc_[i - 1] if dr[i - 1] == dr[i] else None) for i in range(len(dr))]
+        return dr, acc_, reached
+    steps = _finite(r.m_steps if r.m_steps is not None else r.log_steps)
+    if steps is None:
+        return None  # no denominator at all: counting its accepts would bias p upwards
+    longest = r.max_draft_len if r.max_draft_len is not None else r.depth
+    span = max(len(acc), int(longest) if _finite(longest) is not None else 0)
+    return [int(steps)] * span, acc + [0] * (span - len(acc)), [int(steps)] + [None] * (span - 1)
+
+
 def per_position(records: Iterable[RequestRecord]) -> list[PositionStat]:
-    """Per draft position i (0-indexed), pooled over the ok records:
+    """Per draft position i (0-indexed), pooled over the ok records (see ``_step_counts``):
 
-    - accepted_i from log_accepted_per_pos, else m_accepted_per_pos (records with neither are
-      skipped);
-    - drafted_steps_i from log_drafted_per_pos (steps whose draft had ≥ i+1 tokens). When that is
-      missing, the record's verification steps (m_steps, else log_steps) are used for every
-      position up to its longest draft (max_draft_len, else depth). That fallback assumes every
-      draft was full length, so it is biased low at deep positions whenever drafts were cut
-      short (near max_tokens, drafter stopping early); the trace log avoids the bias.
+    - p_uncond = accepted_i / drafted_i, se = sqrt(p(1−p)/drafted_i). Without the trace log the
+      /metrics fallback uses the verification steps for every position up to the longest draft;
+      it assumes full-length drafts, so it is biased low wherever drafts were cut short.
+    - alpha_cond = accepted_i / reached_i, alpha_se = sqrt(α(1−α)/reached_i): the share of the
+      steps that reached position i (drafted it, and accepted every earlier one) that accepted
+      it. None, with cond_steps None, when some record cannot count reached_i exactly: old rows
+      without per-step data never make this ratio up from p_i / p_(i−1).
 
-    p_uncond = accepted_i / drafted_steps_i, alpha_cond = p_i / p_(i−1) with p_−1 = 1,
-    se = sqrt(p(1−p)/drafted_steps_i). Trailing positions with no data are dropped.
+    Trailing positions with no data are dropped.
     """
     drafted: list[int] = []
     accepted: list[int] = []
+    reached: list[int | None] = []
 
-    def add(target: list[int], values: Iterable) -> None:
+    def add(target: list, values: Sequence) -> None:
         for i, v in enumerate(values):
             while len(target) <= i:
                 target.append(0)
-            target[i] += int(v) if _finite(v) is not None else 0
+            target[i] = None if v is None or target[i] is None else target[i] + v
 
     for r in _canonical(records):
         if not _is_ok(r):
             continue
-        acc = r.log_accepted_per_pos if r.log_accepted_per_pos is not None else r.m_accepted_per_pos
-        if acc is None:
+        counts = _step_counts(r)
+        if counts is None:
             continue
-        if r.log_drafted_per_pos is not None:
-            dr = list(r.log_drafted_per_pos)
-        else:
-            steps = _finite(r.m_steps if r.m_steps is not None else r.log_steps)
-            if steps is None:
-                continue  # no denominator at all: counting its accepts would bias p upwards
-            longest = r.max_draft_len if r.max_draft_len is not None else r.depth
-            span = max(len(acc), int(longest) if _finite(longest) is not None else 0)
-            dr = [int(steps)] * span
-        add(drafted, dr)
-        add(accepted, acc)
+        add(drafted, counts[0])
+        add(accepted, counts[1])
+        add(reached, counts[2])
 
     length = max(len(drafted), len(accepted))
-    drafted += [0] * (length - len(drafted))
-    accepted += [0] * (length - len(accepted))
+    for target in (drafted, accepted, reached):
+        target += [0] * (length - len(target))
     while length and drafted[length - 1] == 0 and accepted[length - 1] == 0:
         length -= 1
 
     stats = []
-    prev_p: float | None = 1.0
     for i in range(length):
-        d, a = drafted[i], accepted[i]
+        d, a, n = drafted[i], accepted[i], reached[i]
         p = a / d if d > 0 else None
-        alpha = p / prev_p if p is not None and prev_p is not None and prev_p > 0 else None
-        se = math.sqrt(max(p * (1 - p), 0.0) / d) if p is not None else None
-        stats.append(PositionStat(position=i, drafted_steps=d, accepted=a, p_uncond=p,
-                                  alpha_cond=alpha, se=se))
-        prev_p = p
+        alpha = a / n if n else None
+        stats.append(PositionStat(
+            position=i, drafted_steps=d, accepted=a, p_uncond=p,
+            se=math.sqrt(max(p * (1 - p), 0.0) / d) if p is not None else None,
+            cond_steps=n, alpha_cond=alpha,
+            alpha_se=math.sqrt(max(alpha * (1 - alpha), 0.0) / n) if alpha is not None else None))
     return stats
 
 

@@ -59,6 +59,9 @@ class RequestRecord:
     completion_tokens: int | None
     crosscheck: str | None  # "ok", or what disagreed
     content: str | None  # generated text, for inspection
+    # trace log: (accepted, drafted) of every verification step in order, as encode_steps writes
+    # it; None for requests stored before schema 3 or whose log slice was incomplete.
+    log_step_pairs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,29 @@ class ServerRecord:
     drafting_confirmed: int | None  # 1 if speculative counters moved on the warm-up, 0 if not, None at depth 0
     stopped_at: float | None = None
     stop_reason: str | None = None
+
+
+def encode_steps(steps) -> str:
+    """``[(3, 3), (3, 3), (1, 3), (0, 2)]`` -> ``"3/3*2 1/3 0/2"``: "accepted/drafted" per step,
+    a run of identical steps written once with ``*count``. About 4 bytes a step, often less."""
+    runs: list[list] = []
+    for accepted, drafted in steps:
+        pair = (int(accepted), int(drafted))
+        if runs and runs[-1][0] == pair:
+            runs[-1][1] += 1
+        else:
+            runs.append([pair, 1])
+    return " ".join(f"{a}/{d}" + (f"*{n}" if n > 1 else "") for (a, d), n in runs)
+
+
+def decode_steps(text: str) -> list[tuple[int, int]]:
+    """The inverse of ``encode_steps``."""
+    steps: list[tuple[int, int]] = []
+    for token in text.split():
+        pair, _, count = token.partition("*")
+        accepted, _, drafted = pair.partition("/")
+        steps += [(int(accepted), int(drafted))] * (int(count) if count else 1)
+    return steps
 
 
 _SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT"}

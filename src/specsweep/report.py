@@ -40,6 +40,7 @@ from .store import RunRow, Store
 N_BOOT = 2000
 BOOT_SEED = 0  # fixed: the same store always gives the same intervals (golden files rely on it)
 REPORT_FORMAT = 1  # version of the JSON layout
+UNKNOWN = "?"  # a figure the stored data cannot give (as opposed to DASH: nothing measured)
 DASH = "–"  # a figure that does not exist (depth 0 acceptance, a missing cell)
 MAX_LISTED = 40  # longest list of missing requests / disagreements printed in full
 
@@ -120,8 +121,9 @@ def _row_dict(row: ReportRow) -> dict:
 class PositionRow:
     """Acceptance at draft position ``position`` (0 = first drafted token) for one cell, or pooled
     over every depth of a model when ``depth`` is None. ``p`` = unconditional p_i, ``alpha`` =
-    conditional α_i = p_i / p_(i−1); SEs are binomial: sqrt(p(1−p)/drafted_steps) and
-    sqrt(α(1−α)/at_risk), at_risk = p_(i−1) · drafted_steps (steps that reached position i)."""
+    conditional α_i = accepted / alpha_steps, alpha_steps = steps that drafted ≥ i+1 tokens and
+    accepted ≥ i (None: the rows lack the per-step data to count them). SEs are binomial:
+    sqrt(p(1−p)/drafted_steps) and sqrt(α(1−α)/alpha_steps)."""
 
     model: str
     spec_type: str
@@ -133,6 +135,7 @@ class PositionRow:
     p_se: float | None
     alpha: float | None
     alpha_se: float | None
+    alpha_steps: int | None
 
 
 @dataclass(frozen=True)
@@ -257,17 +260,8 @@ def _completeness(run: RunRow, records: Sequence[RequestRecord], prompts: list[s
 
 
 def _position_rows(model: str, spec_type: str, depth: int | None, stats: Sequence[PositionStat]) -> list[PositionRow]:
-    out = []
-    prev_p = 1.0
-    for s in stats:
-        at_risk = prev_p * s.drafted_steps if prev_p is not None else None
-        alpha = s.alpha_cond
-        alpha_se = (math.sqrt(max(alpha * (1 - alpha), 0.0) / at_risk)
-                    if alpha is not None and at_risk and 0 <= alpha <= 1 else None)
-        out.append(PositionRow(model, spec_type, depth, s.position, s.drafted_steps, s.accepted,
-                               s.p_uncond, s.se, alpha, alpha_se))
-        prev_p = s.p_uncond
-    return out
+    return [PositionRow(model, spec_type, depth, s.position, s.drafted_steps, s.accepted, s.p_uncond, s.se,
+                        s.alpha_cond, s.alpha_se, s.cond_steps) for s in stats]
 
 
 def _correlations(cells: Sequence[CellSummary], fidelity: dict[str, dict]) -> list[Correlation]:
@@ -330,7 +324,8 @@ def _theory(cells: Sequence[CellSummary], positions: Sequence[PositionRow], mode
             spec_cells = [c for c in cells if c.key.model_label == model and c.key.spec_type == spec and c.key.depth > 0]
             if not spec_cells:
                 continue
-            pooled = [PositionStat(p.position, p.drafted_steps, p.accepted, p.p, p.alpha, p.p_se)
+            pooled = [PositionStat(p.position, p.drafted_steps, p.accepted, p.p, p.p_se, p.alpha_steps, p.alpha,
+                                   p.alpha_se)
                       for p in positions if p.model == model and p.spec_type == spec and p.depth is None]
             alpha = fit_geometric_alpha(pooled)
             cost = estimate_draft_cost(spec_cells)
@@ -684,21 +679,31 @@ def _position_blocks(report: Report) -> list:
     by_cell: dict[tuple, dict[int, PositionRow]] = defaultdict(dict)
     for p in rows:
         by_cell[(p.model, p.spec_type, p.depth)][p.position] = p
-    for title, value, se in (("Unconditional p_i = accepted at position i / steps that drafted ≥ i+1 tokens",
-                              "p", "p_se"),
-                             ("Conditional α_i = p_i / p_(i−1): acceptance at i given all earlier were accepted",
-                              "alpha", "alpha_se")):
+    unknown = False
+    for title, value, se, steps, n_means in (
+            ("Unconditional p_i = accepted at position i / steps that drafted ≥ i+1 tokens", "p", "p_se",
+             "drafted_steps", "steps that drafted position i"),
+            ("Conditional α_i = steps that accepted ≥ i+1 / steps that drafted ≥ i+1 and accepted ≥ i: "
+             "acceptance at i given all earlier were accepted", "alpha", "alpha_se", "alpha_steps",
+             "steps that reached position i")):
         header = ["Model", *(["spec type"] if show_spec else []), "depth", *[f"i={i}" for i in range(n_pos)]]
         table = []
         for (model, spec, depth), cells in by_cell.items():
             row = [model, *([spec] if show_spec else []), str(depth)]
             for i in range(n_pos):
                 p = cells.get(i)
-                v, s = (getattr(p, value), getattr(p, se)) if p else (None, None)
-                row.append(DASH if v is None else f"{100 * v:.1f} ±{100 * (s or 0):.1f}% (n={p.drafted_steps})")
+                v, s, n = (getattr(p, value), getattr(p, se), getattr(p, steps)) if p else (None, None, 0)
+                if p is not None and n is None:
+                    unknown = True
+                    row.append(UNKNOWN)
+                else:
+                    row.append(DASH if v is None else f"{100 * v:.1f} ±{100 * (s or 0):.1f}% (n={n})")
             table.append(row)
-        blocks.append(Table(header, table, f"{title}; ± binomial standard error, pooled over reps; n = steps that "
-                                           "drafted position i; i=0 is the first drafted token."))
+        note = (f" {UNKNOWN} = cannot be computed: the run's requests were stored without per-step draft data "
+                "and some drafts ended at exactly i tokens, so the steps that reached position i are not known."
+                if value == "alpha" and unknown else "")
+        blocks.append(Table(header, table, f"{title}; ± binomial standard error, pooled over reps; n = {n_means}; "
+                                           f"i=0 is the first drafted token.{note}"))
     blocks.append(Image("per_position.png", "per-position acceptance"))
     return blocks
 

@@ -21,8 +21,14 @@ from .errors import StoreError
 from .records import RequestRecord, ServerRecord, from_row, record_columns, to_row
 
 
+# Record fields that later migrations add, by table: the first migration leaves them out, so a
+# database at any version has exactly the columns that version had.
+ADDED_LATER = {"requests": ("log_step_pairs",)}
+
+
 def _create_table(conn: sqlite3.Connection, table: str, cls) -> None:
-    cols = ", ".join(f"{name} {sqltype}" for name, sqltype in record_columns(cls))
+    later = ADDED_LATER.get(table, ())
+    cols = ", ".join(f"{name} {sqltype}" for name, sqltype in record_columns(cls) if name not in later)
     conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, {cols})")
 
 
@@ -45,8 +51,16 @@ def _m2_fidelity(conn: sqlite3.Connection) -> None:
         UNIQUE (run_id, model_label))""")
 
 
+def _m3_step_pairs(conn: sqlite3.Connection) -> None:
+    """Per-step (accepted, drafted) pairs: what the conditional per-position acceptance needs.
+    Older rows keep NULL there, and the statistics say what they cannot compute from them."""
+    types = dict(record_columns(RequestRecord))
+    for name in ADDED_LATER["requests"]:
+        conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {types[name]}")
+
+
 # Append only: a database at version k has had exactly the first k applied.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_fidelity]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_fidelity, _m3_step_pairs]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -97,8 +111,7 @@ class Store:
                 self.conn.execute("PRAGMA synchronous=NORMAL")
                 self._migrate(version)
             elif version < SCHEMA_VERSION:
-                raise StoreError(f"{self.path} is at schema version {version}; open it once with "
-                                 "'specsweep run' or 'specsweep runs' to upgrade it")
+                self._upgrade_in_memory(version)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable specsweep database: {exc}") from None
 
@@ -120,6 +133,15 @@ class Store:
             with self.transaction():
                 migration(self.conn)
                 self.conn.execute(f"PRAGMA user_version = {number}")
+
+    def _upgrade_in_memory(self, version: int) -> None:
+        """Read an older database without writing to it: migrate a private in-memory copy."""
+        memory = sqlite3.connect(":memory:", isolation_level=None)
+        self.conn.backup(memory)
+        self.conn.close()
+        self.conn = memory
+        self.conn.row_factory = sqlite3.Row
+        self._migrate(version)
 
     def transaction(self):
         return _Transaction(self.conn)

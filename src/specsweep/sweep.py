@@ -29,7 +29,7 @@ from .models import GGUFInfo, check_mtp, check_vocab, inspect_gguf
 from .plan import Plan, PlannedRequest, ServerGroup, make_plan
 from .prompts import Prompt, load_prompts
 from .provenance import model_provenance, run_provenance
-from .records import RequestRecord, ServerRecord
+from .records import RequestRecord, ServerRecord, encode_steps
 from .store import RunRow, Store
 
 RUN_KEY_VERSION = 1
@@ -401,6 +401,7 @@ class Sweep:
             max_draft_len=max((d for _, d in log.steps), default=0) if log.complete else None,
             completion_tokens=usage.get("completion_tokens"), crosscheck=outcome.crosscheck(),
             content=(choice.get("message") or {}).get("content"),
+            log_step_pairs=encode_steps(log.steps) if log.complete else None,
         )
 
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from specsweep.records import decode_steps
 from tests.conftest import SPECSWEEP, llama_server_pids, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -57,6 +58,13 @@ def test_sweep_stores_every_request_and_resumes_with_zero_work(model_path, secon
         assert d_t == d_m == d_l == d_s and a_t == a_m == a_l == a_s and s_m == s_l
         pos_m, pos_l = json.loads(pos_m), json.loads(pos_l)
         assert pos_l[:len(pos_m)] == pos_m and not any(pos_l[len(pos_m):])
+    # The per-step pairs are stored compactly and agree with the per-position tallies.
+    for steps, drafted, accepted in rows(db, "SELECT log_step_pairs, log_drafted_per_pos, log_accepted_per_pos"
+                                             " FROM requests WHERE depth > 0"):
+        pairs = decode_steps(steps)
+        width = len(json.loads(drafted))
+        assert [sum(1 for _, d in pairs if d > i) for i in range(width)] == json.loads(drafted)
+        assert [sum(1 for a, _ in pairs if a > i) for i in range(width)] == json.loads(accepted)
 
     again = run_cli(*sweep_args(model_path, second_model, db))
     assert again.returncode == 0, again.stderr

@@ -27,7 +27,7 @@ from specsweep.analysis import (
     summarize,
     summarize_by_category,
 )
-from specsweep.records import RequestRecord
+from specsweep.records import RequestRecord, decode_steps, encode_steps
 
 
 def rec(**overrides) -> RequestRecord:
@@ -203,9 +203,41 @@ def test_per_position_with_short_drafts_uses_drafted_per_pos():
     assert [s.drafted_steps for s in stats] == [10, 8, 4]
     assert [s.accepted for s in stats] == [8, 6, 2]  # the log wins over /metrics
     assert [s.p_uncond for s in stats] == pytest.approx([0.8, 0.75, 0.5])
-    assert [s.alpha_cond for s in stats] == pytest.approx([0.8, 0.75 / 0.8, 0.5 / 0.75])
     assert stats[0].se == pytest.approx(math.sqrt(0.8 * 0.2 / 10))
     assert stats[2].se == pytest.approx(math.sqrt(0.5 * 0.5 / 4))
+    # Drafts ended at 1 and at 2 tokens, and without per-step pairs the steps that reached
+    # positions 1 and 2 are unknown: no α is made up from p_i / p_(i−1).
+    assert stats[0].alpha_cond == pytest.approx(0.8) and stats[0].cond_steps == 10
+    assert [(s.alpha_cond, s.cond_steps, s.alpha_se) for s in stats[1:]] == [(None, None, None)] * 2
+
+
+def test_per_position_without_pairs_is_exact_where_no_draft_ended_early():
+    stats = per_position([rec(depth=3, log_drafted_per_pos=[10, 10, 4], log_accepted_per_pos=[8, 6, 2])])
+    assert stats[1].cond_steps == 8 and stats[1].alpha_cond == pytest.approx(6 / 8)
+    assert stats[2].cond_steps is None
+
+
+def test_conditional_acceptance_from_step_pairs_with_short_drafts():
+    # Five one-token drafts half accepted, five two-token drafts fully accepted: p_1 / p_0 = 200%,
+    # while the steps that reached position 1 (drafted it, accepted position 0) all accepted it.
+    steps = [(1, 1), (0, 1)] * 2 + [(1, 1)] + [(2, 2)] * 5
+    stats = per_position([rec(depth=2, log_step_pairs=encode_steps(steps))])
+    assert [s.drafted_steps for s in stats] == [10, 5]
+    assert [s.accepted for s in stats] == [8, 5]
+    assert [s.p_uncond for s in stats] == pytest.approx([0.8, 1.0])
+    assert [s.cond_steps for s in stats] == [10, 5]
+    assert [s.alpha_cond for s in stats] == pytest.approx([0.8, 1.0])
+    assert stats[0].alpha_se == pytest.approx(math.sqrt(0.8 * 0.2 / 10)) and stats[1].alpha_se == 0.0
+    steps = [(0, 2), (1, 2), (2, 2), (2, 2)]
+    stats = per_position([rec(depth=2, log_step_pairs=encode_steps(steps))])
+    assert stats[1].cond_steps == 3 and stats[1].alpha_cond == pytest.approx(2 / 3)
+
+
+def test_step_pairs_encode_compactly_and_back():
+    steps = [(3, 3)] * 5 + [(1, 3), (0, 2), (0, 2)]
+    text = encode_steps(steps)
+    assert text == "3/3*5 1/3 0/2*2"
+    assert decode_steps(text) == steps and decode_steps(encode_steps([])) == []
 
 
 def test_per_position_falls_back_to_m_steps_for_every_position():
@@ -217,8 +249,9 @@ def test_per_position_falls_back_to_m_steps_for_every_position():
     stats = per_position([rec(depth=3, m_steps=10, m_accepted_per_pos=[8], max_draft_len=3)])
     assert [s.drafted_steps for s in stats] == [10, 10, 10]
     assert [s.accepted for s in stats] == [8, 0, 0]
-    assert stats[1].alpha_cond == 0.0 and stats[1].se == 0.0
-    assert stats[2].alpha_cond is None  # p_1 = 0: the conditional at 2 is 0/0, undefined
+    assert stats[1].se == 0.0
+    assert stats[0].alpha_cond == pytest.approx(0.8)
+    assert [s.alpha_cond for s in stats[1:]] == [None, None]  # no trace log: who reached i is unknown
 
 
 def test_per_position_pools_records_and_skips_missing_data():

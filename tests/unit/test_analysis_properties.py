@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,7 @@ from specsweep.analysis import (
     summarize,
     summarize_by_category,
 )
-from specsweep.records import RequestRecord
+from specsweep.records import RequestRecord, encode_steps
 
 N_BOOT = 20  # enough to exercise the bootstrap paths while keeping the suite fast
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -175,3 +176,47 @@ def test_iid_model_bounds(alpha, n, c):
     best = predicted_best_depth(alpha, c, max_depth=n)
     assert 0 <= best <= n
     assert all(predicted_speedup(alpha, best, c) >= predicted_speedup(alpha, k, c) for k in range(n + 1))
+
+
+@st.composite
+def step_records(draw, full_length: bool = False) -> list[RequestRecord]:
+    """Requests with per-step (accepted, drafted) pairs: drafts of 1..depth tokens (exactly depth
+    when ``full_length``), each accepting a prefix of its draft; aggregates consistent with them."""
+    depth = draw(st.integers(1, 5))
+    out = []
+    for i in range(draw(st.integers(1, 4))):
+        drafted = st.just(depth) if full_length else st.integers(1, depth)
+        steps = draw(st.lists(drafted.flatmap(lambda d: st.tuples(st.integers(0, d), st.just(d))),
+                              min_size=1, max_size=40))
+        tally = [(sum(1 for _, d in steps if d > k), sum(1 for a, _ in steps if a > k)) for k in range(depth)]
+        out.append(RequestRecord(**{**{name: None for name in RequestRecord.__dataclass_fields__},
+                                    "run_id": 1, "server_id": 1, "model_label": "A", "spec_type": "draft-mtp",
+                                    "depth": depth, "rep": i % 2, "seed": 1, "prompt_id": f"p{i}",
+                                    "category": "code", "attempt": 1, "status": "ok", "started_at": 0.0,
+                                    "log_steps": len(steps), "log_drafted_per_pos": [d for d, _ in tally],
+                                    "log_accepted_per_pos": [a for _, a in tally],
+                                    "log_step_pairs": encode_steps(steps)}))
+    return out
+
+
+@SETTINGS
+@given(step_records())
+def test_per_position_rates_are_probabilities(records):
+    for s in per_position(records):
+        assert s.p_uncond is None or 0.0 <= s.p_uncond <= 1.0
+        assert s.alpha_cond is None or 0.0 <= s.alpha_cond <= 1.0
+        assert s.cond_steps is not None and s.accepted <= s.cond_steps <= s.drafted_steps
+
+
+@SETTINGS
+@given(step_records(full_length=True))
+def test_full_length_drafts_make_alpha_the_ratio_of_unconditional_rates(records):
+    stats = per_position(records)
+    previous = 1.0
+    for s in stats:
+        if previous > 0:
+            assert s.alpha_cond == pytest.approx(s.p_uncond / previous)
+        previous = s.p_uncond
+    # Without the pairs the same records still give the exact α: no draft ended early.
+    bare = per_position([dataclasses.replace(r, log_step_pairs=None) for r in records])
+    assert [(s.alpha_cond, s.cond_steps) for s in bare] == [(s.alpha_cond, s.cond_steps) for s in stats]

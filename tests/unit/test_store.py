@@ -3,7 +3,7 @@ import sqlite3
 import pytest
 
 from specsweep.errors import StoreError
-from specsweep.records import RequestRecord, ServerRecord, record_columns
+from specsweep.records import RequestRecord, ServerRecord, record_columns, to_row
 from specsweep.store import SCHEMA_VERSION, Store
 
 
@@ -87,3 +87,43 @@ def test_failed_transaction_rolls_back(tmp_path):
             store.conn.execute("UPDATE runs SET name = 'x' WHERE id = ?", (run.id,))
             raise KeyboardInterrupt
     assert store.run(run.id).name is None
+
+
+def test_older_database_opens_read_only_without_being_written(tmp_path):
+    """The committed fixture predates per-step pairs (schema 2): it reads, unchanged on disk."""
+    import hashlib
+    import shutil
+    from pathlib import Path
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "sweep-run.db"
+    db = tmp_path / "old.db"
+    shutil.copy(fixture, db)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION
+    store = Store(db, readonly=True)
+    run = store.run("latest")
+    rows = store.requests(run.id, status="ok")
+    assert rows and all(r.log_step_pairs is None for r in rows)
+    assert store.fidelity(run.id)
+    store.close()
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+def test_migration_to_step_pairs_keeps_rows_and_stores_new_ones(tmp_path):
+    path = tmp_path / "r.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    from specsweep.store import MIGRATIONS
+    for number, migration in enumerate(MIGRATIONS[:2], start=1):  # a database as schema 2 left it
+        migration(conn)
+        conn.execute(f"PRAGMA user_version = {number}")
+    conn.execute("INSERT INTO runs (run_key, state, created_at, updated_at, config_json, provenance_json)"
+                 " VALUES ('k', 'complete', 1, 1, '{}', '{}')")
+    old = request(1)
+    names = [name for name in RequestRecord.__dataclass_fields__ if name != "log_step_pairs"]
+    values = [v for name, v in zip(RequestRecord.__dataclass_fields__, to_row(old)) if name != "log_step_pairs"]
+    conn.execute(f"INSERT INTO requests ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+    conn.close()
+    store = Store(path)
+    store.add_request(request(1, prompt_id="p1", log_step_pairs="2/2*3 0/1"))
+    rows = store.requests(1)
+    assert rows[0] == old and rows[0].log_step_pairs is None
+    assert rows[1].log_step_pairs == "2/2*3 0/1"
