@@ -113,7 +113,9 @@ def open_run(prepared: Prepared, store: Store) -> RunRow:
     run = store.find_run(key)
     if run is None:
         provenance = run_provenance(prepared.engine, prepared.model_provenance)
-        run = store.create_run(key, prepared.config.name, config_json(prepared.config), provenance, __version__)
+        # The planned prompt ids go with the config, so a report knows what is missing from the store alone.
+        config = {**config_json(prepared.config), "prompt_ids": [p.id for p in prepared.prompts]}
+        run = store.create_run(key, prepared.config.name, config, provenance, __version__)
     store.claim_run(run)
     return run
 

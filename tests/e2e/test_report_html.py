@@ -1,14 +1,12 @@
 """report.html in a real browser: headless Chromium renders it, and its DOM holds the plots
 (embedded as data URIs) and the acceptance table.
 
-Uses the committed real run ``tests/fixtures/sweep-run.db`` when it exists, else the synthetic
-run of ``tests/unit/test_report.py`` (fidelity included, so all four plots appear). The page and
-a full-page screenshot are kept under ``test-artifacts/report_html/`` (gitignored) for a look.
+Uses the committed real run ``tests/fixtures/sweep-run.db`` (fidelity included, so all four plots
+appear). It starts no llama-server, but a browser: e2e tier. The page and a full-page screenshot are kept under ``test-artifacts/report_html/`` (gitignored) for a look.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -25,7 +23,8 @@ ARTIFACTS = ROOT / "test-artifacts" / "report_html"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")]
 
 
 def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
@@ -37,22 +36,16 @@ def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _store(tmp_path: Path):
-    if FIXTURE.exists():
-        shutil.copy(FIXTURE, tmp_path / FIXTURE.name)
-        store = Store(tmp_path / FIXTURE.name, readonly=True)
-        return store, store.run("latest")
-    spec = importlib.util.spec_from_file_location("report_data", ROOT / "tests" / "unit" / "test_report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_run(tmp_path / "synthetic.db", disagreement=True)
+    shutil.copy(FIXTURE, tmp_path / FIXTURE.name)
+    store = Store(tmp_path / FIXTURE.name, readonly=True)
+    return store, store.run("latest")
 
 
 def test_report_html_renders_in_chromium(tmp_path):
     store, run = _store(tmp_path)
     page = write_html(store, run, tmp_path / "out")
-    expected_plots = ["acceptance_vs_depth.png", "speed_vs_depth.png", "per_position.png"]
-    if store.fidelity(run.id):
-        expected_plots.append("acceptance_vs_top1.png")
+    expected_plots = ["acceptance_vs_depth.png", "speed_vs_depth.png", "per_position.png", "acceptance_vs_top1.png"]
+    assert store.fidelity(run.id)
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(page, ARTIFACTS / "report.html")

@@ -21,9 +21,11 @@ from pathlib import Path
 import pytest
 
 from specsweep.errors import UsageError
-from specsweep.records import RequestRecord
-from specsweep.report import (ReportRow, blocks_to_markdown, build_report, compare_cells, document, export_csv,
-                              export_json, render_compare, render_markdown, report_columns, write_report)
+from specsweep.records import RequestRecord, encode_steps
+from specsweep.report import (ReportRow, build_report, compare_cells, export_csv, export_json, render_compare,
+                              render_markdown, report_columns, write_report)
+from specsweep.report.document import document
+from specsweep.report.render import blocks_to_markdown
 from specsweep.store import Store
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -45,6 +47,7 @@ def _request(run_id: int, model: str, depth: int, rep: int, prompt: str, categor
     alpha = (MODELS[model][0] if alpha is None else alpha) + rng.uniform(-0.03, 0.03)
     produced = steps = drafted = accepted = 0
     dr_pos, acc_pos = [0] * depth, [0] * depth
+    pairs = []
     while produced < MAX_TOKENS:
         n = min(depth, MAX_TOKENS - produced - 1)
         k = 0
@@ -55,6 +58,7 @@ def _request(run_id: int, model: str, depth: int, rep: int, prompt: str, categor
         for i in range(k):
             acc_pos[i] += 1
         steps += 1
+        pairs.append((k, n))
         drafted += n
         accepted += k
         produced += k + 1
@@ -70,7 +74,7 @@ def _request(run_id: int, model: str, depth: int, rep: int, prompt: str, categor
         m_steps=steps if depth else 0, m_accepted_per_pos=acc_pos, log_steps=steps if depth else None,
         log_drafted=drafted, log_accepted=accepted, log_drafted_per_pos=dr_pos if depth else None,
         log_accepted_per_pos=acc_pos if depth else None, max_draft_len=depth, completion_tokens=produced,
-        crosscheck="ok", content="…")
+        crosscheck="ok", content="…", log_step_pairs=encode_steps(pairs) if depth else None)
     values.update(over)
     return RequestRecord(**values)
 
@@ -289,15 +293,13 @@ def test_theory_section_compares_predicted_and_measured(full_report, full_out):
 
 
 def test_plots_are_real_pngs(full_report, full_out, tmp_path, monkeypatch):
-    from specsweep import plots
-    monkeypatch.setattr("specsweep.report.build_report", lambda store, run: full_report)  # already computed
-    paths = plots.write_plots(None, None, tmp_path / "plots")
-    assert sorted(p.name for p in paths) == ["acceptance_vs_depth.png", "acceptance_vs_top1.png",
-                                             "per_position.png", "speed_vs_depth.png"]
-    for p in paths:
-        data = p.read_bytes()
-        assert data[:8] == PNG_SIGNATURE and len(data) > 20_000, p.name
-        assert data == full_out[p.name].read_bytes()  # deterministic bytes
+    from specsweep.report import plots
+    images = plots.render_plots(full_report)
+    assert sorted(images) == ["acceptance_vs_depth.png", "acceptance_vs_top1.png",
+                              "per_position.png", "speed_vs_depth.png"]
+    for name, data in images.items():
+        assert data[:8] == PNG_SIGNATURE and len(data) > 20_000, name
+        assert data == full_out[name].read_bytes()  # deterministic bytes
 
 
 def test_write_report_writes_everything_and_links_plots(full_out):
@@ -313,7 +315,7 @@ def test_write_report_writes_everything_and_links_plots(full_out):
 def test_bad_out_dir_fails_at_once_with_a_usage_error(full, tmp_path, monkeypatch):
     def never(*args):
         raise AssertionError("computed a report before checking the output paths")
-    monkeypatch.setattr("specsweep.report.build_report", never)
+    monkeypatch.setattr("specsweep.report.exports.build_report", never)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(UsageError, match="is a file"):
@@ -377,7 +379,7 @@ def test_spec_type_is_shown_only_when_drafting_types_vary(tmp_path):
 
 
 def test_print_main_table_still_prints_the_acceptance_table(full, full_report, capsys):
-    from specsweep.report import acceptance_table, print_main_table
+    from specsweep.report.render import acceptance_table, print_main_table
     print_main_table(*full)
     out = capsys.readouterr().err  # the sweep's console is stderr: stdout stays for data
     assert "acceptance" in out and "Q4_K_M" in out and "n=3" in out

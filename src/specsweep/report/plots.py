@@ -10,14 +10,12 @@ binomial standard error for per-position counts.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UsageError
+from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from .report import Report
-    from .store import RunRow, Store
+    from .model import Report
 
 DPI = 110
 WIDE = (12.0, 5.0)
@@ -192,14 +190,17 @@ PLOTS = {
 }
 
 
+def plot_names(has_fidelity: bool) -> list[str]:
+    """The PNG files of a report, in order; acceptance_vs_top1.png only with fidelity results."""
+    return [name for name in PLOTS if has_fidelity or name != "acceptance_vs_top1.png"]
+
+
 def render_plots(report: Report) -> dict[str, bytes]:
-    """{file name: PNG bytes}; acceptance_vs_top1.png only when the run has fidelity results."""
+    """{file name: PNG bytes} for ``plot_names(bool(report.fidelity))``."""
     plt = _pyplot()
     out = {}
-    for name, draw in PLOTS.items():
-        if name == "acceptance_vs_top1.png" and not report.fidelity:
-            continue
-        fig = draw(plt, report)
+    for name in plot_names(bool(report.fidelity)):
+        fig = PLOTS[name](plt, report)
         try:
             fig.tight_layout()
             buf = io.BytesIO()
@@ -208,19 +209,3 @@ def render_plots(report: Report) -> dict[str, bytes]:
             plt.close(fig)  # figures are global in pyplot: close each, or a long report leaks them
         out[name] = buf.getvalue()
     return out
-
-
-def write_plots(store: Store, run: RunRow, out_dir: Path | str) -> list[Path]:
-    """Write the run's PNGs into ``out_dir`` (created if needed); returns their paths."""
-    from .report import _out_dir, build_report
-    out = _out_dir(out_dir)
-    images = render_plots(build_report(store, run))
-    paths = []
-    for name, data in images.items():
-        path = out / name
-        try:
-            path.write_bytes(data)
-        except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-        paths.append(path)
-    return paths

@@ -1,0 +1,48 @@
+"""Statistics over RequestRecords: acceptance, τ, speed, speedup, per-position acceptance,
+prompt-level bootstrap intervals, paired model comparisons and the i.i.d.-acceptance model.
+
+Pure functions: no I/O, no printing. The definitions are the ones in design.md ("Definitions"):
+
+- acceptance of a rep = Σ draft_n_accepted / Σ draft_n over the rep's requests (ratio of sums);
+  reported acceptance = mean over reps ± sample sd (ddof=1), n = number of reps.
+- τ = 1 + accepted / verification steps (per rep, then mean ± sd).
+- decode speed = Σ predicted_n / Σ predicted_ms (server side); wall speed uses client wall_ms.
+- speedup = decode speed at depth n / decode speed at depth 0, same model, paired by rep.
+- per position: p_i = accepted at i / steps that drafted ≥ i+1 tokens; α_i = steps that
+  accepted ≥ i+1 / steps that drafted ≥ i+1 and accepted ≥ i (needs per-step data).
+- E[tokens per step] = (1 − α^(n+1)) / (1 − α); speedup ≈ that / (n·c + 1).
+
+Conventions used throughout:
+
+- Only ``status == "ok"`` records enter statistics; every other status is counted as failed.
+- A rep is the ``RequestRecord.rep`` field (one seed per rep). Requests of two cells are paired
+  on ``(prompt_id, rep)``; a rep's seed may vary per prompt, so the seed is not part of the key.
+- Results never depend on input order: records are first put into a canonical total order, so
+  even floating-point sums are bitwise identical for any permutation. "Order of first
+  appearance" of a model means first in time (smallest ``started_at``, then label), not first in
+  the list, for the same reason.
+- Nothing returns NaN or inf. A statistic with no data is ``None``; every ``Estimate`` carries
+  the n it rests on (n ≥ 1, sd = 0.0 when n == 1).
+
+Modules, imported in one direction: ``estimates`` (rep statistics, bootstrap) → ``positions``
+(per-position acceptance) → ``cells`` (cell summaries, paired comparisons) → ``theory`` (the
+i.i.d. model, recommendation) and ``correlation`` (acceptance against fidelity).
+"""
+
+from .cells import (CellKey, CellSummary, PairedComparison, model_order, neighbour_comparisons, paired_difference,
+                    summarize, summarize_by_category)
+from .correlation import EXACT_SPEARMAN_MAX, Correlation, correlations, spearman
+from .estimates import (OK_STATUS, Estimate, bootstrap_ci, mean_rep_acceptance, pooled_acceptance,
+                        rep_acceptance)
+from .positions import PositionRow, PositionStat, per_position, position_rows
+from .theory import (Recommendation, TheoryRow, estimate_draft_cost, expected_tokens_per_step,
+                     fit_geometric_alpha, predicted_best_depth, predicted_speedup, recommend, theory_rows)
+
+__all__ = [
+    "OK_STATUS", "Estimate", "CellKey", "PositionStat", "PositionRow", "CellSummary", "PairedComparison",
+    "Recommendation", "TheoryRow", "Correlation", "EXACT_SPEARMAN_MAX",
+    "model_order", "rep_acceptance", "pooled_acceptance", "mean_rep_acceptance", "summarize",
+    "summarize_by_category", "per_position", "position_rows", "bootstrap_ci", "paired_difference",
+    "neighbour_comparisons", "fit_geometric_alpha", "expected_tokens_per_step", "predicted_speedup",
+    "estimate_draft_cost", "predicted_best_depth", "recommend", "theory_rows", "correlations", "spearman",
+]

@@ -1,0 +1,136 @@
+"""Acceptance by draft position: unconditional p_i and conditional α_i, each with its own n."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from ..records import RequestRecord, decode_steps
+from .estimates import _canonical, _finite, _is_ok
+
+
+@dataclass(frozen=True)
+class PositionStat:
+    position: int  # 0-indexed draft position
+    drafted_steps: int  # steps whose draft had >= position+1 tokens (or the m_steps fallback)
+    accepted: int  # steps that accepted the token at this position
+    p_uncond: float | None  # accepted / drafted_steps
+    se: float | None  # binomial standard error of p_uncond: sqrt(p(1-p)/drafted_steps)
+    # Steps that drafted >= position+1 tokens and accepted >= position (reached this position);
+    # None when some request of the pool has no per-step data to count them exactly.
+    cond_steps: int | None = None
+    alpha_cond: float | None = None  # accepted / cond_steps
+    alpha_se: float | None = None  # sqrt(α(1-α)/cond_steps)
+
+
+def _step_counts(r: RequestRecord) -> tuple[list[int], list[int], list[int | None]] | None:
+    """One record's (drafted_i, accepted_i, reached_i) per position, or None without counts.
+
+    drafted_i = steps that drafted ≥ i+1 tokens, accepted_i = steps that accepted ≥ i+1,
+    reached_i = steps that drafted ≥ i+1 and accepted ≥ i. From the per-step pairs when stored.
+    Without them reached_i is still exact where no draft ended at exactly i tokens
+    (drafted_(i−1) = drafted_i, so reached_i = accepted_(i−1)); elsewhere it is None (unknown).
+    The /metrics fallback (no trace log) assumes full-length drafts for drafted_i and leaves
+    reached_i unknown beyond position 0 (reached_0 = drafted_0 by definition).
+    """
+    if r.log_step_pairs is not None:
+        steps = decode_steps(r.log_step_pairs)
+        depth = max((d for _, d in steps), default=0)
+        return ([sum(1 for _, d in steps if d > i) for i in range(depth)],
+                [sum(1 for a, _ in steps if a > i) for i in range(depth)],
+                [sum(1 for a, d in steps if d > i and a >= i) for i in range(depth)])
+    acc = r.log_accepted_per_pos if r.log_accepted_per_pos is not None else r.m_accepted_per_pos
+    if acc is None:
+        return None
+    acc = [int(v) if _finite(v) is not None else 0 for v in acc]
+    if r.log_drafted_per_pos is not None:
+        dr = [int(v) if _finite(v) is not None else 0 for v in r.log_drafted_per_pos]
+        dr += [0] * (len(acc) - len(dr))
+        acc_ = acc + [0] * (len(dr) - len(acc))
+        reached = [dr[0] if i == 0 else (acc_[i - 1] if dr[i - 1] == dr[i] else None) for i in range(len(dr))]
+        return dr, acc_, reached
+    steps = _finite(r.m_steps if r.m_steps is not None else r.log_steps)
+    if steps is None:
+        return None  # no denominator at all: counting its accepts would bias p upwards
+    longest = r.max_draft_len if r.max_draft_len is not None else r.depth
+    span = max(len(acc), int(longest) if _finite(longest) is not None else 0)
+    return [int(steps)] * span, acc + [0] * (span - len(acc)), [int(steps)] + [None] * (span - 1)
+
+
+def per_position(records: Iterable[RequestRecord]) -> list[PositionStat]:
+    """Per draft position i (0-indexed), pooled over the ok records (see ``_step_counts``):
+
+    - p_uncond = accepted_i / drafted_i, se = sqrt(p(1−p)/drafted_i). Without the trace log the
+      /metrics fallback uses the verification steps for every position up to the longest draft;
+      it assumes full-length drafts, so it is biased low wherever drafts were cut short.
+    - alpha_cond = accepted_i / reached_i, alpha_se = sqrt(α(1−α)/reached_i): the share of the
+      steps that reached position i (drafted it, and accepted every earlier one) that accepted
+      it. None, with cond_steps None, when some record cannot count reached_i exactly: old rows
+      without per-step data never make this ratio up from p_i / p_(i−1).
+
+    Trailing positions with no data are dropped.
+    """
+    drafted: list[int] = []
+    accepted: list[int] = []
+    reached: list[int | None] = []
+
+    def add(target: list, values: Sequence) -> None:
+        for i, v in enumerate(values):
+            while len(target) <= i:
+                target.append(0)
+            target[i] = None if v is None or target[i] is None else target[i] + v
+
+    for r in _canonical(records):
+        if not _is_ok(r):
+            continue
+        counts = _step_counts(r)
+        if counts is None:
+            continue
+        add(drafted, counts[0])
+        add(accepted, counts[1])
+        add(reached, counts[2])
+
+    length = max(len(drafted), len(accepted))
+    for target in (drafted, accepted, reached):
+        target += [0] * (length - len(target))
+    while length and drafted[length - 1] == 0 and accepted[length - 1] == 0:
+        length -= 1
+
+    stats = []
+    for i in range(length):
+        d, a, n = drafted[i], accepted[i], reached[i]
+        p = a / d if d > 0 else None
+        alpha = a / n if n else None
+        stats.append(PositionStat(
+            position=i, drafted_steps=d, accepted=a, p_uncond=p,
+            se=math.sqrt(max(p * (1 - p), 0.0) / d) if p is not None else None,
+            cond_steps=n, alpha_cond=alpha,
+            alpha_se=math.sqrt(max(alpha * (1 - alpha), 0.0) / n) if alpha is not None else None))
+    return stats
+
+
+@dataclass(frozen=True)
+class PositionRow:
+    """Acceptance at draft position ``position`` (0 = first drafted token) for one cell, or pooled
+    over every depth of a model when ``depth`` is None. ``p`` = unconditional p_i, ``alpha`` =
+    conditional α_i = accepted / alpha_steps, alpha_steps = steps that drafted ≥ i+1 tokens and
+    accepted ≥ i (None: the rows lack the per-step data to count them). SEs are binomial:
+    sqrt(p(1−p)/drafted_steps) and sqrt(α(1−α)/alpha_steps)."""
+
+    model: str
+    spec_type: str
+    depth: int | None
+    position: int
+    drafted_steps: int
+    accepted: int
+    p: float | None
+    p_se: float | None
+    alpha: float | None
+    alpha_se: float | None
+    alpha_steps: int | None
+
+
+def position_rows(model: str, spec_type: str, depth: int | None, stats: Sequence[PositionStat]) -> list[PositionRow]:
+    return [PositionRow(model, spec_type, depth, s.position, s.drafted_steps, s.accepted, s.p_uncond, s.se,
+                        s.alpha_cond, s.alpha_se, s.cond_steps) for s in stats]

@@ -1,0 +1,257 @@
+"""The report model: everything a report shows, computed once from the store by ``build_report``.
+
+One flat record, ``ReportRow`` (one per model × spec type × depth cell), drives the Markdown
+"all cells" table, the CSV and the JSON (llama-bench's ``struct test``): their columns come from
+``dataclasses.fields(ReportRow)``, never from a hand-kept list. The report reads only the store.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field, fields
+from typing import Sequence
+
+from ..analysis import (CellSummary, Correlation, Estimate, PairedComparison, PositionRow, Recommendation,
+                        TheoryRow, correlations, neighbour_comparisons, per_position, position_rows, recommend,
+                        summarize, summarize_by_category, theory_rows)
+from ..records import RequestRecord
+from ..store import RunRow, Store
+
+
+N_BOOT = 2000
+
+
+BOOT_SEED = 0  # fixed: the same store always gives the same intervals (golden files rely on it)
+
+
+REPORT_FORMAT = 1  # version of the JSON layout
+
+
+def _col(kind: str = "str", doc: str = ""):
+    """A ReportRow field with how to show it in the Markdown table (``kind``) and what it means."""
+    return field(metadata={"kind": kind, "doc": doc})
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One (model, spec type, depth) cell of a run. Fractions are 0–1 (not %), speeds tok/s.
+
+    ``*_mean``/``*_sd`` are mean ± sample sd over reps (n = ``n_reps``), ``*_ci_low/high`` the
+    95% prompt-level bootstrap interval of the mean. ``vs_prev_*`` compares acceptance with the
+    previous model (in run order) at the same spec type and depth: this − previous, paired on
+    (prompt, rep), significant when the bootstrap interval excludes 0.
+    """
+
+    model: str = _col(doc="model label")
+    spec_type: str = _col(doc="drafting type; 'none' at depth 0")
+    depth: int = _col("int", "--spec-draft-n-max; 0 = no speculation")
+    effective_depth: int | None = _col("int", "longest draft seen")
+    n_reps: int = _col("int", "reps (distinct seeds) with an ok request")
+    n_requests: int = _col("int", "ok requests")
+    n_failed: int = _col("int", "failed request rows (retries included)")
+    missing: int = _col("int", "planned (rep, prompt) pairs without an ok request")
+    acceptance_mean: float | None = _col("pct", "acceptance rate")
+    acceptance_sd: float | None = _col("pct")
+    acceptance_ci_low: float | None = _col("pct")
+    acceptance_ci_high: float | None = _col("pct")
+    tau_mean: float | None = _col("f2", "mean acceptance length τ = 1 + accepted/steps")
+    tau_sd: float | None = _col("f2")
+    decode_tps_mean: float | None = _col("f1", "server decode speed, tok/s")
+    decode_tps_sd: float | None = _col("f1")
+    wall_tps_mean: float | None = _col("f1", "client wall speed, tok/s")
+    wall_tps_sd: float | None = _col("f1")
+    speedup_mean: float | None = _col("x2", "decode speed / depth 0, paired by rep")
+    speedup_sd: float | None = _col("x2")
+    speedup_ci_low: float | None = _col("x2")
+    speedup_ci_high: float | None = _col("x2")
+    file_size_bytes: int | None = _col("bytes", "model file size")
+    bits_per_weight: float | None = _col("f2", "bits per weight of the model file")
+    kld_mean: float | None = _col("f4", "mean KL divergence to the reference")
+    top1_pct: float | None = _col("f2", "top-1 agreement with the reference, %")
+    vs_prev_model: str | None = _col(doc="previous model in run order")
+    vs_prev_diff: float | None = _col("pp", "acceptance this − previous")
+    vs_prev_ci_low: float | None = _col("pp")
+    vs_prev_ci_high: float | None = _col("pp")
+    vs_prev_significant: bool | None = _col("bool")
+
+
+def report_columns() -> list[str]:
+    """The CSV header and the JSON row keys: the ReportRow fields, in order."""
+    return [f.name for f in fields(ReportRow)]
+
+
+def _round(value):
+    """6 significant digits for CSV/JSON: stable across platforms, far below any spread."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    return value
+
+
+def _row_dict(row: ReportRow) -> dict:
+    return {name: _round(value) for name, value in asdict(row).items()}
+
+
+@dataclass(frozen=True)
+class CellCompleteness:
+    model: str
+    spec_type: str
+    depth: int
+    planned: int | None  # None for a cell the stored config did not plan
+    ok: int
+    failed_rows: int  # rows with status != ok (each failed attempt is a row)
+    retries: int  # rows with attempt > 1
+    missing: list[tuple[int, str]]  # planned (rep, prompt_id) without an ok request
+    errors: list[tuple[str, int]]  # (first line of error, count)
+
+
+@dataclass(frozen=True)
+class Report:
+    run: RunRow
+    records: list[RequestRecord]
+    cells: list[CellSummary]
+    rows: list[ReportRow]
+    models: list[str]  # run order
+    by_category: dict[str, list[CellSummary]]
+    comparisons: list[tuple[str, PairedComparison]]  # (spec type, neighbouring-model comparison)
+    positions: list[PositionRow]
+    theory: list[TheoryRow]
+    recommendation: Recommendation | None
+    fidelity: dict[str, dict]
+    correlations: list[Correlation]
+    completeness: list[CellCompleteness]
+    crosscheck: list[RequestRecord]  # ok requests whose tallies disagreed
+    prompt_ids: list[str]
+    planned_reps: int
+
+    @property
+    def spec_types(self) -> list[str]:
+        """Spec types of the speculative cells (depth 0 is always 'none')."""
+        return list(dict.fromkeys(c.key.spec_type for c in self.cells if c.key.depth > 0))
+
+    @property
+    def depths(self) -> list[int]:
+        return sorted({c.key.depth for c in self.cells})
+
+    def cell(self, model: str, spec_type: str, depth: int) -> CellSummary | None:
+        for c in self.cells:
+            if c.key.model_label == model and c.key.depth == depth and (depth == 0 or c.key.spec_type == spec_type):
+                return c
+        return None
+
+
+def _planned_prompts(config: dict, records: Sequence[RequestRecord]) -> list[str]:
+    """Prompt ids the run planned, as the sweep stored them with the run's config; a run stored
+    before they were recorded falls back to the ids seen (in the order they first ran)."""
+    planned = config.get("prompt_ids")
+    if isinstance(planned, list):
+        return [str(p) for p in planned]
+    return list(dict.fromkeys(r.prompt_id for r in sorted(records, key=lambda r: (r.started_at or 0.0, r.prompt_id))))
+
+
+def _completeness(run: RunRow, records: Sequence[RequestRecord], prompts: list[str],
+                  reps: int) -> list[CellCompleteness]:
+    cfg = run.config
+    labels = [m["label"] for m in cfg.get("models", [])]
+    depths = list((cfg.get("drafting") or {}).get("depths") or [])
+    spec = (cfg.get("drafting") or {}).get("spec_type") or "none"
+    planned = [(m, spec if d > 0 else "none", d) for m in labels for d in depths]
+    by_cell: dict[tuple, list[RequestRecord]] = defaultdict(list)
+    for r in records:
+        by_cell[(r.model_label, r.spec_type, r.depth)].append(r)
+    keys = planned + sorted(k for k in by_cell if k not in set(planned))
+    out = []
+    for key in keys:
+        rows = by_cell.get(key, [])
+        ok = {(r.rep, r.prompt_id) for r in rows if r.status == "ok"}
+        in_plan = key in planned
+        missing = [(rep, p) for rep in range(reps) for p in prompts if (rep, p) not in ok] if in_plan else []
+        errors = Counter((r.error or r.status).splitlines()[0][:160] for r in rows if r.status != "ok")
+        out.append(CellCompleteness(model=key[0], spec_type=key[1], depth=key[2],
+                                    planned=reps * len(prompts) if in_plan else None,
+                                    ok=sum(1 for r in rows if r.status == "ok"),
+                                    failed_rows=sum(1 for r in rows if r.status != "ok"),
+                                    retries=sum(1 for r in rows if (r.attempt or 1) > 1),
+                                    missing=missing, errors=sorted(errors.items(), key=lambda e: (-e[1], e[0]))))
+    return out
+
+
+def _est(e: Estimate | None, attr: str):
+    return getattr(e, attr) if e is not None else None
+
+
+def _report_rows(report_cells: Sequence[CellSummary], completeness: Sequence[CellCompleteness],
+                 comparisons: Sequence[tuple[str, PairedComparison]], provenance: dict,
+                 fidelity: dict) -> list[ReportRow]:
+    missing = {(c.model, c.spec_type, c.depth): len(c.missing) for c in completeness}
+    # neighbour_comparisons gives earlier − later; a row shows itself − the previous model.
+    prev = {(spec, p.label_b, p.depth): p for spec, p in comparisons}
+    models = provenance.get("models") or {}
+    rows = []
+    for c in report_cells:
+        k = c.key
+        info = models.get(k.model_label) or {}
+        fid = fidelity.get(k.model_label) or {}
+        cmp = prev.get((k.spec_type, k.model_label, k.depth)) if k.depth > 0 else None
+        rows.append(ReportRow(
+            model=k.model_label, spec_type=k.spec_type, depth=k.depth, effective_depth=c.effective_depth,
+            n_reps=c.n_reps, n_requests=c.n_requests, n_failed=c.n_failed,
+            missing=missing.get((k.model_label, k.spec_type, k.depth), 0),
+            acceptance_mean=_est(c.acceptance, "mean"), acceptance_sd=_est(c.acceptance, "sd"),
+            acceptance_ci_low=_est(c.acceptance, "ci_low"), acceptance_ci_high=_est(c.acceptance, "ci_high"),
+            tau_mean=_est(c.tau, "mean"), tau_sd=_est(c.tau, "sd"),
+            decode_tps_mean=_est(c.decode_tps, "mean"), decode_tps_sd=_est(c.decode_tps, "sd"),
+            wall_tps_mean=_est(c.wall_tps, "mean"), wall_tps_sd=_est(c.wall_tps, "sd"),
+            speedup_mean=_est(c.speedup, "mean"), speedup_sd=_est(c.speedup, "sd"),
+            speedup_ci_low=_est(c.speedup, "ci_low"), speedup_ci_high=_est(c.speedup, "ci_high"),
+            file_size_bytes=info.get("size_bytes"), bits_per_weight=info.get("bits_per_weight"),
+            kld_mean=fid.get("kld_mean"), top1_pct=fid.get("top1_pct"),
+            vs_prev_model=cmp.label_a if cmp else None,
+            vs_prev_diff=-cmp.diff if cmp else None,
+            vs_prev_ci_low=-cmp.ci_high if cmp else None,
+            vs_prev_ci_high=-cmp.ci_low if cmp else None,
+            vs_prev_significant=cmp.significant if cmp else None))
+    return rows
+
+
+def build_report(store: Store, run: RunRow) -> Report:
+    """Every statistic a report shows, computed once from the store (never from an engine)."""
+    records = store.requests(run.id)
+    cells = summarize(records, n_boot=N_BOOT, seed=BOOT_SEED)
+    models = list(dict.fromkeys(c.key.model_label for c in cells))
+    prompts = _planned_prompts(run.config, records)
+    config_reps = int(((run.config.get("sampling") or {}).get("reps")) or 0)
+    # More reps can be added to an existing run (reps are not in the run key): plan what was seen too.
+    reps = max([config_reps] + [r.rep + 1 for r in records])
+    completeness = _completeness(run, records, prompts, reps)
+    spec_types = list(dict.fromkeys(c.key.spec_type for c in cells if c.key.depth > 0))
+    # One call per spec type, so each comparison knows its drafting type (PairedComparison does not).
+    comparisons = [(spec, cmp) for spec in spec_types
+                   for cmp in neighbour_comparisons([r for r in records if r.spec_type == spec],
+                                                    n_boot=N_BOOT, seed=BOOT_SEED)]
+    fidelity = store.fidelity(run.id)
+
+    positions: list[PositionRow] = []
+    for c in cells:
+        if c.key.depth > 0:
+            positions += position_rows(c.key.model_label, c.key.spec_type, c.key.depth, c.per_position)
+    for model in models:
+        for spec in spec_types:
+            recs = [r for r in records if r.model_label == model and r.spec_type == spec and r.depth > 0]
+            if recs:
+                positions += position_rows(model, spec, None, per_position(recs))
+
+    sizes = {label: int(info["size_bytes"]) for label, info in (run.provenance.get("models") or {}).items()
+             if isinstance(info, dict) and isinstance(info.get("size_bytes"), int)}
+    return Report(
+        run=run, records=records, cells=cells,
+        rows=_report_rows(cells, completeness, comparisons, run.provenance, fidelity),
+        models=models,
+        by_category=summarize_by_category(records, n_boot=N_BOOT, seed=BOOT_SEED),
+        comparisons=comparisons, positions=positions,
+        theory=theory_rows(cells, positions, models, spec_types),
+        recommendation=recommend(cells, sizes),
+        fidelity=fidelity,
+        correlations=correlations(cells, fidelity) if fidelity else [],
+        completeness=completeness,
+        crosscheck=[r for r in records if r.status == "ok" and r.crosscheck != "ok"],
+        prompt_ids=prompts, planned_reps=reps)
