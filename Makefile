@@ -33,7 +33,7 @@ demo: engine model
 	$(BIN)/specsweep demo
 
 test: engine model browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

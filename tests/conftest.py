@@ -1,4 +1,11 @@
-"""Shared test fixtures: where the real engine and the real default model are."""
+"""Shared test fixtures: isolation from the user's folders, and where the real engine and model are.
+
+Every test runs with HOME, XDG_CACHE_HOME and SPECSWEEP_CACHE pointing into its own temporary
+folder and that folder as the working directory, so nothing a test (or a ``specsweep`` it
+starts) writes lands in the user's cache, home or checkout. The engine and the default model
+built into the real cache are still found: their paths are read once at start-up and passed
+explicitly (SPECSWEEP_LLAMA_SERVER …, the ``model_path`` fixture); nothing writes there.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +16,58 @@ from pathlib import Path
 
 import pytest
 
+from specsweep.cache import cache_root
+from specsweep.engine.build import TOOLS, current_build
+from specsweep.engine.locate import env_var
+
 SPECSWEEP = Path(sys.executable).with_name("specsweep")
+REAL_CACHE = cache_root()  # before any test changes the environment
+REAL_BUILD = current_build()  # the build 'specsweep engine install' made there, if any
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path_factory, monkeypatch):
+    """Keep the test out of the user's cache, home and working folder (see the module docstring)."""
+    root = tmp_path_factory.mktemp("isolated")
+    for name in ("home", "xdg-cache", "cache", "work"):
+        (root / name).mkdir()
+    monkeypatch.setenv("HOME", str(root / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(root / "xdg-cache"))
+    monkeypatch.setenv("SPECSWEEP_CACHE", str(root / "cache"))
+    monkeypatch.chdir(root / "work")
+    if REAL_BUILD is not None:
+        for tool in TOOLS:
+            if not os.environ.get(env_var(tool)) and (REAL_BUILD / "bin" / tool).exists():
+                monkeypatch.setenv(env_var(tool), str(REAL_BUILD / "bin" / tool))
+    return root
+
+
+@pytest.fixture
+def real_cache(monkeypatch):
+    """For the few tests about the cache itself (a cached build, the fetched model): read-only use."""
+    monkeypatch.setenv("SPECSWEEP_CACHE", str(REAL_CACHE))
+    return REAL_CACHE
 
 
 def run_cli(*args: str, timeout: float = 600, env: dict | None = None, cwd: Path | None = None):
     """Run the installed ``specsweep`` console script as a user would."""
     return subprocess.run([str(SPECSWEEP), *map(str, args)], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def start_cli(log_dir: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    """Start ``specsweep`` in the background with its output in files (never an undrained pipe).
+    Returns the process and the path of its stderr; read it after ``proc.wait()``."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stderr = log_dir / "stderr.txt"
+    with open(log_dir / "stdout.txt", "wb") as out, open(stderr, "wb") as err:
+        proc = subprocess.Popen([str(SPECSWEEP), *map(str, args)], stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    return proc, stderr
+
+
+def finish(proc: subprocess.Popen, stderr: Path, timeout: float) -> str:
+    proc.wait(timeout=timeout)
+    return stderr.read_text(errors="replace")
 
 
 def llama_server_pids() -> set[int]:
@@ -35,16 +87,16 @@ def llama_server_pids() -> set[int]:
     return pids
 
 
-@pytest.fixture(scope="session")
-def engine():
+@pytest.fixture
+def engine(isolated):
     from specsweep.engine.locate import resolve_engine
     return resolve_engine()
 
 
 @pytest.fixture(scope="session")
 def model_path() -> Path:
-    from specsweep.models import default_model_path
-    path = default_model_path()
+    from specsweep.models import DEFAULT_MODEL_NAME
+    path = REAL_CACHE / "models" / DEFAULT_MODEL_NAME
     assert path.exists(), "default model missing: run 'make model' (make test does it)"
     return path
 
@@ -62,9 +114,10 @@ def no_orphans():
 
 
 @pytest.fixture(scope="session")
-def second_model(engine, model_path, tmp_path_factory) -> Path:
+def second_model(model_path, tmp_path_factory) -> Path:
     """A second real model for two-model sweeps: the default model requantized to Q8_0."""
+    assert REAL_BUILD is not None, "engine missing: run 'make engine' (make test does it)"
     out = tmp_path_factory.mktemp("models") / "SmolLM2-135M-Instruct.Q8_0.gguf"
-    subprocess.run([str(engine.tool("llama-quantize")), "--allow-requantize", str(model_path), str(out), "Q8_0"],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run([str(REAL_BUILD / "bin" / "llama-quantize"), "--allow-requantize", str(model_path), str(out),
+                    "Q8_0"], check=True, capture_output=True, timeout=300)
     return out

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import SPECSWEEP, llama_server_pids, run_cli
+from tests.conftest import finish, llama_server_pids, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -55,9 +55,8 @@ def _ppid(pid: int) -> int:
     return int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
 
 
-def start_sweep(model_path, db, *extra) -> subprocess.Popen:
-    return subprocess.Popen([str(SPECSWEEP), *map(str, args(model_path, db, *extra))], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def start_sweep(model_path, db, *extra) -> tuple[subprocess.Popen, Path]:
+    return start_cli(db.parent / "cli", *args(model_path, db, *extra))
 
 
 def wait_for(predicate, timeout=300.0):
@@ -79,12 +78,12 @@ def assert_complete_and_unique(db: Path):
 
 def test_server_killed_mid_sweep_is_restarted_and_the_request_retried(model_path, tmp_path, no_orphans):
     db = tmp_path / "f.db"
-    proc = start_sweep(model_path, db)
+    proc, stderr_path = start_sweep(model_path, db)
     wait_for(lambda: ok_rows(db) >= PLANNED // 2 + 1)  # inside the depth-1 server
     before = ok_rows(db)
     victim = wait_for(lambda: children_servers(proc.pid))[0]
     os.kill(victim, signal.SIGKILL)
-    _, stderr = proc.communicate(timeout=300)
+    stderr = finish(proc, stderr_path, timeout=300)
     assert proc.returncode == 0, stderr
     assert ok_rows(db) == PLANNED >= before
     assert_complete_and_unique(db)
@@ -99,12 +98,12 @@ def test_server_killed_mid_sweep_is_restarted_and_the_request_retried(model_path
 
 def test_hung_server_times_out_and_is_replaced(model_path, tmp_path, no_orphans):
     db = tmp_path / "f.db"
-    proc = start_sweep(model_path, db, "--request-timeout", "8")
+    proc, stderr_path = start_sweep(model_path, db, "--request-timeout", "8")
     wait_for(lambda: ok_rows(db) >= 2)
     victim = wait_for(lambda: children_servers(proc.pid))[0]
     os.kill(victim, signal.SIGSTOP)  # alive but answering nothing: a hang
     try:
-        _, stderr = proc.communicate(timeout=300)
+        stderr = finish(proc, stderr_path, timeout=300)
     finally:
         if Path(f"/proc/{victim}").exists():
             os.kill(victim, signal.SIGCONT)
@@ -118,12 +117,12 @@ def test_hung_server_times_out_and_is_replaced(model_path, tmp_path, no_orphans)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_to_the_tool_stops_cleanly_and_resume_completes(model_path, tmp_path, sig, no_orphans):
     db = tmp_path / "f.db"
-    proc = start_sweep(model_path, db)
+    proc, stderr_path = start_sweep(model_path, db)
     wait_for(lambda: ok_rows(db) >= 3)
     servers = wait_for(lambda: children_servers(proc.pid))
     done_before = ok_rows(db)
     proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=120)
+    stderr = finish(proc, stderr_path, timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "resume with: specsweep run" in stderr
     assert not set(servers) & llama_server_pids()

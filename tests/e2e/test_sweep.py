@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import subprocess
 import time
 
 import pytest
 
 from specsweep.records import decode_steps
-from tests.conftest import SPECSWEEP, llama_server_pids, run_cli
+from tests.conftest import finish, llama_server_pids, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -75,8 +74,7 @@ def test_sweep_stores_every_request_and_resumes_with_zero_work(model_path, secon
 
 def test_ctrl_c_mid_sweep_then_resume_completes_without_duplicates(model_path, second_model, tmp_path, no_orphans):
     db = tmp_path / "sweep.db"
-    proc = subprocess.Popen([str(SPECSWEEP), *map(str, sweep_args(model_path, second_model, db))],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, stderr_path = start_cli(tmp_path / "cli", *sweep_args(model_path, second_model, db))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
@@ -87,7 +85,7 @@ def test_ctrl_c_mid_sweep_then_resume_completes_without_duplicates(model_path, s
         time.sleep(0.2)
     assert llama_server_pids(), "a server should be running mid-sweep"
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    stderr = finish(proc, stderr_path, timeout=120)
     assert proc.returncode == 130, stderr
     assert "resume with: specsweep run" in stderr
     assert "Traceback" not in stderr

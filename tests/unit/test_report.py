@@ -3,8 +3,8 @@
 ``build_run`` writes a small but realistic run through the real Store: three quants whose
 drafts are accepted i.i.d. with falling α, depths 0-3, 3 reps × 4 prompts in two categories,
 timings that follow the speculative cost model, and optionally a partial run (missing and
-failed requests), fidelity results and a cross-check disagreement. The real stored run at
-/tmp/t1.db is used too when present.
+failed requests), fidelity results and a cross-check disagreement. A real stored run is covered
+by the golden files (tests/unit/test_report_golden.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import math
 import random
 import re
-import shutil
 from dataclasses import fields
 from pathlib import Path
 
@@ -292,7 +291,7 @@ def test_theory_section_compares_predicted_and_measured(full_report, full_out):
     assert "τ predicted" in theory and "speedup measured" in theory
 
 
-def test_plots_are_real_pngs(full_report, full_out, tmp_path, monkeypatch):
+def test_plots_are_real_pngs(full_report, full_out):
     from specsweep.report import plots
     images = plots.render_plots(full_report)
     assert sorted(images) == ["acceptance_vs_depth.png", "acceptance_vs_top1.png",
@@ -351,19 +350,6 @@ def test_compare_matches_by_label_and_marks_large_differences(full, tmp_path):
     md = render_compare(*full, *b)
     assert "only in A" in md and "✱" in md
     assert all(math.isfinite(r.spread) for r in rows if r.spread is not None)
-
-
-def test_real_stored_run_with_failed_rows(tmp_path):
-    source = Path("/tmp/t1.db")
-    if not source.exists():
-        pytest.skip("/tmp/t1.db (a real interrupted run) is not on this machine")
-    shutil.copy(source, tmp_path / "t1.db")
-    store = Store(tmp_path / "t1.db", readonly=True)
-    run = store.run(1)
-    paths = write_report(store, run, tmp_path / "out")
-    md = paths["report.md"].read_text()
-    assert "## Completeness" in md and "timed out" in md
-    assert paths["per_position.png"].read_bytes()[:8] == PNG_SIGNATURE
 
 
 def test_spec_type_is_shown_only_when_drafting_types_vary(tmp_path):
