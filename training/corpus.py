@@ -1,0 +1,322 @@
+"""Instruction/answer chat pairs from text that exists offline on every machine with Python.
+
+The miniatures are asked coding and reasoning questions (specsweep's `mixed-5` suite), so
+they are trained on conversations of that shape rather than raw code, which made an earlier
+pilot answer chat prompts with whitespace runs and loops. Sources, all deterministic:
+
+- the running interpreter's standard library (`sysconfig`'s stdlib path): every documented
+  function becomes "write a function that <docstring>" → code, and "explain this code" →
+  its docstring and a walk through the names it uses; every module, in chunks, becomes
+  "show part N of module M" → its source;
+- `pydoc_data.topics` (the language reference shipped with CPython) → "explain <topic>";
+- generated reasoning problems with worked, checked answers: work rates, unit arithmetic,
+  knights and knaves solved by enumerating every case, binary-search traces, classic bugs.
+
+The corpus depends on the Python version that builds it; the model card records that
+version and the corpus sha256.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import itertools
+import json
+import random
+import sys
+import sysconfig
+import textwrap
+from fractions import Fraction
+from pathlib import Path
+
+MAX_CODE_CHARS = 1800
+MAX_TOPIC_CHARS = 1600
+SKIP_PARTS = {"test", "tests", "idlelib", "site-packages", "turtledemo", "lib2to3", "__pycache__"}
+
+
+def stdlib_functions() -> list[tuple[str, str, str, str]]:
+    """(module, name, docstring, source) of every documented function in the stdlib, in path order."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        if SKIP_PARTS & set(path.relative_to(root).parts):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+            tree = ast.parse(text)
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        module = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        lines = text.splitlines()
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            doc = ast.get_docstring(node)
+            # Slice lines ourselves: ast.get_source_segment re-splits the whole file per call.
+            src = "\n".join(lines[node.lineno - 1:node.end_lineno])
+            if not doc or not src or len(src) > MAX_CODE_CHARS or node.name.startswith("__"):
+                continue
+            out.append((module, node.name, doc.strip(), textwrap.dedent(src)))
+    return out
+
+
+def _signature(src: str) -> str:
+    first = src.split(":\n", 1)[0].strip()
+    return first.removeprefix("async ").removeprefix("def ").strip()
+
+
+def _names_used(src: str) -> list[str]:
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:
+        return []
+    seen: dict[str, None] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+            if name:
+                seen.setdefault(name, None)
+    return list(seen)[:6]
+
+
+def code_pairs(rng: random.Random) -> list[tuple[str, str]]:
+    pairs = []
+    for module, name, doc, src in stdlib_functions():
+        summary = doc.split("\n\n")[0].replace("\n", " ")
+        calls = _names_used(src)
+        walk = ("It relies on " + ", ".join(f"`{c}`" for c in calls) + "." if calls else
+                "It needs no helper calls.")
+        if rng.random() < 0.5:
+            ask = rng.choice(["Write a Python function `{sig}` that does the following: {s}",
+                              "Implement `{sig}` in Python. {s} Explain the code briefly.",
+                              "How would you write `{name}` from the `{mod}` module? {s}"])
+            question = ask.format(sig=_signature(src), s=summary, name=name, mod=module)
+            answer = (f"Here is an implementation of `{name}`:\n\n```python\n{src}\n```\n\n"
+                      f"{summary} {walk}")
+        else:
+            ask = rng.choice(["Explain what this Python function does:\n\n```python\n{src}\n```",
+                              "What is wrong or surprising in this code, if anything? Explain it.\n\n"
+                              "```python\n{src}\n```",
+                              "Describe this function step by step:\n\n```python\n{src}\n```"])
+            question = ask.format(src=src)
+            answer = f"The function `{name}` (from `{module}`) works as follows.\n\n{doc}\n\n{walk}"
+        pairs.append((question, answer))
+    return pairs
+
+
+SOURCE_CHUNK_CHARS = 2400
+
+
+def source_pairs(rng: random.Random) -> list[tuple[str, str]]:
+    """Whole stdlib modules, a chunk per answer, so the model also learns to write long code."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    pairs = []
+    for path in sorted(root.rglob("*.py")):
+        if SKIP_PARTS & set(path.relative_to(root).parts):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, ValueError):
+            continue
+        module = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        lines, chunk, part = text.splitlines(), [], 1
+        for line in lines + [None]:
+            if line is not None:
+                chunk.append(line)
+            if chunk and (line is None or sum(len(x) + 1 for x in chunk) > SOURCE_CHUNK_CHARS):
+                ask = rng.choice(["Show part {n} of the source code of the Python module `{m}`.",
+                                  "Continue writing the `{m}` module (part {n}).",
+                                  "Write the code of `{m}`, part {n}."])
+                pairs.append((ask.format(n=part, m=module), "```python\n" + "\n".join(chunk) + "\n```"))
+                chunk, part = [], part + 1
+    return pairs
+
+
+def topic_pairs(rng: random.Random) -> list[tuple[str, str]]:
+    from pydoc_data.topics import topics
+    pairs = []
+    for key in sorted(topics):
+        text = topics[key].strip()
+        for start in range(0, min(len(text), 4 * MAX_TOPIC_CHARS), MAX_TOPIC_CHARS):
+            part = text[start:start + MAX_TOPIC_CHARS]
+            q = rng.choice(["Explain {k} in Python.", "What does the Python reference say about {k}?",
+                            "How does {k} work in Python? Give the details."]).format(k=f"`{key}`")
+            pairs.append((q, part))
+    return pairs
+
+
+# ---- generated reasoning problems: every answer is computed, shown step by step and checked ----
+
+def _fmt_hours(h: Fraction) -> str:
+    minutes = h * 60
+    return f"{int(h)} h {int(minutes % 60)} min" if minutes.denominator == 1 else f"{float(h):.2f} h"
+
+
+def work_rate_problem(rng: random.Random) -> tuple[str, str]:
+    a, b, d = rng.choice([2, 3, 4, 5, 6]), rng.choice([3, 4, 6, 8, 12]), rng.choice([6, 8, 12, 24])
+    rate = Fraction(1, a) + Fraction(1, b) - Fraction(1, d)
+    if rate <= 0:
+        d = d * 4
+        rate = Fraction(1, a) + Fraction(1, b) - Fraction(1, d)
+    t = 1 / rate
+    q = (f"Pipe A fills a tank in {a} hours and pipe B in {b} hours, while a drain empties it in {d} hours. "
+         f"All three are open. How long until the empty tank is full? Show every step.")
+    ans = (f"Work with rates in tanks per hour.\n\n"
+           f"1. A fills 1/{a} of the tank per hour, B fills 1/{b}, the drain removes 1/{d}.\n"
+           f"2. Together: 1/{a} + 1/{b} - 1/{d} = {rate} of the tank per hour.\n"
+           f"3. Time = 1 / ({rate}) = {t} hours = {_fmt_hours(t)}.\n\n"
+           f"Check: in {t} hours A adds {t / a}, B adds {t / b}, the drain removes {t / d}; "
+           f"{t / a} + {t / b} - {t / d} = {t / a + t / b - t / d}, one full tank. "
+           f"The tank is full after {_fmt_hours(t)}.")
+    return q, ans
+
+
+def speed_problem(rng: random.Random) -> tuple[str, str]:
+    v1, v2 = rng.randint(40, 90), rng.randint(40, 90)
+    dist = (v1 + v2) * rng.randint(1, 4)
+    t = Fraction(dist, v1 + v2)
+    q = (f"Two trains start {dist} km apart and drive towards each other at {v1} km/h and {v2} km/h. "
+         f"When and where do they meet? Reason step by step and verify.")
+    ans = (f"The gap closes at {v1} + {v2} = {v1 + v2} km/h.\n\n"
+           f"1. Time to meet: {dist} / {v1 + v2} = {t} h.\n"
+           f"2. The first train covers {v1} × {t} = {v1 * t} km, the second {v2} × {t} = {v2 * t} km.\n\n"
+           f"Check: {v1 * t} + {v2 * t} = {v1 * t + v2 * t} km, the full distance. "
+           f"They meet after {t} h, {v1 * t} km from the first train's start.")
+    return q, ans
+
+
+def percent_problem(rng: random.Random) -> tuple[str, str]:
+    price, up, down = rng.choice([40, 80, 120, 200, 250]), rng.choice([10, 20, 25, 50]), rng.choice([10, 20, 25, 50])
+    after_up = Fraction(price) * (100 + up) / 100
+    final = after_up * (100 - down) / 100
+    q = (f"A price of {price} euros rises by {up}% and then falls by {down}%. "
+         f"What is the final price, and is it higher or lower than at the start? Explain.")
+    change = final - price
+    ans = (f"Apply the changes one after the other, each to the current price.\n\n"
+           f"1. After the rise: {price} × {100 + up}/100 = {float(after_up):g} euros.\n"
+           f"2. After the fall: {float(after_up):g} × {100 - down}/100 = {float(final):g} euros.\n\n"
+           f"The final price is {float(final):g} euros, "
+           f"{'higher' if change > 0 else 'lower' if change < 0 else 'the same'} than the start "
+           f"by {abs(float(change)):g} euros, because the second percentage applies to a different base.")
+    return q, ans
+
+
+NAMES = ["Ada", "Bram", "Cora", "Dirk", "Eva", "Finn", "Gus", "Hana"]
+
+
+def knights_problem(rng: random.Random) -> tuple[str, str]:
+    """Random statements until exactly one assignment is consistent; the answer enumerates every case."""
+    while True:
+        people = rng.sample(NAMES, 3)
+        statements = []
+        for speaker in people:
+            kind = rng.choice(["is", "same", "diff"])
+            others = [p for p in people if p != speaker]
+            if kind == "is":
+                who, what = rng.choice(others), rng.choice([True, False])
+                text = f"{who} is a {'knight' if what else 'knave'}."
+                fn = (lambda w, v: lambda a: a[w] == v)(who, what)
+            else:
+                x, y = others
+                text = f"{x} and {y} are {'the same kind' if kind == 'same' else 'different kinds'}."
+                fn = (lambda x, y, same: lambda a: (a[x] == a[y]) == same)(x, y, kind == "same")
+            statements.append((speaker, text, fn))
+        lines, solutions = [], []
+        for values in itertools.product([True, False], repeat=3):
+            a = dict(zip(people, values))
+            ok = all(fn(a) == a[s] for s, _, fn in statements)
+            label = ", ".join(f"{p} {'knight' if a[p] else 'knave'}" for p in people)
+            lines.append(f"- {label}: {'consistent' if ok else 'contradiction'}.")
+            if ok:
+                solutions.append(a)
+        if len(solutions) == 1:
+            break
+    said = " ".join(f"{s} says: \"{t}\"" for s, t, _ in statements)
+    sol = solutions[0]
+    q = f"Knights always tell the truth and knaves always lie. {said} What is each of them? Reason through the cases."
+    ans = ("Try all eight assignments; a knight's statement must be true and a knave's false.\n\n"
+           + "\n".join(lines) + "\n\nOnly one case survives: "
+           + ", ".join(f"{p} is a {'knight' if sol[p] else 'knave'}" for p in people) + ".")
+    return q, ans
+
+
+def binary_search_problem(rng: random.Random) -> tuple[str, str]:
+    xs = sorted(rng.sample(range(1, 60), rng.randint(6, 12)))
+    target = rng.choice(xs + [rng.randint(1, 60)])
+    lo, hi, steps = 0, len(xs), []
+    while lo < hi:
+        mid = (lo + hi) // 2
+        go = xs[mid] < target
+        steps.append(f"- low={lo}, high={hi}, mid={mid}, a[mid]={xs[mid]} "
+                     f"{'< ' + str(target) + ', so low = mid + 1' if go else '>= ' + str(target) + ', so high = mid'}")
+        lo, hi = (mid + 1, hi) if go else (lo, mid)
+    q = f"Show how binary search finds the lower bound of {target} in {xs}, with the indices at each step."
+    ans = ("The lower bound is the first index whose value is not less than the target. Keep the "
+           "half-open range [low, high).\n\n" + "\n".join(steps)
+           + f"\n\nThe loop ends with low = high = {lo}: the lower bound of {target} is index {lo}"
+           + (f" (value {xs[lo]})." if lo < len(xs) else ", past the end: every value is smaller.")
+           + " Common mistakes: using `high = len - 1` with a half-open loop, and `low = mid` instead of"
+           " `mid + 1`, which never terminates.")
+    return q, ans
+
+
+BUGS = [
+    ("def {f}(values, seen=[]):\n    for v in values:\n        seen.append(v)\n    return len(seen)",
+     "The default list `seen=[]` is created once, when the function is defined, so every call without "
+     "the argument shares it and the count keeps growing.",
+     "def {f}(values, seen=None):\n    if seen is None:\n        seen = []\n    for v in values:\n"
+     "        seen.append(v)\n    return len(seen)"),
+    ("def {f}(items, n):\n    return [items[i:i + n] for i in range(0, len(items) - n, n)]",
+     "The range stops before `len(items) - n`, so the last chunk is dropped whenever it would be "
+     "full or partial; the stop must be `len(items)`.",
+     "def {f}(items, n):\n    return [items[i:i + n] for i in range(0, len(items), n)]"),
+    ("def {f}(xs):\n    total = 0\n    for i in range(1, len(xs)):\n        total += xs[i]\n    return total / len(xs)",
+     "The loop starts at index 1, so the first element is never added: an off-by-one error.",
+     "def {f}(xs):\n    return sum(xs) / len(xs) if xs else 0.0"),
+    ("def {f}(a, b):\n    if a == None or b == None:\n        return False\n    return a is b",
+     "`is` compares identity, not value: two equal strings or numbers can be different objects. "
+     "Use `==` for values and `is None` for None.",
+     "def {f}(a, b):\n    if a is None or b is None:\n        return False\n    return a == b"),
+]
+
+
+def bug_problem(rng: random.Random) -> tuple[str, str]:
+    bad, why, good = rng.choice(BUGS)
+    f = rng.choice(["count_items", "chunks", "mean_value", "same_value", "collect", "split_list", "average"])
+    q = f"Why does this function misbehave? Explain the bug and show a fix.\n\n```python\n{bad.format(f=f)}\n```"
+    ans = f"{why}\n\nA fixed version:\n\n```python\n{good.format(f=f)}\n```\n\nTest it with an empty input and with two calls in a row."
+    return q, ans
+
+
+GENERATORS = (work_rate_problem, speed_problem, percent_problem, knights_problem,
+              binary_search_problem, bug_problem)
+
+
+def reasoning_pairs(rng: random.Random, n: int) -> list[tuple[str, str]]:
+    return [GENERATORS[i % len(GENERATORS)](rng) for i in range(n)]
+
+
+def build_pairs(seed: int = 0, n_reasoning: int = 24000) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    pairs = code_pairs(rng) + source_pairs(rng) + topic_pairs(rng) + reasoning_pairs(rng, n_reasoning)
+    rng.shuffle(pairs)
+    return pairs
+
+
+def split(pairs: list, heldout_fraction: float = 0.02) -> tuple[list, list]:
+    n_held = max(1, int(len(pairs) * heldout_fraction))
+    return pairs[n_held:], pairs[:n_held]
+
+
+def describe(pairs: list[tuple[str, str]]) -> dict:
+    blob = json.dumps(pairs, ensure_ascii=False).encode()
+    return {"pairs": len(pairs), "chars": sum(len(q) + len(a) for q, a in pairs),
+            "sha256": hashlib.sha256(blob).hexdigest(), "python": sys.version.split()[0]}
+
+
+if __name__ == "__main__":
+    ps = build_pairs()
+    print(json.dumps(describe(ps)))
+    for q, a in ps[:3]:
+        print("Q:", q[:300], "\nA:", a[:400], "\n---")
