@@ -56,10 +56,33 @@ class SweepConfig:
     server: ServerSettings = field(default_factory=ServerSettings)
     db: Path = Path("specsweep.db")
     name: str | None = None
+    protocol: str | None = None  # a named protocol the settings came from (see PROTOCOLS)
+
+
+# Named protocols: settings a published measurement used, applied before explicit flags.
+PROTOCOLS = {
+    "published": {
+        "description": "the published Gemma-4-31B MTP experiment: draft-mtp, depths 1-4 plus the depth-0 "
+                       "baseline, 3 reps with distinct seeds, mixed-5 (5 coding/reasoning prompts), "
+                       "200 tokens, temperature 0.3, thinking off",
+        "drafting": {"spec_type": "draft-mtp", "depths": (0, 1, 2, 3, 4)},
+        "sampling": {"reps": 3, "max_tokens": 200, "temperature": 0.3, "thinking": False},
+        "prompts": "mixed-5",
+    },
+}
+
+
+def apply_protocol(config: "SweepConfig", name: str) -> "SweepConfig":
+    if name not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
+    proto = PROTOCOLS[name]
+    return replace(config, protocol=name, prompts=proto["prompts"],
+                   drafting=replace(config.drafting, **proto["drafting"]),
+                   sampling=replace(config.sampling, **proto["sampling"]))
 
 
 SECTIONS = {"drafting": Drafting, "sampling": Sampling, "server": ServerSettings}
-TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", *SECTIONS}
+TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", "protocol", *SECTIONS}
 MODEL_KEYS = {f.name for f in fields(ModelSpec)}
 
 
@@ -170,12 +193,17 @@ def load_toml(path: Path) -> SweepConfig:
     for key in data:
         if key not in TOP_LEVEL:
             raise _unknown_key(path, text, key, None, TOP_LEVEL)
+    protocol = data.get("protocol")
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise ConfigError(f"{path}:{_line_of(text, 'protocol', None)}: unknown protocol {protocol!r}; "
+                          f"known: {', '.join(PROTOCOLS)}")
+    proto = PROTOCOLS.get(protocol, {})
     sections = {}
     for section, cls in SECTIONS.items():
         table = data.get(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{section}] must be a table")
-        defaults = cls()
+        defaults = replace(cls(), **proto.get(section, {}))  # the protocol's values, then the file's
         allowed = {f.name for f in fields(cls)}
         values = {}
         for key, value in table.items():
@@ -198,13 +226,13 @@ def load_toml(path: Path) -> SweepConfig:
             label=str(entry["label"]), path=(base / entry["path"]).expanduser(),
             draft_model=(base / entry["draft_model"]).expanduser() if entry.get("draft_model") else None,
             server_args=tuple(entry.get("server_args", ()))))
-    prompts = data.get("prompts", "mixed-5")
+    prompts = data.get("prompts", proto.get("prompts", "mixed-5"))
     if isinstance(prompts, str) and (base / prompts).suffix == ".jsonl":
         prompts = str(base / prompts)
     return check_config(SweepConfig(
         models=tuple(models), prompts=prompts, prompt_limit=data.get("prompt_limit"),
         db=(base / data["db"]) if "db" in data else Path("specsweep.db"), name=data.get("name"),
-        **sections))
+        protocol=protocol, **sections))
 
 
 def parse_depths(text: str) -> tuple[int, ...]:

@@ -89,6 +89,9 @@ class GGUFInfo:
     nextn_layers: int = 0
     has_mtp: bool = False
     block_count: int = 0
+    embedding_length: int = 0
+    backbone_width: int = 0  # an MTP assistant's input width: its target's embedding length
+    split_count: int = 1  # a split model's first file describes the whole model (see discover.py)
 
     @property
     def bits_per_weight(self) -> float:
@@ -100,7 +103,8 @@ class GGUFInfo:
             "name": self.name, "file_type": self.file_type, "parameters": self.parameter_count,
             "bits_per_weight": round(self.bits_per_weight, 3), "vocab_size": self.vocab_size,
             "quant_mix": self.quant_mix, "block_count": self.block_count, "nextn_layers": self.nextn_layers,
-            "has_mtp": self.has_mtp,
+            "has_mtp": self.has_mtp, "embedding_length": self.embedding_length,
+            "backbone_width": self.backbone_width, "split_count": self.split_count,
         }
 
 
@@ -228,6 +232,9 @@ def inspect_gguf(path: Path | str) -> GGUFInfo:
         vocab_hash=vocab_hash.hexdigest(), quant_mix=dict(mix.most_common()), nextn_layers=nextn,
         has_mtp=nextn > 0 or has_nextn_tensor or arch.endswith("-assistant"),
         block_count=int(meta.get(f"{arch}.block_count", 0) or 0),
+        embedding_length=int(meta.get(f"{arch}.embedding_length", 0) or 0),
+        backbone_width=int(meta.get(f"{arch}.embedding_length_out", 0) or 0) if arch.endswith("-assistant") else 0,
+        split_count=int(meta.get("split.count", 1) or 1),
     )
 
 
@@ -238,6 +245,20 @@ def check_mtp(target: GGUFInfo, drafter: GGUFInfo | None) -> None:
     where = f"{target.path.name}" + (f" or its drafter {drafter.path.name}" if drafter else "")
     raise ModelError(f"--spec-type draft-mtp needs nextn/MTP layers, but {where} ({target.architecture}) has none",
                      hint="use a model exported with its MTP head (convert_hf_to_gguf.py --mtp) or another spec type")
+
+
+def check_assistant(target: GGUFInfo, drafter: GGUFInfo) -> None:
+    """An MTP assistant reads its target's hidden state and KV cache: architecture and width must fit."""
+    if not drafter.architecture.endswith("-assistant"):
+        return
+    family = drafter.architecture.removesuffix("-assistant")
+    if target.architecture != family:
+        raise ModelError(f"MTP assistant {drafter.path.name} ({drafter.architecture}) drafts for {family} models, "
+                         f"but {target.path.name} is {target.architecture}")
+    if drafter.backbone_width and target.embedding_length and drafter.backbone_width != target.embedding_length:
+        raise ModelError(f"MTP assistant {drafter.path.name} was trained for a target of hidden width "
+                         f"{drafter.backbone_width}, but {target.path.name} has {target.embedding_length}",
+                         hint="pair each target with the assistant published for it")
 
 
 def check_vocab(target: GGUFInfo, drafter: GGUFInfo) -> None:

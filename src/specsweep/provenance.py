@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import subprocess
 import sys
@@ -46,7 +47,15 @@ def engine_provenance(engine: Engine) -> dict:
 
 
 def model_provenance(info: GGUFInfo) -> dict:
-    return {**info.summary(), "sha256": sha256_file_memo(info.path)}
+    """The file's sha256; a split model's is the sha256 of its parts' digests, in order."""
+    if info.split_count <= 1:
+        return {**info.summary(), "sha256": sha256_file_memo(info.path)}
+    from .discover import split_parts
+    parts = split_parts(info.path)
+    digests = [sha256_file_memo(p) for p in parts]
+    return {**info.summary(), "size_bytes": sum(p.stat().st_size for p in parts),
+            "parts": [{"path": str(p), "sha256": d} for p, d in zip(parts, digests)],
+            "sha256": hashlib.sha256("".join(digests).encode()).hexdigest()}
 
 
 def run_provenance(engine: Engine, models: dict[str, dict]) -> dict:

@@ -25,7 +25,7 @@ from .engine.locate import Engine
 from .engine.options import ServerOptions, transport_fields
 from .engine.server import LlamaServer
 from .errors import EngineMissingError, Interrupted, RequestError, ServerError
-from .models import GGUFInfo, check_mtp, check_vocab, inspect_gguf
+from .models import GGUFInfo, check_assistant, check_mtp, check_vocab, inspect_gguf
 from .plan import Plan, PlannedRequest, ServerGroup, make_plan
 from .prompts import Prompt, load_prompts
 from .provenance import model_provenance, run_provenance
@@ -68,6 +68,9 @@ def prepare(config: SweepConfig, engine: Engine) -> Prepared:
             drafters[model.label] = drafter
         if speculating and spec_type == "draft-mtp":
             check_mtp(info, drafter)
+            if drafter is not None:
+                check_assistant(info, drafter)
+                check_vocab(info, drafter)
         if speculating and drafter is not None and spec_type in DRAFT_MODEL_TYPES:
             check_vocab(info, drafter)
     return Prepared(config, engine, prompts, models, drafters)

@@ -105,6 +105,7 @@ def cmd_demo(args) -> int:
 
 
 def register(sub, parser_class) -> None:
+    from ..demo import DemoSettings
     quantize = sub.add_parser("quantize", help="make a quant ladder (and a sweep file for it) from one GGUF")
     quantize.add_argument("source", type=Path, help="high-precision GGUF (F16/BF16/F32, or a quant to requantize)")
     quantize.add_argument("--types", default="Q8_0,Q6_K,Q5_K_S,Q4_K_M,IQ4_XS,IQ3_M,IQ2_M")
@@ -139,10 +140,12 @@ def register(sub, parser_class) -> None:
     engine_flags(validate)
     validate.set_defaults(handler=cmd_validate)
 
-    demo = sub.add_parser("demo", help="the whole pipeline on the default model (CPU, a few minutes)")
+    demo = sub.add_parser("demo", help="the published MTP experiment in miniature on the committed Gemma-4 "
+                                       "miniature (CPU, a few minutes)")
     demo.add_argument("--out", type=Path, default=Path("specsweep-demo"))
     demo.add_argument("--reps", type=int, default=3)
-    demo.add_argument("--max-tokens", type=int, default=16)
+    demo.add_argument("--max-tokens", type=int, default=DemoSettings.max_tokens,
+                      help=f"tokens per request (default {DemoSettings.max_tokens}; the published protocol used 200)")
     demo.add_argument("--threads", type=int)
     engine_flags(demo)
     demo.set_defaults(handler=cmd_demo)

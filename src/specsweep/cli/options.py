@@ -45,6 +45,11 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="sweep described in a TOML file")
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=PATH",
                         help="a model to sweep (repeatable)")
+    parser.add_argument("--models", nargs="+", default=[], metavar="PATTERN",
+                        help="GGUF files, globs or folders to sweep, labelled by quant type; split files "
+                             "count as one model, mmproj files and drafters found among them are set aside")
+    parser.add_argument("--protocol", help="a named protocol's settings before the flags: 'published' = "
+                                           "draft-mtp, depths 0-4, 3 reps, mixed-5, 200 tokens, T 0.3, thinking off")
     parser.add_argument("--draft-model", type=Path, metavar="PATH",
                         help="draft model / EAGLE-3 head / MTP sidecar for every --model")
     parser.add_argument("--spec-type", help="llama-server --spec-type (default draft-mtp, or draft-simple "
@@ -68,18 +73,28 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args) -> "SweepConfig":
     from ..config import SweepConfig, check_config, load_toml, parse_depths, parse_model_flag
+    from ..config import apply_protocol
+    from ..discover import models_from_patterns
+    models = [parse_model_flag(m) for m in args.model]
+    if args.models:
+        found, notes = models_from_patterns(args.models, args.draft_model)
+        for note in notes:
+            print(f"note: {note}")
+        models += found
     if args.config:
         config = load_toml(args.config)
-        if args.model:
-            config = replace(config, models=tuple(parse_model_flag(m) for m in args.model))
+        if models:
+            config = replace(config, models=tuple(models))
     else:
-        config = SweepConfig(models=tuple(parse_model_flag(m) for m in args.model))
+        config = SweepConfig(models=tuple(models))
+    if args.protocol:
+        config = apply_protocol(config, args.protocol)
     if args.draft_model:
         config = replace(config, models=tuple(replace(m, draft_model=args.draft_model) for m in config.models))
     drafting = config.drafting
     if args.spec_type:
         drafting = replace(drafting, spec_type=args.spec_type)
-    elif not args.config and args.draft_model:
+    elif not args.config and not args.protocol and args.draft_model:
         drafting = replace(drafting, spec_type="draft-simple")
     if args.depths:
         drafting = replace(drafting, depths=parse_depths(args.depths))
