@@ -141,7 +141,7 @@ def _per_position(plt, report: Report):
     ticks = list(range(n_max)) if n_max <= 16 else None
     _finish(ax1, "Unconditional p_i = accepted at i / steps that drafted ≥ i+1\n(± binomial SE)",
             "draft position i (0 = first drafted token)", "acceptance at position i (%)", ticks)
-    _finish(ax2, "Conditional α_i = p_i / p_(i−1)\n(± binomial SE over steps that reached i)",
+    _finish(ax2, "Conditional α_i = accepted ≥ i+1 / reached i (drafted ≥ i+1, accepted ≥ i)\n(± binomial SE over steps that reached i)",
             "draft position i (0 = first drafted token)", "acceptance given all earlier accepted (%)", ticks)
     fig.suptitle(f"Acceptance by draft position, pooled over depths and reps · run {report.run.id}")
     return fig
