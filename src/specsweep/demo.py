@@ -38,7 +38,7 @@ class DemoSettings:
     types: tuple[str, ...] = LADDER
     depths: tuple[int, ...] = (0, 1, 2, 3, 4)
     reps: int = 3
-    max_tokens: int = 48
+    max_tokens: int = 80
     prompts: str = "mixed-5"
     threads: int | None = None
     fidelity_chunks: int | None = 4

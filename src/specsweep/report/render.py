@@ -128,13 +128,30 @@ def acceptance_table(cells) -> tuple[list[list[str]], str]:
     return rows, note
 
 
+def speedup_table(cells) -> list[list[str]]:
+    """Rows = models, columns = draft depths ≥ 1, cells "1.16 ±0.05×" (paired by rep against depth 0)."""
+    depths = sorted({c.key.depth for c in cells if c.key.depth > 0})
+    by_key = {(c.key.model_label, c.key.depth): c for c in cells}
+    rows = [["model", *[f"n={d}" for d in depths]]]
+    for model in dict.fromkeys(c.key.model_label for c in cells):
+        cells_row = [by_key.get((model, d)) for d in depths]
+        rows.append([model, *[f"{c.speedup.fmt()}×" if c and c.speedup else "–" for c in cells_row]])
+    return rows
+
+
 def print_main_table(store: Store, run: RunRow) -> None:
     from rich.table import Table as RichTable
     from ..progress import console
-    rows, note = acceptance_table(summarize(store.requests(run.id)))
-    table = RichTable(title=f"acceptance ({note}) · run {run.id}; n = draft depth")
-    for header in rows[0]:
-        table.add_column(header, justify="right" if header != "model" else "left")
-    for row in rows[1:]:
-        table.add_row(*row)
-    console.print(table)
+    cells = summarize(store.requests(run.id))
+    rows, note = acceptance_table(cells)
+    titles = [f"acceptance ({note}) · run {run.id}; n = draft depth",
+              "speedup over no speculation (decode speed, paired by rep, mean ±1σ)"]
+    for title, table_rows in zip(titles, (rows, speedup_table(cells))):
+        if all(cell == "–" for row in table_rows[1:] for cell in row[1:]):
+            continue  # no depth-0 baseline: no speedup to show
+        table = RichTable(title=title)
+        for header in table_rows[0]:
+            table.add_column(header, justify="right" if header != "model" else "left")
+        for row in table_rows[1:]:
+            table.add_row(*row)
+        console.print(table)
