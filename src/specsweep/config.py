@@ -198,6 +198,9 @@ def load_toml(path: Path) -> SweepConfig:
             label=str(entry["label"]), path=(base / entry["path"]).expanduser(),
             draft_model=(base / entry["draft_model"]).expanduser() if entry.get("draft_model") else None,
             server_args=tuple(entry.get("server_args", ()))))
+    for key in ("db", "name"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{path}:{_line_of(text, key, None)}: {key} must be a string, got {data[key]!r}")
     prompts = data.get("prompts", "mixed-5")
     if isinstance(prompts, str) and (base / prompts).suffix == ".jsonl":
         prompts = str(base / prompts)
