@@ -56,10 +56,14 @@ class SweepConfig:
     server: ServerSettings = field(default_factory=ServerSettings)
     db: Path = Path("specsweep.db")
     name: str | None = None
+    # Degenerate requests (loops, whitespace runs) stay in the store, marked; with this they are
+    # left out of the headline figures and of --target-ci's evidence. Not in the run key: it
+    # changes how results are counted, not what is measured.
+    exclude_degenerate: bool = False
 
 
 SECTIONS = {"drafting": Drafting, "sampling": Sampling, "server": ServerSettings}
-TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", *SECTIONS}
+TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", "exclude_degenerate", *SECTIONS}
 MODEL_KEYS = {f.name for f in fields(ModelSpec)}
 
 
@@ -146,6 +150,8 @@ def check_config(config: SweepConfig) -> SweepConfig:
         raise ConfigError(f"ctx_size {config.server.ctx_size} is too small for max_tokens {s.max_tokens}")
     if config.server.flash_attn not in (None, "on", "off", "auto"):
         raise ConfigError(f"flash_attn must be on, off or auto, got {config.server.flash_attn!r}")
+    if not isinstance(config.exclude_degenerate, bool):
+        raise ConfigError(f"exclude_degenerate must be true or false, got {config.exclude_degenerate!r}")
     if config.prompt_limit is not None and config.prompt_limit < 1:
         raise ConfigError(f"prompt_limit must be ≥ 1, got {config.prompt_limit}")
     return config
@@ -207,7 +213,7 @@ def load_toml(path: Path) -> SweepConfig:
     return check_config(SweepConfig(
         models=tuple(models), prompts=prompts, prompt_limit=data.get("prompt_limit"),
         db=(base / data["db"]) if "db" in data else Path("specsweep.db"), name=data.get("name"),
-        **sections))
+        exclude_degenerate=data.get("exclude_degenerate", False), **sections))
 
 
 def parse_depths(text: str) -> tuple[int, ...]:
