@@ -166,6 +166,7 @@ def test_report_shows_acceptance_with_and_without_degenerate_requests(marked, tm
     assert row.rstrip(" |").endswith("⚠")
     assert "- Q4_K_M depth 1 (draft-simple): acceptance" in section  # a warning per driven cell
     assert "vs Q8_0:" in section  # … and one for the difference from the neighbouring quant
+    assert "- Q2_K depth 1 (draft-simple): vs Q4_K_M:" in section  # clean itself, but its neighbour is not
     worst = section[section.index("| Model | depth | rep | prompt |"):]
     first = worst.splitlines()[2]
     assert first.startswith("| Q4_K_M |") and "4-gram repeats 0.93" in first and "The ocean is a sea" in first

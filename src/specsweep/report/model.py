@@ -282,9 +282,9 @@ def _degenerate_fields(key: tuple, views: _Views) -> dict:
         elif abs(shift) >= DRIVEN_BY_DEGENERATE - 1e-12:
             warnings.append(f"acceptance {100 * acc_all.mean:.1f}% with its {degenerate} degenerate of "
                             f"{measured} requests, {100 * acc_clean.mean:.1f}% without ({100 * shift:+.1f} pp)")
-    if degenerate and prev_all is not None and prev_clean is not None:
+    if prev_all is not None and prev_clean is not None:  # degenerate requests on either side count
         a, c = -prev_all.diff, -prev_clean.diff
-        if abs(c - a) >= DRIVEN_BY_DEGENERATE - 1e-12 or (a > 0) != (c > 0):
+        if abs(c - a) >= DRIVEN_BY_DEGENERATE - 1e-12:
             warnings.append(f"vs {prev_all.label_a}: {100 * a:+.1f} pp with degenerate requests, "
                             f"{100 * c:+.1f} pp without")
     return dict(
