@@ -94,6 +94,7 @@ class Outcome:
     metrics_delta: dict[str, float]
     accepted_per_pos: list[int]
     log: LogTally
+    tokens: list[tuple[int, object]] | None = None  # the generated text tokenized again: (id, piece)
 
     @property
     def timings(self) -> dict:
@@ -129,6 +130,28 @@ class Outcome:
         if not self.log.complete:
             problems.append("server log slice incomplete")
         return "ok" if not problems else "; ".join(problems)
+
+
+def generated_text(response: dict) -> str | None:
+    """Everything the model generated: reasoning (when the server split it off) and content."""
+    message = ((response.get("choices") or [{}])[0]).get("message") or {}
+    parts = [message.get(k) for k in ("reasoning_content", "content") if isinstance(message.get(k), str)]
+    return "".join(parts) if parts else None
+
+
+def tokenize(server: LlamaServer, text: str, timeout: float = 30.0) -> list[tuple[int, object]] | None:
+    """(id, piece) of ``text`` by the server's own tokenizer (``/tokenize``); a piece that is not
+    valid UTF-8 comes back as a list of byte values. None when the server cannot answer: the
+    degeneration measure is then "not measured", and the timed request stands."""
+    body = {"content": text, "add_special": False, "parse_special": False, "with_pieces": True}
+    try:
+        response = server.client.post("/tokenize", json=body, timeout=timeout)
+        tokens = response.json().get("tokens") if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(tokens, list) or not all(isinstance(t, dict) and "id" in t for t in tokens):
+        return None
+    return [(int(t["id"]), t.get("piece")) for t in tokens]
 
 
 def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
@@ -184,5 +207,6 @@ def measure_request(server: LlamaServer, body: dict, timeout: float, log_wait: f
     per_pos = [int(pos_after.get(p, 0) - pos_before.get(p, 0)) for p in positions]
     while per_pos and per_pos[-1] == 0:
         per_pos.pop()
+    text = generated_text(payload)  # tokenized after the timed part: it costs the request nothing
     return Outcome(wall_ms=wall_ms, response=payload, metrics_delta=_delta(after, before),
-                   accepted_per_pos=per_pos, log=tally)
+                   accepted_per_pos=per_pos, log=tally, tokens=tokenize(server, text) if text is not None else None)

@@ -18,6 +18,7 @@ from .errors import ConfigError
 KNOWN_SPEC_TYPES = ("draft-simple", "draft-eagle3", "draft-mtp", "draft-dflash", "draft-dspark",
                     "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache")
 DRAFT_MODEL_TYPES = ("draft-simple", "draft-eagle3", "draft-dflash", "draft-dspark")
+MAX_DEPTH = 64  # llama.cpp drafts far fewer tokens than this per step
 LABEL_RE = re.compile(r"^[A-Za-z0-9_.+\-]+$")
 
 
@@ -57,6 +58,10 @@ class SweepConfig:
     db: Path = Path("specsweep.db")
     name: str | None = None
     protocol: str | None = None  # a named protocol the settings came from (see PROTOCOLS)
+    # Degenerate requests (loops, whitespace runs) stay in the store, marked; with this they are
+    # left out of the headline figures and of --target-ci's evidence. Not in the run key: it
+    # changes how results are counted, not what is measured.
+    exclude_degenerate: bool = False
 
 
 # Named protocols: settings a published measurement used, applied before explicit flags.
@@ -82,7 +87,7 @@ def apply_protocol(config: "SweepConfig", name: str) -> "SweepConfig":
 
 
 SECTIONS = {"drafting": Drafting, "sampling": Sampling, "server": ServerSettings}
-TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", "protocol", *SECTIONS}
+TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", "protocol", "exclude_degenerate", *SECTIONS}
 MODEL_KEYS = {f.name for f in fields(ModelSpec)}
 
 
@@ -169,6 +174,8 @@ def check_config(config: SweepConfig) -> SweepConfig:
         raise ConfigError(f"ctx_size {config.server.ctx_size} is too small for max_tokens {s.max_tokens}")
     if config.server.flash_attn not in (None, "on", "off", "auto"):
         raise ConfigError(f"flash_attn must be on, off or auto, got {config.server.flash_attn!r}")
+    if not isinstance(config.exclude_degenerate, bool):
+        raise ConfigError(f"exclude_degenerate must be true or false, got {config.exclude_degenerate!r}")
     if config.prompt_limit is not None and config.prompt_limit < 1:
         raise ConfigError(f"prompt_limit must be ≥ 1, got {config.prompt_limit}")
     return config
@@ -226,13 +233,16 @@ def load_toml(path: Path) -> SweepConfig:
             label=str(entry["label"]), path=(base / entry["path"]).expanduser(),
             draft_model=(base / entry["draft_model"]).expanduser() if entry.get("draft_model") else None,
             server_args=tuple(entry.get("server_args", ()))))
+    for key in ("db", "name"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{path}:{_line_of(text, key, None)}: {key} must be a string, got {data[key]!r}")
     prompts = data.get("prompts", proto.get("prompts", "mixed-5"))
     if isinstance(prompts, str) and (base / prompts).suffix == ".jsonl":
         prompts = str(base / prompts)
     return check_config(SweepConfig(
         models=tuple(models), prompts=prompts, prompt_limit=data.get("prompt_limit"),
         db=(base / data["db"]) if "db" in data else Path("specsweep.db"), name=data.get("name"),
-        protocol=protocol, **sections))
+        protocol=protocol, exclude_degenerate=data.get("exclude_degenerate", False), **sections))
 
 
 def parse_depths(text: str) -> tuple[int, ...]:
@@ -242,7 +252,10 @@ def parse_depths(text: str) -> tuple[int, ...]:
         part = part.strip()
         match = re.fullmatch(r"(\d+)-(\d+)", part)
         if match:
-            depths += range(int(match.group(1)), int(match.group(2)) + 1)
+            low, high = int(match.group(1)), int(match.group(2))
+            if high > MAX_DEPTH:  # also keeps "0-9999999999" from building a huge list
+                raise ConfigError(f"draft depth {high} in {text!r} is above {MAX_DEPTH}")
+            depths += range(low, high + 1)
         elif re.fullmatch(r"\d+", part):
             depths.append(int(part))
         else:

@@ -62,6 +62,15 @@ class RequestRecord:
     # trace log: (accepted, drafted) of every verification step in order, as encode_steps writes
     # it; None for requests stored before schema 3 or whose log slice was incomplete.
     log_step_pairs: str | None = None
+    # How degenerate the generation is (specsweep.degeneration), from its text tokenized again by
+    # the target's tokenizer. All None = not measured: stored before schema 4, a failed request,
+    # or text the server could not tokenize.
+    degen_tokens: int | None = None  # tokens measured
+    degen_repeat_share: float | None = None  # share of 4-grams seen earlier in the same generation
+    degen_longest_repeat: int | None = None  # longest token span occurring twice
+    degen_whitespace_share: float | None = None  # share of whitespace-only tokens
+    degen_tail_loop: int | None = None  # tokens in the loop that ends the generation
+    degenerate: int | None = None  # 1 = a degeneration threshold was reached, 0 = clean
 
 
 @dataclass(frozen=True)

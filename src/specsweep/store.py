@@ -21,9 +21,14 @@ from .errors import StoreError
 from .records import RequestRecord, ServerRecord, from_row, record_columns, to_row
 
 
-# Record fields that later migrations add, by table: the first migration leaves them out, so a
-# database at any version has exactly the columns that version had.
-ADDED_LATER = {"requests": ("log_step_pairs",)}
+# Request fields added by later migrations, by schema version: the first migration leaves them
+# out, so a database at any version has exactly the columns that version had.
+REQUEST_FIELDS_ADDED = {
+    3: ("log_step_pairs",),
+    4: ("degen_tokens", "degen_repeat_share", "degen_longest_repeat", "degen_whitespace_share", "degen_tail_loop",
+        "degenerate"),
+}
+ADDED_LATER = {"requests": tuple(name for names in REQUEST_FIELDS_ADDED.values() for name in names)}
 
 
 def _create_table(conn: sqlite3.Connection, table: str, cls) -> None:
@@ -51,16 +56,27 @@ def _m2_fidelity(conn: sqlite3.Connection) -> None:
         UNIQUE (run_id, model_label))""")
 
 
-def _m3_step_pairs(conn: sqlite3.Connection) -> None:
-    """Per-step (accepted, drafted) pairs: what the conditional per-position acceptance needs.
-    Older rows keep NULL there, and the statistics say what they cannot compute from them."""
+def _add_request_columns(conn: sqlite3.Connection, version: int) -> None:
     types = dict(record_columns(RequestRecord))
-    for name in ADDED_LATER["requests"]:
+    for name in REQUEST_FIELDS_ADDED[version]:
         conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {types[name]}")
 
 
+def _m3_step_pairs(conn: sqlite3.Connection) -> None:
+    """Per-step (accepted, drafted) pairs: what the conditional per-position acceptance needs.
+    Older rows keep NULL there, and the statistics say what they cannot compute from them."""
+    _add_request_columns(conn, 3)
+
+
+def _m4_degeneration(conn: sqlite3.Connection) -> None:
+    """Per-request degeneration measures and the degenerate mark. Older rows keep NULL there:
+    the report says "not measured" for them rather than guessing from their text."""
+    _add_request_columns(conn, 4)
+
+
 # Append only: a database at version k has had exactly the first k applied.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_fidelity, _m3_step_pairs]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_fidelity, _m3_step_pairs,
+                                                          _m4_degeneration]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -190,6 +206,12 @@ class Store:
         with self.transaction():
             self.conn.execute("UPDATE runs SET provenance_json = ? WHERE id = ?",
                               (json.dumps(provenance), run_id))
+
+    def update_config(self, run_id: int, config: dict) -> None:
+        """Settings that change only how results are counted (never what is measured), such as
+        --exclude-degenerate, follow the latest invocation of the same run."""
+        with self.transaction():
+            self.conn.execute("UPDATE runs SET config_json = ? WHERE id = ?", (json.dumps(config), run_id))
 
     def runs(self) -> list[RunRow]:
         return [self._run_row(r) for r in self.conn.execute("SELECT * FROM runs ORDER BY id")]

@@ -21,6 +21,7 @@ from pathlib import Path
 from . import __version__
 from .client import Outcome, chat_body, measure_request
 from .config import DRAFT_MODEL_TYPES, SweepConfig
+from .degeneration import THRESHOLDS, measure
 from .engine.locate import Engine
 from .engine.options import ServerOptions, transport_fields
 from .engine.server import LlamaServer
@@ -116,9 +117,15 @@ def open_run(prepared: Prepared, store: Store) -> RunRow:
     run = store.find_run(key)
     if run is None:
         provenance = run_provenance(prepared.engine, prepared.model_provenance)
-        # The planned prompt ids go with the config, so a report knows what is missing from the store alone.
-        config = {**config_json(prepared.config), "prompt_ids": [p.id for p in prepared.prompts]}
+        # The planned prompt ids go with the config, so a report knows what is missing from the store alone;
+        # the degeneration thresholds, so it knows what "degenerate" meant when the requests were marked.
+        config = {**config_json(prepared.config), "prompt_ids": [p.id for p in prepared.prompts],
+                  "degeneration_thresholds": asdict(THRESHOLDS)}
         run = store.create_run(key, prepared.config.name, config, provenance, __version__)
+    elif run.config.get("exclude_degenerate", False) != prepared.config.exclude_degenerate:
+        # Counting, not measuring: the same run, resumed or re-reported under the latest choice.
+        store.update_config(run.id, {**run.config, "exclude_degenerate": prepared.config.exclude_degenerate})
+        run = store.find_run(key)
     store.claim_run(run)
     return run
 
@@ -238,6 +245,8 @@ class Sweep:
         reps = {(g.model_label, g.depth): self.config.sampling.reps for g in self.plan.groups}
         while True:
             records = self.store.requests(self.run.id, status="ok")
+            if self.config.exclude_degenerate:  # a degenerate request is no evidence for the interval
+                records = [r for r in records if r.degenerate != 1]
             tokens = sum(r.predicted_n or 0 for r in records)
             wide = []
             for cell in summarize(records):
@@ -407,7 +416,22 @@ class Sweep:
             completion_tokens=usage.get("completion_tokens"), crosscheck=outcome.crosscheck(),
             content=(choice.get("message") or {}).get("content"),
             log_step_pairs=encode_steps(log.steps) if log.complete else None,
+            **_degeneration_fields(outcome.tokens, choice.get("finish_reason"), t.get("predicted_n")),
         )
+
+
+def _degeneration_fields(tokens: list[tuple[int, object]] | None, finish_reason: str | None,
+                         predicted_n: int | None) -> dict:
+    """The RequestRecord's degen_* fields; none (not measured) without tokens."""
+    if tokens is None:
+        return {}
+    # predicted_n counts the end-of-generation token of a request that stopped by itself; it has no text.
+    generated = predicted_n - (finish_reason == "stop") if isinstance(predicted_n, int) else None
+    m = measure([i for i, _ in tokens], [p for _, p in tokens], hit_max_tokens=finish_reason == "length",
+                generated=generated)
+    return {"degen_tokens": m.tokens, "degen_repeat_share": m.repeat_share, "degen_longest_repeat": m.longest_repeat,
+            "degen_whitespace_share": m.whitespace_share, "degen_tail_loop": m.tail_loop,
+            "degenerate": int(m.degenerate)}
 
 
 def _empty_record(run_id: int, server_id: int, request: PlannedRequest, attempt: int, started: float,

@@ -108,22 +108,42 @@ def test_older_database_opens_read_only_without_being_written(tmp_path):
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
 
 
-def test_migration_to_step_pairs_keeps_rows_and_stores_new_ones(tmp_path):
-    path = tmp_path / "r.db"
+def _database_at(path, version, run_id=1):
+    """A database as schema ``version`` left it, with one run and one request of that time."""
+    from specsweep.store import MIGRATIONS, REQUEST_FIELDS_ADDED
     conn = sqlite3.connect(path, isolation_level=None)
-    from specsweep.store import MIGRATIONS
-    for number, migration in enumerate(MIGRATIONS[:2], start=1):  # a database as schema 2 left it
+    for number, migration in enumerate(MIGRATIONS[:version], start=1):
         migration(conn)
         conn.execute(f"PRAGMA user_version = {number}")
     conn.execute("INSERT INTO runs (run_key, state, created_at, updated_at, config_json, provenance_json)"
                  " VALUES ('k', 'complete', 1, 1, '{}', '{}')")
-    old = request(1)
-    names = [name for name in RequestRecord.__dataclass_fields__ if name != "log_step_pairs"]
-    values = [v for name, v in zip(RequestRecord.__dataclass_fields__, to_row(old)) if name != "log_step_pairs"]
+    later = {name for v, names in REQUEST_FIELDS_ADDED.items() if v > version for name in names}
+    old = request(run_id, log_step_pairs="1/2" if version >= 3 else None)
+    names = [name for name in RequestRecord.__dataclass_fields__ if name not in later]
+    values = [v for name, v in zip(RequestRecord.__dataclass_fields__, to_row(old)) if name not in later]
     conn.execute(f"INSERT INTO requests ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
     conn.close()
+    return old
+
+
+def test_migration_to_step_pairs_keeps_rows_and_stores_new_ones(tmp_path):
+    path = tmp_path / "r.db"
+    old = _database_at(path, 2)
     store = Store(path)
     store.add_request(request(1, prompt_id="p1", log_step_pairs="2/2*3 0/1"))
     rows = store.requests(1)
     assert rows[0] == old and rows[0].log_step_pairs is None
     assert rows[1].log_step_pairs == "2/2*3 0/1"
+
+
+def test_migration_to_degeneration_keeps_old_rows_not_measured(tmp_path):
+    path = tmp_path / "r.db"
+    old = _database_at(path, 3)
+    store = Store(path)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    store.add_request(request(1, prompt_id="p1", degen_tokens=200, degen_repeat_share=0.91, degen_longest_repeat=180,
+                              degen_whitespace_share=0.02, degen_tail_loop=190, degenerate=1))
+    first, second = store.requests(1)
+    assert first == old and first.log_step_pairs == "1/2"
+    assert first.degenerate is None and first.degen_repeat_share is None  # not measured, not "clean"
+    assert second.degenerate == 1 and second.degen_repeat_share == 0.91 and second.degen_tail_loop == 190

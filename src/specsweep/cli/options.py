@@ -65,6 +65,9 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
     _server_flags(parser)
     parser.add_argument("--db", type=Path, help=f"results database (default {DEFAULT_DB})")
     parser.add_argument("--name", help="a name for the run")
+    parser.add_argument("--exclude-degenerate", action="store_true", default=None,
+                        help="leave degenerate requests (loops, whitespace runs; kept in the store, marked) out "
+                             "of the headline figures and of --target-ci (default: they count)")
     parser.add_argument("--target-ci", type=float, metavar="PP",
                         help="add reps until every acceptance interval's half-width is ≤ PP percentage points")
     parser.add_argument("--max-reps", type=int, default=10, help="rep budget per cell for --target-ci")
@@ -115,6 +118,8 @@ def config_from_args(args) -> "SweepConfig":
         changes["db"] = args.db
     if args.name:
         changes["name"] = args.name
+    if args.exclude_degenerate:
+        changes["exclude_degenerate"] = True
     return check_config(replace(config, **changes))
 
 

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 from ..analysis import EXACT_SPEARMAN_MAX, CellSummary, Estimate, PositionRow
 from .blocks import (DASH, MAX_LISTED, UNKNOWN, Bullets, Heading, Image, Para, Table, _fmt_kind, _p, _plural,
                      _pm, _signed, _size, _utc)
+from .degeneration import degeneration_blocks
 from .model import Report, ReportRow, report_columns
 
 
@@ -57,7 +58,7 @@ def _display_columns(rows: Sequence[ReportRow]) -> tuple[list[str], list[list[st
     kinds = {f.name: f.metadata["kind"] for f in fields(ReportRow)}
     columns: list[tuple[str, Callable[[ReportRow], str]]] = []
     for name in names:
-        if name.endswith(("_sd", "_ci_high")):
+        if name.endswith(("_sd", "_ci_high")) or kinds[name] == "text":
             continue
         if name.endswith("_mean") and name[:-5] + "_sd" in names:
             base = name[:-5]
@@ -103,11 +104,15 @@ def document(report: Report) -> list:
     blocks.append(Heading(2, "Acceptance"))
     if spec_depths:
         header, rows, n_note = _pivot(report, lambda c: c.acceptance, "pct", spec_depths)
+        excluded = report.degeneration is not None and report.degeneration.excluded
         blocks.append(Table(header, rows, f"Acceptance rate = accepted / drafted tokens per rep, mean ±1σ over "
-                                          f"{n_note}; n = --spec-draft-n-max."))
+                                          f"{n_note}; n = --spec-draft-n-max."
+                            + (" Degenerate requests are left out of this and every headline figure "
+                               "(--exclude-degenerate; see Degenerate generations)." if excluded else "")))
         blocks.append(Image("acceptance_vs_depth.png", "acceptance vs draft depth"))
     else:
         blocks.append(Para("No speculative cells (depth ≥ 1) in this run."))
+    blocks += degeneration_blocks(report)
 
     blocks.append(Heading(2, "Speed"))
     header, rows, n_note = _pivot(report, lambda c: c.decode_tps, "f1", report.depths)

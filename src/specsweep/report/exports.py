@@ -14,8 +14,9 @@ from typing import IO, Any, Callable, Sequence
 
 from ..errors import UsageError
 from ..store import RunRow, Store
+from ..degeneration import excerpt
 from .document import document
-from .model import REPORT_FORMAT, Report, ReportRow, _round, _row_dict, build_report, report_columns
+from .model import PROTOCOL_EXCLUDES_DEGENERATE, REPORT_FORMAT, Report, ReportRow, _round, _row_dict, build_report, report_columns
 from . import plots
 from .render import blocks_to_html, blocks_to_markdown
 
@@ -57,10 +58,23 @@ def _json_payload(report: Report) -> dict:
         "correlations": [asdict(c) for c in report.correlations],
         "completeness": [{**asdict(c), "missing": [{"rep": rep, "prompt_id": p} for rep, p in c.missing],
                           "errors": [{"error": e, "count": n} for e, n in c.errors]} for c in report.completeness],
+        "degeneration": _degeneration_payload(report),
         "crosscheck_disagreements": [{"model": r.model_label, "spec_type": r.spec_type, "depth": r.depth,
                                       "rep": r.rep, "prompt_id": r.prompt_id, "crosscheck": r.crosscheck}
                                      for r in report.crosscheck],
     })
+
+
+def _degeneration_payload(report: Report) -> dict | None:
+    deg = report.degeneration
+    if deg is None:
+        return None
+    names = ("model_label", "spec_type", "depth", "rep", "prompt_id", "finish_reason", "degen_tokens",
+             "degen_repeat_share", "degen_longest_repeat", "degen_whitespace_share", "degen_tail_loop", "degenerate")
+    return {"excluded_from_headline": deg.excluded, "protocol_default_excluded": PROTOCOL_EXCLUDES_DEGENERATE,
+            "thresholds": deg.thresholds, "measured": deg.measured, "not_measured": deg.unmeasured,
+            "degenerate": deg.degenerate, "warnings": deg.warnings,
+            "worst": [{**{n: getattr(r, n) for n in names}, "excerpt": excerpt(r.content)} for r in deg.worst]}
 
 
 def _write_csv(report: Report, images: dict[str, bytes], fh) -> None:

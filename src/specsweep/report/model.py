@@ -14,6 +14,7 @@ from typing import Sequence
 from ..analysis import (CellSummary, Correlation, Estimate, PairedComparison, PositionRow, Recommendation,
                         TheoryRow, correlations, neighbour_comparisons, per_position, position_rows, recommend,
                         summarize, summarize_by_category, theory_rows)
+from ..degeneration import THRESHOLDS, severity
 from ..records import RequestRecord
 from ..store import RunRow, Store
 
@@ -27,8 +28,21 @@ BOOT_SEED = 0  # fixed: the same store always gives the same intervals (golden f
 REPORT_FORMAT = 1  # version of the JSON layout
 
 
+# A cell's acceptance (or its difference from the previous model) counts as driven by degenerate
+# requests when leaving them out moves it by at least this much: the published table's quants
+# differ by 1-2 pp, so a 1 pp shift can reorder them.
+DRIVEN_BY_DEGENERATE = 0.01
+
+
+WORST_LISTED = 10  # requests listed as the worst generations
+
+
+PROTOCOL_EXCLUDES_DEGENERATE = False  # the protocol's default: every ok request counts, as in the published table
+
+
 def _col(kind: str = "str", doc: str = ""):
-    """A ReportRow field with how to show it in the Markdown table (``kind``) and what it means."""
+    """A ReportRow field with how to show it in the Markdown table (``kind``; "text" is exported but
+    left out of the all-cells table, its own section shows it) and what it means."""
     return field(metadata={"kind": kind, "doc": doc})
 
 
@@ -73,6 +87,20 @@ class ReportRow:
     vs_prev_ci_low: float | None = _col("pp")
     vs_prev_ci_high: float | None = _col("pp")
     vs_prev_significant: bool | None = _col("bool")
+    degenerate_excluded: bool = _col("bool", "headline figures of this row leave degenerate requests out")
+    degenerate_measured: int = _col("int", "ok requests with a degeneration measure (older runs have none)")
+    degenerate_n: int | None = _col("int", "ok requests marked degenerate (loops, whitespace runs)")
+    degenerate_share: float | None = _col("pct", "degenerate / measured requests")
+    acceptance_all_mean: float | None = _col("pct", "acceptance over every ok request")
+    acceptance_all_sd: float | None = _col("pct")
+    acceptance_all_n: int | None = _col("int", "reps behind acceptance_all")
+    acceptance_clean_mean: float | None = _col("pct", "acceptance without degenerate requests")
+    acceptance_clean_sd: float | None = _col("pct")
+    acceptance_clean_n: int | None = _col("int", "reps behind acceptance_clean")
+    clean_requests: int | None = _col("int", "ok requests not marked degenerate")
+    degenerate_shift: float | None = _col("pp", "acceptance without − with degenerate requests")
+    vs_prev_clean_diff: float | None = _col("pp", "acceptance this − previous, without degenerate requests")
+    degenerate_warning: str | None = _col("text", "why this cell's figures rest on degenerate requests")
 
 
 def report_columns() -> list[str]:
@@ -105,6 +133,19 @@ class CellCompleteness:
 
 
 @dataclass(frozen=True)
+class Degeneration:
+    """Degenerate requests in a run: what the report says about them, computed once."""
+
+    excluded: bool  # headline figures leave them out (the run's --exclude-degenerate)
+    thresholds: dict | None  # as stored with the run (the current ones if it has none); None: nothing measured
+    measured: int  # ok requests with a measure
+    unmeasured: int  # ok requests without one (stored before the measure existed)
+    degenerate: int
+    warnings: list[str]
+    worst: list[RequestRecord]  # measured ok requests, worst first (degenerate ones first)
+
+
+@dataclass(frozen=True)
 class Report:
     run: RunRow
     records: list[RequestRecord]
@@ -122,6 +163,7 @@ class Report:
     crosscheck: list[RequestRecord]  # ok requests whose tallies disagreed
     prompt_ids: list[str]
     planned_reps: int
+    degeneration: Degeneration | None = None
 
     @property
     def spec_types(self) -> list[str]:
@@ -179,19 +221,95 @@ def _est(e: Estimate | None, attr: str):
     return getattr(e, attr) if e is not None else None
 
 
-def _report_rows(report_cells: Sequence[CellSummary], completeness: Sequence[CellCompleteness],
-                 comparisons: Sequence[tuple[str, PairedComparison]], provenance: dict,
-                 fidelity: dict) -> list[ReportRow]:
-    missing = {(c.model, c.spec_type, c.depth): len(c.missing) for c in completeness}
+def _cell_key(c: CellSummary) -> tuple[str, str, int]:
+    return (c.key.model_label, c.key.spec_type, c.key.depth)
+
+
+def _comparisons(records: Sequence[RequestRecord], spec_types: Sequence[str]) -> list[tuple[str, PairedComparison]]:
+    # One call per spec type, so each comparison knows its drafting type (PairedComparison does not).
+    return [(spec, cmp) for spec in spec_types
+            for cmp in neighbour_comparisons([r for r in records if r.spec_type == spec], n_boot=N_BOOT,
+                                             seed=BOOT_SEED)]
+
+
+@dataclass(frozen=True)
+class _Views:
+    """The same run counted with every ok request and without the degenerate ones."""
+
+    excluded: bool
+    all_cells: list[CellSummary]
+    clean_cells: list[CellSummary]  # the same objects as all_cells when no request is degenerate
+    all_comparisons: list[tuple[str, PairedComparison]]
+    clean_comparisons: list[tuple[str, PairedComparison]]
+    counts: dict[tuple, tuple[int, int]]  # cell -> (measured ok requests, degenerate ones); empty: none measured
+
+    @property
+    def cells(self) -> list[CellSummary]:
+        """The headline cells."""
+        return self.clean_cells if self.excluded else self.all_cells
+
+    @property
+    def comparisons(self) -> list[tuple[str, PairedComparison]]:
+        return self.clean_comparisons if self.excluded else self.all_comparisons
+
+
+def _spec_types(cells: Sequence[CellSummary]) -> list[str]:
+    return list(dict.fromkeys(c.key.spec_type for c in cells if c.key.depth > 0))
+
+
+def _prev(comparisons: Sequence[tuple[str, PairedComparison]]) -> dict[tuple, PairedComparison]:
     # neighbour_comparisons gives earlier − later; a row shows itself − the previous model.
-    prev = {(spec, p.label_b, p.depth): p for spec, p in comparisons}
+    return {(p.label_b, spec, p.depth): p for spec, p in comparisons}
+
+
+def _degenerate_fields(key: tuple, views: _Views) -> dict:
+    measured, degenerate = views.counts.get(key, (0, 0))
+    if not measured:  # stored before the measure existed: "not measured", never a guess
+        names = [f.name for f in fields(ReportRow)]
+        return {**dict.fromkeys(names[names.index("degenerate_excluded"):]), "degenerate_excluded": views.excluded,
+                "degenerate_measured": 0}
+    every = {_cell_key(c): c for c in views.all_cells}.get(key)
+    clean = {_cell_key(c): c for c in views.clean_cells}.get(key)
+    acc_all = every.acceptance if every else None
+    acc_clean = clean.acceptance if clean else None
+    shift = acc_clean.mean - acc_all.mean if acc_all and acc_clean else None
+    prev_all = _prev(views.all_comparisons).get(key)
+    prev_clean = _prev(views.clean_comparisons).get(key)
+    warnings = []
+    if degenerate and key[2] > 0 and acc_all is not None:
+        if acc_clean is None:
+            warnings.append(f"all {measured} measured requests are degenerate")
+        elif abs(shift) >= DRIVEN_BY_DEGENERATE - 1e-12:
+            warnings.append(f"acceptance {100 * acc_all.mean:.1f}% with its {degenerate} degenerate of "
+                            f"{measured} requests, {100 * acc_clean.mean:.1f}% without ({100 * shift:+.1f} pp)")
+    if prev_all is not None and prev_clean is not None:  # degenerate requests on either side count
+        a, c = -prev_all.diff, -prev_clean.diff
+        if abs(c - a) >= DRIVEN_BY_DEGENERATE - 1e-12:
+            warnings.append(f"vs {prev_all.label_a}: {100 * a:+.1f} pp with degenerate requests, "
+                            f"{100 * c:+.1f} pp without")
+    return dict(
+        degenerate_excluded=views.excluded, degenerate_measured=measured,
+        degenerate_n=degenerate, degenerate_share=degenerate / measured,
+        acceptance_all_mean=_est(acc_all, "mean"), acceptance_all_sd=_est(acc_all, "sd"),
+        acceptance_all_n=_est(acc_all, "n"),
+        acceptance_clean_mean=_est(acc_clean, "mean"), acceptance_clean_sd=_est(acc_clean, "sd"),
+        acceptance_clean_n=_est(acc_clean, "n"),
+        clean_requests=clean.n_requests if clean else None, degenerate_shift=shift,
+        vs_prev_clean_diff=-prev_clean.diff if prev_clean else None,
+        degenerate_warning="; ".join(warnings) or None)
+
+
+def _report_rows(report_cells: Sequence[CellSummary], completeness: Sequence[CellCompleteness],
+                 views: _Views, provenance: dict, fidelity: dict) -> list[ReportRow]:
+    missing = {(c.model, c.spec_type, c.depth): len(c.missing) for c in completeness}
+    prev = _prev(views.comparisons)
     models = provenance.get("models") or {}
     rows = []
     for c in report_cells:
         k = c.key
         info = models.get(k.model_label) or {}
         fid = fidelity.get(k.model_label) or {}
-        cmp = prev.get((k.spec_type, k.model_label, k.depth)) if k.depth > 0 else None
+        cmp = prev.get(_cell_key(c)) if k.depth > 0 else None
         rows.append(ReportRow(
             model=k.model_label, spec_type=k.spec_type, depth=k.depth, effective_depth=c.effective_depth,
             n_reps=c.n_reps, n_requests=c.n_requests, n_failed=c.n_failed,
@@ -209,25 +327,66 @@ def _report_rows(report_cells: Sequence[CellSummary], completeness: Sequence[Cel
             vs_prev_diff=-cmp.diff if cmp else None,
             vs_prev_ci_low=-cmp.ci_high if cmp else None,
             vs_prev_ci_high=-cmp.ci_low if cmp else None,
-            vs_prev_significant=cmp.significant if cmp else None))
+            vs_prev_significant=cmp.significant if cmp else None,
+            **_degenerate_fields(_cell_key(c), views)))
     return rows
+
+
+def _views(records: Sequence[RequestRecord], excluded: bool) -> _Views:
+    ok = [r for r in records if r.status == "ok"]
+    counts: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for r in ok:
+        if r.degenerate is not None:
+            counts[(r.model_label, r.spec_type, r.depth)][0] += 1
+            counts[(r.model_label, r.spec_type, r.depth)][1] += r.degenerate == 1
+    all_cells = summarize(records, n_boot=N_BOOT, seed=BOOT_SEED)
+    spec_types = _spec_types(all_cells)
+    all_comparisons = _comparisons(records, spec_types)
+    clean = [r for r in records if r.degenerate != 1]
+    if len(clean) == len(records):  # none degenerate (or none measured): the same figures, computed once
+        clean_cells, clean_comparisons = all_cells, all_comparisons
+    else:
+        clean_cells = summarize(clean, n_boot=N_BOOT, seed=BOOT_SEED)
+        clean_comparisons = _comparisons(clean, spec_types)
+    return _Views(excluded, all_cells, clean_cells, all_comparisons, clean_comparisons,
+                  {k: (v[0], v[1]) for k, v in counts.items()})
+
+
+def _degeneration(run: RunRow, records: Sequence[RequestRecord], rows: Sequence[ReportRow],
+                  excluded: bool) -> Degeneration:
+    ok = [r for r in records if r.status == "ok"]
+    measured = [r for r in ok if r.degenerate is not None]
+    rank = {m: i for i, m in enumerate(dict.fromkeys(row.model for row in rows))}
+    worst = sorted(measured, key=lambda r: (-(r.degenerate or 0), -severity(
+        r.degen_tokens, r.degen_repeat_share, r.degen_whitespace_share, r.degen_tail_loop),
+        rank.get(r.model_label, len(rank)), r.depth, r.rep, r.prompt_id))
+    warnings = [f"{row.model} depth {row.depth}" + (f" ({row.spec_type})" if row.depth else "")
+                + f": {row.degenerate_warning}" for row in rows if row.degenerate_warning]
+    return Degeneration(excluded=excluded,
+                        thresholds=(run.config.get("degeneration_thresholds") or asdict(THRESHOLDS)) if measured
+                        else None,
+                        measured=len(measured), unmeasured=len(ok) - len(measured),
+                        degenerate=sum(1 for r in measured if r.degenerate == 1), warnings=warnings,
+                        worst=worst[:WORST_LISTED])
 
 
 def build_report(store: Store, run: RunRow) -> Report:
     """Every statistic a report shows, computed once from the store (never from an engine)."""
     records = store.requests(run.id)
-    cells = summarize(records, n_boot=N_BOOT, seed=BOOT_SEED)
+    # Degenerate requests stay in the store, marked; headline figures leave them out only when the
+    # run asked for it (--exclude-degenerate). Completeness and the request counts use every row.
+    excluded = bool(run.config.get("exclude_degenerate", PROTOCOL_EXCLUDES_DEGENERATE))
+    views = _views(records, excluded)
+    headline = [r for r in records if r.degenerate != 1] if excluded else records
+    cells = views.cells
+    spec_types = _spec_types(cells)
     models = list(dict.fromkeys(c.key.model_label for c in cells))
     prompts = _planned_prompts(run.config, records)
     config_reps = int(((run.config.get("sampling") or {}).get("reps")) or 0)
     # More reps can be added to an existing run (reps are not in the run key): plan what was seen too.
     reps = max([config_reps] + [r.rep + 1 for r in records])
     completeness = _completeness(run, records, prompts, reps)
-    spec_types = list(dict.fromkeys(c.key.spec_type for c in cells if c.key.depth > 0))
-    # One call per spec type, so each comparison knows its drafting type (PairedComparison does not).
-    comparisons = [(spec, cmp) for spec in spec_types
-                   for cmp in neighbour_comparisons([r for r in records if r.spec_type == spec],
-                                                    n_boot=N_BOOT, seed=BOOT_SEED)]
+    comparisons = views.comparisons
     fidelity = store.fidelity(run.id)
 
     positions: list[PositionRow] = []
@@ -236,17 +395,16 @@ def build_report(store: Store, run: RunRow) -> Report:
             positions += position_rows(c.key.model_label, c.key.spec_type, c.key.depth, c.per_position)
     for model in models:
         for spec in spec_types:
-            recs = [r for r in records if r.model_label == model and r.spec_type == spec and r.depth > 0]
+            recs = [r for r in headline if r.model_label == model and r.spec_type == spec and r.depth > 0]
             if recs:
                 positions += position_rows(model, spec, None, per_position(recs))
 
     sizes = {label: int(info["size_bytes"]) for label, info in (run.provenance.get("models") or {}).items()
              if isinstance(info, dict) and isinstance(info.get("size_bytes"), int)}
+    rows = _report_rows(cells, completeness, views, run.provenance, fidelity)
     return Report(
-        run=run, records=records, cells=cells,
-        rows=_report_rows(cells, completeness, comparisons, run.provenance, fidelity),
-        models=models,
-        by_category=summarize_by_category(records, n_boot=N_BOOT, seed=BOOT_SEED),
+        run=run, records=records, cells=cells, rows=rows, models=models,
+        by_category=summarize_by_category(headline, n_boot=N_BOOT, seed=BOOT_SEED),
         comparisons=comparisons, positions=positions,
         theory=theory_rows(cells, positions, models, spec_types),
         recommendation=recommend(cells, sizes),
@@ -254,4 +412,4 @@ def build_report(store: Store, run: RunRow) -> Report:
         correlations=correlations(cells, fidelity) if fidelity else [],
         completeness=completeness,
         crosscheck=[r for r in records if r.status == "ok" and r.crosscheck != "ok"],
-        prompt_ids=prompts, planned_reps=reps)
+        prompt_ids=prompts, planned_reps=reps, degeneration=_degeneration(run, records, rows, excluded))
