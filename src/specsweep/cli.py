@@ -38,8 +38,16 @@ def _sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="sweep described in a TOML file")
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=PATH",
                         help="a model to sweep (repeatable)")
+    parser.add_argument("--hf", action="append", default=[], metavar="OWNER/REPO",
+                        help="models from the local Hugging Face cache, found as llama-server -hf finds them "
+                             "(repeatable; one model per --quants tag)")
+    parser.add_argument("--quants", metavar="TAG,…", help="quant tags to take from each --hf repository, "
+                                                          "e.g. Q5_K_S,IQ4_XS,IQ3_M,IQ2_M (labels = the tags)")
+    parser.add_argument("--protocol", help="a named protocol that fills unset settings: published = depths 0-4, "
+                                           "3 reps, mixed-5, 200 tokens, temperature 0.3, thinking off")
     parser.add_argument("--draft-model", type=Path, metavar="PATH",
-                        help="draft model / EAGLE-3 head / MTP sidecar for every --model")
+                        help="draft model / EAGLE-3 head / MTP sidecar for every --model (overrides the "
+                             "mtp- sidecar an --hf model gets under draft-mtp)")
     parser.add_argument("--spec-type", help="llama-server --spec-type (default draft-mtp, or draft-simple "
                                             "with --draft-model)")
     parser.add_argument("--depths", help="draft depths, e.g. 0,1,2,3,4 or 0-4 (0 = no speculation)")
@@ -64,13 +72,21 @@ def _sweep_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args) -> "SweepConfig":
-    from .config import SweepConfig, load_toml, parse_depths, parse_model_flag, validate
+    from .config import SweepConfig, load_toml, parse_depths, parse_model_flag, protocol_preset, validate
+    from .hf_cache import pair_sidecars, parse_quants, resolve
+    if args.quants and not args.hf:
+        raise UsageError("--quants needs --hf OWNER/REPO")
+    flag_models = tuple(parse_model_flag(m) for m in args.model) + tuple(
+        spec for repo in args.hf for spec in resolve(repo, parse_quants(args.quants)))
     if args.config:
-        config = load_toml(args.config)
-        if args.model:
-            config = replace(config, models=tuple(parse_model_flag(m) for m in args.model))
+        config = load_toml(args.config, protocol=args.protocol)
+        if flag_models:
+            config = replace(config, models=flag_models)
     else:
-        config = SweepConfig(models=tuple(parse_model_flag(m) for m in args.model))
+        preset = protocol_preset(args.protocol)
+        config = SweepConfig(models=flag_models, protocol=args.protocol, prompts=preset.get("top", {}).get(
+            "prompts", "mixed-5"), **{section: replace(getattr(SweepConfig(()), section), **values)
+                                       for section, values in preset.items() if section != "top"})
     if args.draft_model:
         config = replace(config, models=tuple(replace(m, draft_model=args.draft_model) for m in config.models))
     drafting = config.drafting
@@ -91,7 +107,8 @@ def config_from_args(args) -> "SweepConfig":
     for name in ("ctx_size", "gpu_layers", "threads", "flash_attn", "request_timeout"):
         if getattr(args, name) is not None:
             server = replace(server, **{name: getattr(args, name)})
-    changes = {"drafting": drafting, "sampling": sampling, "server": server}
+    changes = {"drafting": drafting, "sampling": sampling, "server": server,
+               "models": pair_sidecars(config.models, drafting.spec_type)}
     if args.prompts:
         changes["prompts"] = args.prompts
     if args.prompt_limit is not None:
@@ -171,8 +188,41 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+def cmd_models_hf(args) -> int:
+    from .hf_cache import cache_location, download, listing, parse_quants
+    location = cache_location()
+    if args.models_command == "download-hf":
+        print(download(args.repo, parse_quants(args.quants), location))
+        return 0
+    rows = listing(location)
+    if args.json:
+        print(json.dumps({"cache": str(location.path), "from": location.source,
+                          "files": [vars(r) for r in rows]}, indent=2))
+        return 0
+    from rich.table import Table
+    from .progress import console
+    table = Table(title=f"Hugging Face cache: {location.describe()}")
+    for column, justify in (("repository", "left"), ("revision", "left"), ("quant", "left"), ("kind", "left"),
+                            ("file", "left"), ("size", "right")):
+        table.add_column(column, justify=justify)
+    previous = None
+    for r in rows:
+        size = "incomplete" if r.size_bytes is None else f"{r.size_bytes / 2**30:.2f} GiB" if r.size_bytes >= 2**30 \
+            else f"{r.size_bytes / 2**20:.1f} MiB"
+        first = r.repo != previous
+        previous = r.repo
+        table.add_row(r.repo if first else "", r.revision[:8] if first else "", r.tag, r.kind,
+                      r.path + (f" (+{r.parts - 1} parts)" if r.parts > 1 else ""), size)
+    console.print(table)
+    if not rows:
+        console.print("no GGUF repositories there (llama-server -hf OWNER/REPO:QUANT downloads into it)")
+    return 0
+
+
 def cmd_models(args) -> int:
     from .models import default_model_path, fetch_default_model, inspect_gguf
+    if args.models_command in ("list-hf", "download-hf"):
+        return cmd_models_hf(args)
     if args.models_command == "fetch":
         print(fetch_default_model())
     elif args.models_command == "path":
@@ -431,6 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = models_sub.add_parser("inspect", help="what a GGUF file holds")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true")
+    list_hf = models_sub.add_parser("list-hf", help="repositories, quants and sidecars in the local Hugging Face "
+                                                     "cache (where llama-server -hf put them)")
+    list_hf.add_argument("--json", action="store_true")
+    download_hf = models_sub.add_parser("download-hf", help="fetch quants and the mtp- sidecar into that cache "
+                                                            "(needs the huggingface_hub package)")
+    download_hf.add_argument("repo", metavar="OWNER/REPO")
+    download_hf.add_argument("--quants", required=True, metavar="TAG,…")
 
     run = sub.add_parser("run", help="measure a sweep (resumes an interrupted one)")
     _sweep_flags(run)

@@ -10,9 +10,12 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .hf_cache import HfOrigin
 
 KNOWN_SPEC_TYPES = ("draft-simple", "draft-eagle3", "draft-mtp", "draft-dflash", "draft-dspark",
                     "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache")
@@ -26,6 +29,7 @@ class ModelSpec:
     path: Path
     draft_model: Path | None = None  # a draft model, EAGLE-3 head or MTP sidecar
     server_args: tuple[str, ...] = ()
+    origin: "HfOrigin | None" = None  # set when the model was found in the Hugging Face cache (hf_cache)
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,30 @@ class SweepConfig:
     server: ServerSettings = field(default_factory=ServerSettings)
     db: Path = Path("specsweep.db")
     name: str | None = None
+    protocol: str | None = None
 
+
+# Named protocols: values for the fields a config or flags leave unset.
+# "published": the hand-made Gemma-4-31B MTP table (design.md): depths 0-4, 3 reps (a seed each),
+# mixed-5 prompts x 200 tokens, temperature 0.3, thinking off.
+PROTOCOLS: dict[str, dict[str, dict[str, Any]]] = {
+    "published": {"drafting": {"depths": (0, 1, 2, 3, 4)},
+                  "sampling": {"reps": 3, "max_tokens": 200, "temperature": 0.3, "thinking": False},
+                  "top": {"prompts": "mixed-5"}},
+}
 
 SECTIONS = {"drafting": Drafting, "sampling": Sampling, "server": ServerSettings}
-TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", *SECTIONS}
-MODEL_KEYS = {f.name for f in fields(ModelSpec)}
+TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", "protocol", *SECTIONS}
+HF_MODEL_KEYS = {"hf", "quants"}  # [[models]] from the Hugging Face cache (labels come from the quants)
+MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"origin"} | HF_MODEL_KEYS
+
+
+def protocol_preset(name: str | None) -> dict[str, dict[str, Any]]:
+    if name is None:
+        return {}
+    if name not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]
 
 
 def _line_of(text: str, key: str, section: str | None) -> int | None:
@@ -121,7 +144,7 @@ def _coerce(section: str, name: str, value: Any, default: Any, where: str) -> An
 def validate(config: SweepConfig) -> SweepConfig:
     """Check values that TOML and flags both can get wrong; returns the config unchanged."""
     if not config.models:
-        raise ConfigError("no models given: add --model LABEL=PATH or a [[models]] table")
+        raise ConfigError("no models given: add --model LABEL=PATH, --hf OWNER/REPO --quants … or a [[models]] table")
     labels = [m.label for m in config.models]
     for label in labels:
         if not LABEL_RE.match(label):
@@ -164,7 +187,8 @@ def validate(config: SweepConfig) -> SweepConfig:
     return config
 
 
-def load_toml(path: Path) -> SweepConfig:
+def load_toml(path: Path, protocol: str | None = None) -> SweepConfig:
+    """``protocol`` (or a top-level ``protocol = "…"``) fills what the file leaves unset."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -183,12 +207,14 @@ def load_toml(path: Path) -> SweepConfig:
     for key in data:
         if key not in TOP_LEVEL:
             raise _unknown_key(path, text, key, None, TOP_LEVEL)
+    protocol = protocol or data.get("protocol")
+    preset = protocol_preset(protocol)
     sections = {}
     for section, cls in SECTIONS.items():
         table = data.get(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{section}] must be a table")
-        defaults = cls()
+        defaults = replace(cls(), **preset.get(section, {}))
         allowed = {f.name for f in fields(cls)}
         values = {}
         for key, value in table.items():
@@ -205,19 +231,38 @@ def load_toml(path: Path) -> SweepConfig:
         for key in entry:
             if key not in MODEL_KEYS:
                 raise _unknown_key(path, text, key, "models", MODEL_KEYS)
+        if "hf" in entry:
+            models += _hf_models(path, base, entry)
+            continue
         if "label" not in entry or "path" not in entry:
-            raise ConfigError(f"{path}: every [[models]] entry needs label and path")
+            raise ConfigError(f"{path}: every [[models]] entry needs label and path (or hf and quants)")
         models.append(ModelSpec(
             label=str(entry["label"]), path=(base / entry["path"]).expanduser(),
             draft_model=(base / entry["draft_model"]).expanduser() if entry.get("draft_model") else None,
             server_args=tuple(entry.get("server_args", ()))))
-    prompts = data.get("prompts", "mixed-5")
+    prompts = data.get("prompts", preset.get("top", {}).get("prompts", "mixed-5"))
     if isinstance(prompts, str) and (base / prompts).suffix == ".jsonl":
         prompts = str(base / prompts)
+    from .hf_cache import pair_sidecars
     return validate(SweepConfig(
-        models=tuple(models), prompts=prompts, prompt_limit=data.get("prompt_limit"),
+        models=pair_sidecars(tuple(models), sections["drafting"].spec_type), prompts=prompts,
+        prompt_limit=data.get("prompt_limit"),
         db=(base / data["db"]) if "db" in data else Path("specsweep.db"), name=data.get("name"),
-        **sections))
+        protocol=protocol, **sections))
+
+
+def _hf_models(path: Path, base: Path, entry: dict) -> list[ModelSpec]:
+    """A ``[[models]]`` entry with ``hf = "OWNER/REPO"`` and ``quants = [...]``: one model per quant."""
+    from .hf_cache import resolve
+    if "label" in entry or "path" in entry:
+        raise ConfigError(f"{path}: a [[models]] entry with hf takes no label or path (labels are the quant tags)")
+    quants = entry.get("quants", [])
+    if isinstance(quants, str):
+        quants = [q.strip() for q in quants.split(",") if q.strip()]
+    if not isinstance(quants, list) or not all(isinstance(q, str) for q in quants):
+        raise ConfigError(f"{path}: quants must be a list of quant tags, e.g. [\"Q5_K_S\", \"IQ4_XS\"]")
+    draft = (base / entry["draft_model"]).expanduser() if entry.get("draft_model") else None
+    return resolve(str(entry["hf"]), quants, server_args=tuple(entry.get("server_args", ())), draft_model=draft)
 
 
 def parse_depths(text: str) -> tuple[int, ...]:
