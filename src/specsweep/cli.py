@@ -38,7 +38,7 @@ def _sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="sweep described in a TOML file")
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=PATH",
                         help="a model to sweep (repeatable)")
-    parser.add_argument("--hf", action="append", default=[], metavar="OWNER/REPO",
+    parser.add_argument("--hf", action="append", default=[], metavar="OWNER/REPO[:QUANT]",
                         help="models from the local Hugging Face cache, found as llama-server -hf finds them "
                              "(repeatable; one model per --quants tag)")
     parser.add_argument("--quants", metavar="TAG,…", help="quant tags to take from each --hf repository, "
@@ -73,11 +73,11 @@ def _sweep_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args) -> "SweepConfig":
     from .config import SweepConfig, load_toml, parse_depths, parse_model_flag, protocol_preset, validate
-    from .hf_cache import pair_sidecars, parse_quants, resolve
+    from .hf_cache import pair_sidecars, resolve_flag
     if args.quants and not args.hf:
         raise UsageError("--quants needs --hf OWNER/REPO")
     flag_models = tuple(parse_model_flag(m) for m in args.model) + tuple(
-        spec for repo in args.hf for spec in resolve(repo, parse_quants(args.quants)))
+        spec for repo in args.hf for spec in resolve_flag(repo, args.quants))
     if args.config:
         config = load_toml(args.config, protocol=args.protocol)
         if flag_models:

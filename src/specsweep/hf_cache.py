@@ -379,6 +379,12 @@ def parse_quants(text: str | None) -> list[str]:
     return [q.strip() for q in (text or "").split(",") if q.strip()]
 
 
+def resolve_flag(repo: str, quants: str | None) -> list["ModelSpec"]:
+    """``--hf OWNER/REPO[:TAG]`` (the server's own syntax) with ``--quants A,B``: the tag comes first."""
+    repo, _, tag = repo.rpartition(":") if ":" in repo else (repo, "", "")
+    return resolve(repo, list(dict.fromkeys(([tag] if tag else []) + parse_quants(quants))))
+
+
 def pair_sidecars(models: tuple["ModelSpec", ...], spec_type: str) -> tuple["ModelSpec", ...]:
     """Give every cache model its repository's mtp- sidecar under draft-mtp, as llama-server does.
 

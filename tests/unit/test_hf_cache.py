@@ -151,6 +151,8 @@ def test_quants_resolve_to_files_labels_splits_and_the_sidecar(published):
     assert sorted(specs[2].origin.files) == [f"{STEM}-IQ2_M-00001-of-00002.gguf", f"{STEM}-IQ2_M-00002-of-00002.gguf"]
     assert {s.origin.sidecar for s in specs} == {f"{STEM}-Q8_0.gguf".join(("mtp-", ""))}
     assert all(s.draft_model is None and s.origin.revision == REVISION for s in specs)
+    # the server's own OWNER/REPO:QUANT spelling works too
+    assert [s.label for s in hf_cache.resolve_flag(f"{REPO}:IQ3_M", "Q5_K_S,IQ3_M")] == ["IQ3_M", "Q5_K_S"]
 
 
 def test_draft_mtp_pairs_the_sidecar_and_an_explicit_draft_model_overrides_it(published, tmp_path):
