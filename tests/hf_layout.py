@@ -62,6 +62,7 @@ def split_gguf(source: Path, dest: Path, max_tensors: int) -> list[Path]:
     import gguf
     reader = gguf.GGUFReader(source)
     arch = reader.fields["general.architecture"].contents()
+    dest.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(dest, arch, split_max_tensors=max_tensors)
     for field in reader.fields.values():
         if field.name == "general.architecture" or field.name.startswith("GGUF.") or field.name.startswith("split."):

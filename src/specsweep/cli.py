@@ -73,7 +73,7 @@ def _sweep_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args) -> "SweepConfig":
     from .config import SweepConfig, load_toml, parse_depths, parse_model_flag, protocol_preset, validate
-    from .hf_cache import pair_sidecars, resolve_flag
+    from .hf_cache import pair_sidecars, resolve_flag, with_draft
     if args.quants and not args.hf:
         raise UsageError("--quants needs --hf OWNER/REPO")
     flag_models = tuple(parse_model_flag(m) for m in args.model) + tuple(
@@ -87,8 +87,6 @@ def config_from_args(args) -> "SweepConfig":
         config = SweepConfig(models=flag_models, protocol=args.protocol, prompts=preset.get("top", {}).get(
             "prompts", "mixed-5"), **{section: replace(getattr(SweepConfig(()), section), **values)
                                        for section, values in preset.items() if section != "top"})
-    if args.draft_model:
-        config = replace(config, models=tuple(replace(m, draft_model=args.draft_model) for m in config.models))
     drafting = config.drafting
     if args.spec_type:
         drafting = replace(drafting, spec_type=args.spec_type)
@@ -107,8 +105,10 @@ def config_from_args(args) -> "SweepConfig":
     for name in ("ctx_size", "gpu_layers", "threads", "flash_attn", "request_timeout"):
         if getattr(args, name) is not None:
             server = replace(server, **{name: getattr(args, name)})
-    changes = {"drafting": drafting, "sampling": sampling, "server": server,
-               "models": pair_sidecars(config.models, drafting.spec_type)}
+    models = pair_sidecars(config.models, drafting.spec_type)
+    if args.draft_model:  # after the sidecar rule: a draft model given by hand wins
+        models = tuple(with_draft(m, args.draft_model) for m in models)
+    changes = {"drafting": drafting, "sampling": sampling, "server": server, "models": models}
     if args.prompts:
         changes["prompts"] = args.prompts
     if args.prompt_limit is not None:

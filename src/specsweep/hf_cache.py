@@ -298,6 +298,7 @@ class HfOrigin:
     files: tuple[str, ...]   # snapshot-relative; the first is the one the server loads
     sidecar: str | None      # the mtp- sidecar llama-server pairs with it under draft-mtp
     cache: str               # CacheLocation.describe()
+    paired: bool = False     # the model's draft_model is that sidecar, attached by pair_sidecars
 
     def sidecar_path(self) -> Path | None:
         return Path(self.snapshot) / self.sidecar if self.sidecar else None
@@ -356,7 +357,7 @@ def resolve(repo_id: str, quants: list[str] | tuple[str, ...], location: CacheLo
                          hint=download_hint(repo_id, [t for t in missing if t], location))
     specs = []
     for tag, primary in chosen.items():
-        parts = split_files(list(repo.files), primary)
+        parts = [primary] + [p for p in split_files(list(repo.files), primary) if p != primary]
         count = split_info(primary).count
         absent = [p for p in parts if repo.size(p) is None]
         if absent or (count > 1 and len(parts) != count):
@@ -388,18 +389,24 @@ def resolve_flag(repo: str, quants: str | None) -> list["ModelSpec"]:
 def pair_sidecars(models: tuple["ModelSpec", ...], spec_type: str) -> tuple["ModelSpec", ...]:
     """Give every cache model its repository's mtp- sidecar under draft-mtp, as llama-server does.
 
-    A draft model set some other way (``--draft-model``, ``draft_model`` in TOML) is kept; a sidecar
-    paired earlier is dropped again when the spec type is not draft-mtp.
+    A draft model given by hand (``--draft-model``, ``draft_model`` in TOML) is kept; a sidecar
+    paired earlier (for another spec type) is paired again or dropped.
     """
     out = []
     for model in models:
-        origin = getattr(model, "origin", None)
-        auto = origin.sidecar_path() if origin else None
-        if origin is None or (model.draft_model is not None and model.draft_model != auto):
+        origin = model.origin
+        if origin is None or (model.draft_model is not None and not origin.paired):
             out.append(model)
-        else:
-            out.append(replace(model, draft_model=auto if spec_type == "draft-mtp" else None))
+            continue
+        sidecar = origin.sidecar_path() if spec_type == "draft-mtp" else None
+        out.append(replace(model, draft_model=sidecar, origin=replace(origin, paired=sidecar is not None)))
     return tuple(out)
+
+
+def with_draft(model: "ModelSpec", draft: Path) -> "ModelSpec":
+    """The model drafted by ``draft`` given by hand (it overrides the sidecar rule)."""
+    origin = replace(model.origin, paired=False) if model.origin is not None else None
+    return replace(model, draft_model=draft, origin=origin)
 
 
 def origin_provenance(model: "ModelSpec") -> dict:
@@ -427,7 +434,7 @@ def draft_choice(model: "ModelSpec") -> str | None:
     if model.draft_model is None:
         return None
     origin = model.origin
-    if origin is not None and Path(model.draft_model) == origin.sidecar_path():
+    if origin is not None and origin.paired:
         return f"{origin.repo}'s mtp- sidecar, as llama-server -hf pairs it"
     return "given"
 

@@ -148,7 +148,7 @@ def test_quants_resolve_to_files_labels_splits_and_the_sidecar(published):
     snapshot = published / f"models--{REPO.replace('/', '--')}" / "snapshots" / REVISION
     assert specs[0].path == snapshot / f"{STEM}-Q5_K_S.gguf" and specs[0].path.is_symlink()
     assert specs[2].path.name == f"{STEM}-IQ2_M-00001-of-00002.gguf"
-    assert sorted(specs[2].origin.files) == [f"{STEM}-IQ2_M-00001-of-00002.gguf", f"{STEM}-IQ2_M-00002-of-00002.gguf"]
+    assert specs[2].origin.files == (f"{STEM}-IQ2_M-00001-of-00002.gguf", f"{STEM}-IQ2_M-00002-of-00002.gguf")
     assert {s.origin.sidecar for s in specs} == {f"{STEM}-Q8_0.gguf".join(("mtp-", ""))}
     assert all(s.draft_model is None and s.origin.revision == REVISION for s in specs)
     # the server's own OWNER/REPO:QUANT spelling works too
@@ -165,6 +165,11 @@ def test_draft_mtp_pairs_the_sidecar_and_an_explicit_draft_model_overrides_it(pu
     mine = tiny_gguf(tmp_path / "mine.gguf")
     config = config_from_args(build_parser().parse_args([*argv, "--spec-type", "draft-mtp", "--draft-model", str(mine)]))
     assert [m.draft_model for m in config.models] == [mine, mine]
+    # the sidecar given by hand to another spec type stays, and counts as given
+    config = config_from_args(build_parser().parse_args([*argv, "--spec-type", "draft-simple", "--draft-model",
+                                                         str(sidecar)]))
+    assert [m.draft_model for m in config.models] == [sidecar, sidecar]
+    assert [hf_cache.draft_choice(m) for m in config.models] == ["given", "given"]
 
 
 def test_missing_quant_is_one_error_line_listing_what_is_there(published, capsys):
@@ -233,12 +238,11 @@ def test_protocol_flag_fills_only_what_flags_leave_unset(published):
 def test_split_model_is_inspected_as_one_and_provenance_records_every_file(published):
     from specsweep.models import inspect_gguf
     from specsweep.provenance import model_provenance
-    from dataclasses import replace
     spec = hf_cache.resolve(REPO, ["IQ2_M"])[0]
     info = inspect_gguf(spec.path)
     assert len(info.parts) == 2 and info.parameter_count == 4 * 32
     assert info.size_bytes == sum(p.stat().st_size for p in info.parts)
-    spec = replace(spec, draft_model=spec.origin.sidecar_path())
+    spec = hf_cache.pair_sidecars((spec,), "draft-mtp")[0]
     prov = model_provenance(info, spec)
     assert len(prov["parts_sha256"]) == 2
     assert prov["hf"]["repo"] == REPO and prov["hf"]["revision"] == REVISION
