@@ -313,7 +313,7 @@ def download_hint(repo_id: str, tags: list[str], location: CacheLocation) -> str
     return f"download with: {hf} (or: {server})"
 
 
-def find_repo(repo_id: str, location: CacheLocation | None = None) -> CachedRepo:
+def find_repo(repo_id: str, location: CacheLocation | None = None, tags: list[str] | None = None) -> CachedRepo:
     location = location or cache_location()
     if not is_valid_repo_id(repo_id):
         raise UsageError(f"--hf {repo_id!r}: expected OWNER/REPO (letters, digits, _ . - and one /)")
@@ -330,7 +330,7 @@ def find_repo(repo_id: str, location: CacheLocation | None = None) -> CachedRepo
         why = (f"repository {repo_id} is not in the Hugging Face cache at {location.describe()}"
                + (f"; it has {same[0]} (names are case-sensitive)" if same else
                   f"; repositories there: {', '.join(present)}" if present else "; it holds no repositories"))
-    raise ModelError(why, hint=download_hint(repo_id, [], location) + "; or point LLAMA_CACHE/HF_HOME "
+    raise ModelError(why, hint=download_hint(repo_id, list(tags or []), location) + "; or point LLAMA_CACHE/HF_HOME "
                      "at the cache the server used")
 
 
@@ -345,7 +345,7 @@ def resolve(repo_id: str, quants: list[str] | tuple[str, ...], location: CacheLo
     for tag in quants:
         if not TAG_RE.match(tag):
             raise UsageError(f"quant tag {tag!r} may contain only letters, digits and _ . -")
-    repo = find_repo(repo_id, location)
+    repo = find_repo(repo_id, location, [q for q in quants if q])
     tags = list(quants) or [""]
     chosen = {tag: find_best_model(list(repo.files), tag) for tag in tags}
     missing = [tag for tag, path in chosen.items() if path is None]
