@@ -54,17 +54,19 @@ def smollm2_pair(model_path) -> Pair:
 
 @pytest.fixture(scope="module")
 def gemma4_pair() -> Pair:
-    """The lead engineer's trained miniature, copied into the worktree's ignored scratch space."""
-    folder = ROOT / "models" / "gemma4-mini"
+    """The trained Gemma-4 miniature (F16 target + F16 assistant; the assistant goes in under the
+    published sidecar's name), copied into the worktree's ignored scratch space out/."""
+    folder = ROOT / "out" / "models" / "gemma4-mini"
     target, assistant = folder / "gemma4-mini-F16.gguf", folder / "gemma4-mini-assistant-F16.gguf"
     if not (target.exists() and assistant.exists()):
-        pytest.fail(f"the Gemma-4 miniature is not in {folder} (copy it from /work/main/models/gemma4-mini/)")
+        pytest.fail(f"the Gemma-4 miniature is not in {folder} (copy gemma4-mini-F16.gguf and "
+                    "gemma4-mini-assistant-F16.gguf there)")
     return Pair("gemma4", target, assistant, "draft-mtp", auto_draft=True)
 
 
 @pytest.fixture(scope="module")
-def pair(smollm2_pair) -> Pair:
-    return smollm2_pair  # switch to gemma4_pair for the published mechanism (target + MTP assistant)
+def pair(gemma4_pair) -> Pair:
+    return gemma4_pair  # smollm2_pair where the miniature is not available (draft-simple stand-in)
 
 
 @pytest.fixture(scope="module")
