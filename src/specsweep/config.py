@@ -14,20 +14,14 @@ from typing import Any
 
 from .engine.options import ServerSettings
 from .errors import ConfigError
+from .modelspec import ModelSpec
+
 
 KNOWN_SPEC_TYPES = ("draft-simple", "draft-eagle3", "draft-mtp", "draft-dflash", "draft-dspark",
                     "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache")
 DRAFT_MODEL_TYPES = ("draft-simple", "draft-eagle3", "draft-dflash", "draft-dspark")
 MAX_DEPTH = 64  # llama.cpp drafts far fewer tokens than this per step
 LABEL_RE = re.compile(r"^[A-Za-z0-9_.+\-]+$")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    label: str
-    path: Path
-    draft_model: Path | None = None  # a draft model, EAGLE-3 head or MTP sidecar
-    server_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,10 +71,16 @@ PROTOCOLS = {
 }
 
 
-def apply_protocol(config: "SweepConfig", name: str) -> "SweepConfig":
+def protocol_preset(name: str | None) -> dict:
+    if name is None:
+        return {}
     if name not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
-    proto = PROTOCOLS[name]
+    return PROTOCOLS[name]
+
+
+def apply_protocol(config: "SweepConfig", name: str) -> "SweepConfig":
+    proto = protocol_preset(name)
     return replace(config, protocol=name, prompts=proto["prompts"],
                    drafting=replace(config.drafting, **proto["drafting"]),
                    sampling=replace(config.sampling, **proto["sampling"]))
@@ -88,7 +88,8 @@ def apply_protocol(config: "SweepConfig", name: str) -> "SweepConfig":
 
 SECTIONS = {"drafting": Drafting, "sampling": Sampling, "server": ServerSettings}
 TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", "protocol", "exclude_degenerate", *SECTIONS}
-MODEL_KEYS = {f.name for f in fields(ModelSpec)}
+HF_MODEL_KEYS = {"hf", "quants"}  # [[models]] from the Hugging Face cache (labels come from the quants)
+MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"origin"} | HF_MODEL_KEYS
 
 
 def _line_of(text: str, key: str, section: str | None) -> int | None:
@@ -136,7 +137,7 @@ def _coerce(section: str, name: str, value: Any, default: Any, where: str) -> An
 def check_config(config: SweepConfig) -> SweepConfig:
     """Check values that TOML and flags both can get wrong; returns the config unchanged."""
     if not config.models:
-        raise ConfigError("no models given: add --model LABEL=PATH or a [[models]] table")
+        raise ConfigError("no models given: add --model LABEL=PATH, --hf OWNER/REPO --quants … or a [[models]] table")
     labels = [m.label for m in config.models]
     for label in labels:
         if not LABEL_RE.match(label):
@@ -181,7 +182,8 @@ def check_config(config: SweepConfig) -> SweepConfig:
     return config
 
 
-def load_toml(path: Path) -> SweepConfig:
+def load_toml(path: Path, protocol: str | None = None) -> SweepConfig:
+    """``protocol`` (or a top-level ``protocol = "…"``) fills what the file leaves unset."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -200,7 +202,7 @@ def load_toml(path: Path) -> SweepConfig:
     for key in data:
         if key not in TOP_LEVEL:
             raise _unknown_key(path, text, key, None, TOP_LEVEL)
-    protocol = data.get("protocol")
+    protocol = protocol or data.get("protocol")
     if protocol is not None and protocol not in PROTOCOLS:
         raise ConfigError(f"{path}:{_line_of(text, 'protocol', None)}: unknown protocol {protocol!r}; "
                           f"known: {', '.join(PROTOCOLS)}")
@@ -227,8 +229,11 @@ def load_toml(path: Path) -> SweepConfig:
         for key in entry:
             if key not in MODEL_KEYS:
                 raise _unknown_key(path, text, key, "models", MODEL_KEYS)
+        if "hf" in entry:
+            models += _hf_models(path, base, entry)
+            continue
         if "label" not in entry or "path" not in entry:
-            raise ConfigError(f"{path}: every [[models]] entry needs label and path")
+            raise ConfigError(f"{path}: every [[models]] entry needs label and path (or hf and quants)")
         models.append(ModelSpec(
             label=str(entry["label"]), path=(base / entry["path"]).expanduser(),
             draft_model=(base / entry["draft_model"]).expanduser() if entry.get("draft_model") else None,
@@ -239,10 +244,26 @@ def load_toml(path: Path) -> SweepConfig:
     prompts = data.get("prompts", proto.get("prompts", "mixed-5"))
     if isinstance(prompts, str) and (base / prompts).suffix == ".jsonl":
         prompts = str(base / prompts)
+    from .hf_cache import pair_sidecars
     return check_config(SweepConfig(
-        models=tuple(models), prompts=prompts, prompt_limit=data.get("prompt_limit"),
+        models=pair_sidecars(tuple(models), sections["drafting"].spec_type), prompts=prompts,
+        prompt_limit=data.get("prompt_limit"),
         db=(base / data["db"]) if "db" in data else Path("specsweep.db"), name=data.get("name"),
         protocol=protocol, exclude_degenerate=data.get("exclude_degenerate", False), **sections))
+
+
+def _hf_models(path: Path, base: Path, entry: dict) -> list[ModelSpec]:
+    """A ``[[models]]`` entry with ``hf = "OWNER/REPO"`` and ``quants = [...]``: one model per quant."""
+    from .hf_cache import resolve
+    if "label" in entry or "path" in entry:
+        raise ConfigError(f"{path}: a [[models]] entry with hf takes no label or path (labels are the quant tags)")
+    quants = entry.get("quants", [])
+    if isinstance(quants, str):
+        quants = [q.strip() for q in quants.split(",") if q.strip()]
+    if not isinstance(quants, list) or not all(isinstance(q, str) for q in quants):
+        raise ConfigError(f"{path}: quants must be a list of quant tags, e.g. [\"Q5_K_S\", \"IQ4_XS\"]")
+    draft = (base / entry["draft_model"]).expanduser() if entry.get("draft_model") else None
+    return resolve(str(entry["hf"]), quants, server_args=tuple(entry.get("server_args", ())), draft_model=draft)
 
 
 def parse_depths(text: str) -> tuple[int, ...]:

@@ -39,19 +39,6 @@ def quant_tag(name: str) -> str | None:
     return tags[-1].upper() if tags else None
 
 
-def split_parts(first: Path) -> list[Path]:
-    """All parts of a split model given its first part; a missing part is one clear error."""
-    match = SPLIT_RE.match(first.name)
-    if not match:
-        return [first]
-    count = int(match["count"])
-    parts = [first.with_name(f"{match['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
-    missing = [p.name for p in parts if not p.exists()]
-    if missing:
-        raise ModelError(f"split model {first.name} is incomplete: missing {', '.join(missing)}")
-    return parts
-
-
 def is_projector(path: Path) -> bool:
     return path.name.lower().startswith("mmproj")
 
@@ -84,7 +71,6 @@ def models_from_patterns(patterns: list[str], draft_model: Path | None = None) -
     specs, notes, infos = [], [], []
     draft = draft_model.resolve() if draft_model else None
     for path in expand(patterns):
-        split_parts(path)
         if draft is not None and path == draft:
             continue
         info = inspect_gguf(path)

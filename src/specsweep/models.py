@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import mmap
+import re
 import shutil
 import struct
 import subprocess
@@ -91,7 +92,7 @@ class GGUFInfo:
     block_count: int = 0
     embedding_length: int = 0
     backbone_width: int = 0  # an MTP assistant's input width: its target's embedding length
-    split_count: int = 1  # a split model's first file describes the whole model (see discover.py)
+    parts: tuple[Path, ...] = ()  # every file of a split model (-00001-of-0000N.gguf …), first = path
 
     @property
     def bits_per_weight(self) -> float:
@@ -104,7 +105,8 @@ class GGUFInfo:
             "bits_per_weight": round(self.bits_per_weight, 3), "vocab_size": self.vocab_size,
             "quant_mix": self.quant_mix, "block_count": self.block_count, "nextn_layers": self.nextn_layers,
             "has_mtp": self.has_mtp, "embedding_length": self.embedding_length,
-            "backbone_width": self.backbone_width, "split_count": self.split_count,
+            "backbone_width": self.backbone_width,
+            **({"parts": [str(p) for p in self.parts]} if self.parts else {}),
         }
 
 
@@ -206,13 +208,21 @@ def inspect_gguf(path: Path | str) -> GGUFInfo:
     try:
         meta, tensors, data_start = _read_header(path)
         mix: Counter[str] = Counter()
-        for name, ggml_type, n_elements, offset in tensors:
-            qtype = GGMLQuantizationType(ggml_type)
-            block, type_size = GGML_QUANT_SIZES[qtype]
-            end = data_start + offset + n_elements // block * type_size
-            if end > size:
-                raise ValueError(f"tensor {name} ends at byte {end} but the file has {size}")
-            mix[qtype.name] += n_elements
+        parts = _split_parts(path, meta)
+        for part in parts or (path,):
+            if part != path:
+                _, tensors_part, data_start_part = _read_header(part)
+                part_size = part.stat().st_size
+            else:
+                tensors_part, data_start_part, part_size = tensors, data_start, size
+            for name, ggml_type, n_elements, offset in tensors_part:
+                qtype = GGMLQuantizationType(ggml_type)
+                block, type_size = GGML_QUANT_SIZES[qtype]
+                end = data_start_part + offset + n_elements // block * type_size
+                if end > part_size:
+                    raise ValueError(f"tensor {name} ends at byte {end} but {part.name} has {part_size}")
+                mix[qtype.name] += n_elements
+        size = sum(p.stat().st_size for p in parts) if parts else size
     except (ValueError, struct.error, KeyError, OverflowError, MemoryError) as exc:
         raise ModelError(f"{path} is not a readable GGUF file (truncated or damaged: {exc})") from None
     arch = _text(meta.get("general.architecture"), "unknown")
@@ -234,8 +244,30 @@ def inspect_gguf(path: Path | str) -> GGUFInfo:
         block_count=int(meta.get(f"{arch}.block_count", 0) or 0),
         embedding_length=int(meta.get(f"{arch}.embedding_length", 0) or 0),
         backbone_width=int(meta.get(f"{arch}.embedding_length_out", 0) or 0) if arch.endswith("-assistant") else 0,
-        split_count=int(meta.get("split.count", 1) or 1),
+        parts=tuple(parts),
     )
+
+
+_SPLIT_NAME = re.compile(r"^(.+)-(\d{5})-of-(\d{5})\.gguf$")
+
+
+def _split_parts(path: Path, meta: dict) -> list[Path]:
+    """All files of a split model, named as llama.cpp's loader names them (``llama_split_path``);
+    empty for a single-file model. The path is kept as given (a Hugging Face snapshot's
+    symlink, not its blob), because the loader looks for the other parts next to it."""
+    count = int(meta.get("split.count", 0) or 0)
+    if count <= 1:
+        return []
+    match = _SPLIT_NAME.match(path.name)
+    if not match or int(match.group(2)) != 1 or int(match.group(3)) != count:
+        raise ModelError(f"{path} is part {int(meta.get('split.no', 0)) + 1} of a {count}-part split model; "
+                         "give the first part, named …-00001-of-" + f"{count:05d}.gguf")
+    parts = [path.with_name(f"{match.group(1)}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+    missing = [p.name for p in parts if not p.exists()]
+    if missing:
+        raise ModelError(f"split model {path.name} is missing {len(missing)} of its {count} parts: "
+                         f"{', '.join(missing)}")
+    return parts
 
 
 def check_mtp(target: GGUFInfo, drafter: GGUFInfo | None) -> None:

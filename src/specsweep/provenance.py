@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .cache import sha256_file_memo
 from .engine.locate import Engine
 from .models import GGUFInfo
+
+if TYPE_CHECKING:
+    from .config import ModelSpec
 
 
 def cpu_model() -> str:
@@ -46,16 +49,20 @@ def engine_provenance(engine: Engine) -> dict:
             "cmake_flags": engine.provenance.get("cmake_flags")}
 
 
-def model_provenance(info: GGUFInfo) -> dict:
-    """The file's sha256; a split model's is the sha256 of its parts' digests, in order."""
-    if info.split_count <= 1:
-        return {**info.summary(), "sha256": sha256_file_memo(info.path)}
-    from .discover import split_parts
-    parts = split_parts(info.path)
-    digests = [sha256_file_memo(p) for p in parts]
-    return {**info.summary(), "size_bytes": sum(p.stat().st_size for p in parts),
-            "parts": [{"path": str(p), "sha256": d} for p, d in zip(parts, digests)],
-            "sha256": hashlib.sha256("".join(digests).encode()).hexdigest()}
+def model_provenance(info: GGUFInfo, spec: "ModelSpec | None" = None) -> dict:
+    """The file's summary and sha256 (every part of a split model), its draft model, and for a model
+    from the Hugging Face cache the repository, revision and files."""
+    out = {**info.summary(), "sha256": sha256_file_memo(info.path)}
+    if info.parts:
+        out["parts_sha256"] = [sha256_file_memo(p) for p in info.parts]
+    if spec is not None and spec.origin is not None:
+        from .hf_cache import origin_provenance
+        out["hf"] = origin_provenance(spec)
+    if spec is not None and spec.draft_model is not None:
+        from .hf_cache import draft_choice
+        out["draft_model"] = {"path": str(spec.draft_model), "sha256": sha256_file_memo(spec.draft_model),
+                              "chosen": draft_choice(spec)}
+    return out
 
 
 def run_provenance(engine: Engine, models: dict[str, dict]) -> dict:

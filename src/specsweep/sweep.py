@@ -88,7 +88,9 @@ def run_key(prepared: Prepared) -> str:
     """
     cfg = prepared.config
     if not prepared.model_provenance:
-        prepared.model_provenance = {label: model_provenance(info) for label, info in prepared.models.items()}
+        specs = {m.label: m for m in cfg.models}
+        prepared.model_provenance = {label: model_provenance(info, specs.get(label))
+                                     for label, info in prepared.models.items()}
     drafter_hashes = {label: model_provenance(info)["sha256"] for label, info in prepared.drafters.items()}
     server = asdict(cfg.server)
     for transport in transport_fields():
@@ -102,7 +104,9 @@ def run_key(prepared: Prepared) -> str:
                    "source": (engine.provenance.get("source") or {}).get("source_id"),
                    "server": None if engine.provenance.get("source") else str(engine.server)},
         "models": [{"label": m.label, "sha256": prepared.model_provenance[m.label]["sha256"],
-                    "draft_sha256": drafter_hashes.get(m.label), "server_args": list(m.server_args)}
+                    "draft_sha256": drafter_hashes.get(m.label), "server_args": list(m.server_args),
+                    **({"parts_sha256": parts} if (parts := prepared.model_provenance[m.label].get("parts_sha256"))
+                       else {})}
                    for m in cfg.models],
         "drafting": asdict(cfg.drafting),
         "prompts": [p.content_hash() for p in prepared.prompts],

@@ -48,10 +48,16 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", default=[], metavar="PATTERN",
                         help="GGUF files, globs or folders to sweep, labelled by quant type; split files "
                              "count as one model, mmproj files and drafters found among them are set aside")
+    parser.add_argument("--hf", action="append", default=[], metavar="OWNER/REPO[:QUANT]",
+                        help="models from the local Hugging Face cache, found as llama-server -hf finds them "
+                             "(repeatable; one model per --quants tag)")
+    parser.add_argument("--quants", metavar="TAG,…", help="quant tags to take from each --hf repository, "
+                                                          "e.g. Q5_K_S,IQ4_XS,IQ3_M,IQ2_M (labels = the tags)")
     parser.add_argument("--protocol", help="a named protocol's settings before the flags: 'published' = "
                                            "draft-mtp, depths 0-4, 3 reps, mixed-5, 200 tokens, T 0.3, thinking off")
     parser.add_argument("--draft-model", type=Path, metavar="PATH",
-                        help="draft model / EAGLE-3 head / MTP sidecar for every --model")
+                        help="draft model / EAGLE-3 head / MTP sidecar for every --model (overrides the "
+                             "mtp- sidecar an --hf model gets under draft-mtp)")
     parser.add_argument("--spec-type", help="llama-server --spec-type (default draft-mtp, or draft-simple "
                                             "with --draft-model)")
     parser.add_argument("--depths", help="draft depths, e.g. 0,1,2,3,4 or 0-4 (0 = no speculation)")
@@ -78,22 +84,25 @@ def config_from_args(args) -> "SweepConfig":
     from ..config import SweepConfig, check_config, load_toml, parse_depths, parse_model_flag
     from ..config import apply_protocol
     from ..discover import models_from_patterns
+    from ..errors import UsageError
+    from ..hf_cache import pair_sidecars, resolve_flag, with_draft
+    if args.quants and not args.hf:
+        raise UsageError("--quants needs --hf OWNER/REPO")
     models = [parse_model_flag(m) for m in args.model]
+    models += [spec for repo in args.hf for spec in resolve_flag(repo, args.quants)]
     if args.models:
         found, notes = models_from_patterns(args.models, args.draft_model)
         for note in notes:
             print(f"note: {note}")
         models += found
-    if args.config:
-        config = load_toml(args.config)
+    if args.config:  # the file's own values beat the protocol's; flags beat both
+        config = load_toml(args.config, protocol=args.protocol)
         if models:
             config = replace(config, models=tuple(models))
     else:
         config = SweepConfig(models=tuple(models))
-    if args.protocol:
-        config = apply_protocol(config, args.protocol)
-    if args.draft_model:
-        config = replace(config, models=tuple(replace(m, draft_model=args.draft_model) for m in config.models))
+        if args.protocol:
+            config = apply_protocol(config, args.protocol)
     drafting = config.drafting
     if args.spec_type:
         drafting = replace(drafting, spec_type=args.spec_type)
@@ -109,7 +118,10 @@ def config_from_args(args) -> "SweepConfig":
             sampling = replace(sampling, **{name: getattr(args, name)})
     server = replace(config.server, **{f.name: getattr(args, f.name) for f in fields(ServerSettings)
                                        if getattr(args, f.name, None) is not None})
-    changes = {"drafting": drafting, "sampling": sampling, "server": server}
+    models = pair_sidecars(config.models, drafting.spec_type)
+    if args.draft_model:  # after the sidecar rule: a draft model given by hand wins
+        models = tuple(with_draft(m, args.draft_model) for m in models)
+    changes = {"drafting": drafting, "sampling": sampling, "server": server, "models": models}
     if args.prompts:
         changes["prompts"] = args.prompts
     if args.prompt_limit is not None:

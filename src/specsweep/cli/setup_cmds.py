@@ -105,6 +105,44 @@ def cmd_models_inspect(args) -> int:
     return 0
 
 
+def cmd_models_download_hf(args) -> int:
+    from ..hf_cache import cache_location, parse_quants
+    from ..hf_listing import download
+    print(download(args.repo, parse_quants(args.quants), cache_location()))
+    return 0
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "incomplete"
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def cmd_models_list_hf(args) -> int:
+    from ..hf_cache import cache_location
+    from ..hf_listing import listing
+    location = cache_location()
+    rows = listing(location)
+    if args.json:
+        print(json.dumps({"cache": str(location.path), "from": location.source,
+                          "files": [vars(r) for r in rows]}, indent=2))
+        return 0
+    from rich.table import Table
+    from ..progress import console
+    table = Table(title=f"Hugging Face cache: {location.describe()}")
+    for column in ("repository", "revision", "quant", "kind", "file", "size"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    previous = None
+    for r in rows:
+        first, previous = r.repo != previous, r.repo
+        table.add_row(r.repo if first else "", r.revision[:8] if first else "", r.tag, r.kind,
+                      r.path + (f" (+{r.parts - 1} parts)" if r.parts > 1 else ""), _size(r.size_bytes))
+    console.print(table)
+    if not rows:
+        console.print("no GGUF repositories there (llama-server -hf OWNER/REPO:QUANT downloads into it)")
+    return 0
+
+
 def register(sub, parser_class) -> None:
     engine = sub.add_parser("engine", help="build or package the pinned llama.cpp")
     engine_sub = engine.add_subparsers(dest="engine_command", required=True, parser_class=parser_class)
@@ -134,3 +172,12 @@ def register(sub, parser_class) -> None:
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(handler=cmd_models_inspect)
+    list_hf = models_sub.add_parser("list-hf", help="repositories, quants and sidecars in the local Hugging Face "
+                                                     "cache (where llama-server -hf put them)")
+    list_hf.add_argument("--json", action="store_true")
+    list_hf.set_defaults(handler=cmd_models_list_hf)
+    download_hf = models_sub.add_parser("download-hf", help="fetch quants and the mtp- sidecar into that cache "
+                                                            "(needs the huggingface_hub package)")
+    download_hf.add_argument("repo", metavar="OWNER/REPO")
+    download_hf.add_argument("--quants", required=True, metavar="TAG,…")
+    download_hf.set_defaults(handler=cmd_models_download_hf)

@@ -447,6 +447,7 @@ def _footer_blocks(report: Report) -> list:
         + (f", {drafting_extra}" if drafting_extra else "") + ".",
     ]
     models = prov.get("models") or {}
+    items += _hf_items(models)
     header = ["Model", "file", "type", "size", "bits/weight", "sha256"]
     rows = []
     draft_of = {m.get("label"): m.get("draft_model") for m in cfg.get("models", [])}
@@ -463,3 +464,22 @@ def _footer_blocks(report: Report) -> list:
     elif drafts:
         note = "Draft models: " + ", ".join(f"{m}: {d}" for m, d in drafts.items()) + "."
     return [Heading(2, "Provenance"), Bullets(items), Table(header, rows, note)]
+
+
+def _hf_items(models: dict) -> list[str]:
+    """One bullet per Hugging Face repository the models came from: revision, and which file
+    each quant loaded and which file drafted for it."""
+    repos: dict[tuple, list[str]] = {}
+    for label, info in models.items():
+        hf = info.get("hf") if isinstance(info, dict) else None
+        if not hf:
+            continue
+        files = hf.get("files") or [{}]
+        loaded = str(files[0].get("path", "?")) + (f" (+{len(files) - 1} parts)" if len(files) > 1 else "")
+        draft = info.get("draft_model") or {}
+        drafted = (f", drafted by {Path(str(draft.get('path'))).name} ({draft.get('chosen')})" if draft.get("path")
+                   else "")
+        repos.setdefault((hf.get("repo"), hf.get("revision"), hf.get("cache")), []).append(
+            f"{label} = {loaded}{drafted}")
+    return [f"Hugging Face cache: {repo} at revision `{str(rev)[:12]}` ({cache}); " + "; ".join(rows) + "."
+            for (repo, rev, cache), rows in repos.items()]
