@@ -142,7 +142,10 @@ def speedup_table(cells) -> list[list[str]]:
 def print_main_table(store: Store, run: RunRow) -> None:
     from rich.table import Table as RichTable
     from ..progress import console
-    cells = summarize(store.requests(run.id))
+    records = store.requests(run.id)
+    if run.config.get("exclude_degenerate"):  # the same headline figures as the report
+        records = [r for r in records if r.degenerate != 1]
+    cells = summarize(records)
     rows, note = acceptance_table(cells)
     titles = [f"acceptance ({note}) · run {run.id}; n = draft depth",
               "speedup over no speculation (decode speed, paired by rep, mean ±1σ)"]
