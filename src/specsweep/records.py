@@ -62,6 +62,9 @@ class RequestRecord:
     # trace log: (accepted, drafted) of every verification step in order, as encode_steps writes
     # it; None for requests stored before schema 3 or whose log slice was incomplete.
     log_step_pairs: str | None = None
+    # The drafting entry (its label; the spec type unless named), "none" at depth 0: two entries
+    # may share a spec type (draft-mtp with the assistant at F16 and at Q8_0). Schema 4.
+    drafting: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class ServerRecord:
     drafting_confirmed: int | None  # 1 if speculative counters moved on the warm-up, 0 if not, None at depth 0
     stopped_at: float | None = None
     stop_reason: str | None = None
+    drafting: str | None = None  # as RequestRecord.drafting
 
 
 def encode_steps(steps) -> str:
