@@ -11,9 +11,10 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, fields
 from typing import Sequence
 
-from ..analysis import (CellSummary, Correlation, Estimate, PairedComparison, PositionRow, Recommendation,
-                        TheoryRow, correlations, neighbour_comparisons, per_position, position_rows, recommend,
-                        summarize, summarize_by_category, theory_rows)
+from ..analysis import (CellSummary, Correlation, DrafterGrid, Estimate, MethodBest, PairedComparison, PositionRow,
+                        Recommendation, TheoryRow, by_drafting, correlations, drafter_grid, leader_comparisons,
+                        neighbour_comparisons, per_position, position_rows, rank_methods, recommend, summarize,
+                        summarize_by_category, theory_rows)
 from ..records import RequestRecord
 from ..store import RunRow, Store
 
@@ -27,9 +28,10 @@ BOOT_SEED = 0  # fixed: the same store always gives the same intervals (golden f
 REPORT_FORMAT = 1  # version of the JSON layout
 
 
-def _col(kind: str = "str", doc: str = ""):
-    """A ReportRow field with how to show it in the Markdown table (``kind``) and what it means."""
-    return field(metadata={"kind": kind, "doc": doc})
+def _col(kind: str = "str", doc: str = "", optional: bool = False):
+    """A ReportRow field with how to show it in the Markdown table (``kind``) and what it means.
+    An ``optional`` column is exported only when some row has a value (see ``report_columns``)."""
+    return field(metadata={"kind": kind, "doc": doc, "optional": optional})
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class ReportRow:
 
     model: str = _col(doc="model label")
     spec_type: str = _col(doc="drafting type; 'none' at depth 0")
+    drafting: str | None = _col(doc="drafting entry label; only in runs with several [[drafting]] entries",
+                                optional=True)
     depth: int = _col("int", "--spec-draft-n-max; 0 = no speculation")
     effective_depth: int | None = _col("int", "longest draft seen")
     n_reps: int = _col("int", "reps (distinct seeds) with an ok request")
@@ -75,9 +79,11 @@ class ReportRow:
     vs_prev_significant: bool | None = _col("bool")
 
 
-def report_columns() -> list[str]:
-    """The CSV header and the JSON row keys: the ReportRow fields, in order."""
-    return [f.name for f in fields(ReportRow)]
+def report_columns(rows: Sequence[ReportRow] | None = None) -> list[str]:
+    """The CSV header and the JSON row keys: the ReportRow fields, in order; with ``rows``, an
+    optional field is left out when no row has a value for it."""
+    return [f.name for f in fields(ReportRow) if rows is None or not f.metadata["optional"]
+            or any(getattr(r, f.name) is not None for r in rows)]
 
 
 def _round(value):
@@ -87,8 +93,9 @@ def _round(value):
     return value
 
 
-def _row_dict(row: ReportRow) -> dict:
-    return {name: _round(value) for name, value in asdict(row).items()}
+def _row_dict(row, columns: Sequence[str] | None = None) -> dict:
+    values = asdict(row)
+    return {name: _round(values[name]) for name in (values if columns is None else columns)}
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,21 @@ class Report:
     crosscheck: list[RequestRecord]  # ok requests whose tallies disagreed
     prompt_ids: list[str]
     planned_reps: int
+    # Several drafting entries (cells above are keyed by entry label in their spec_type): the
+    # ranking per model, each entry against its model's leader, and the target × drafter grids.
+    entries: list[dict] = field(default_factory=list)  # as planned: label, spec_type, draft_model, depths
+    methods: list[MethodBest] = field(default_factory=list)
+    method_comparisons: list[tuple[str, str, PairedComparison]] = field(default_factory=list)
+    grids: list[DrafterGrid] = field(default_factory=list)
+
+    @property
+    def several_drafting(self) -> bool:
+        return len(self.entries) > 1
+
+    @property
+    def method_header(self) -> str:
+        """What the second key column of a table is: a spec type, or a drafting entry's label."""
+        return "drafting" if self.several_drafting else "spec type"
 
     @property
     def spec_types(self) -> list[str]:
@@ -148,13 +170,24 @@ def _planned_prompts(config: dict, records: Sequence[RequestRecord]) -> list[str
     return list(dict.fromkeys(r.prompt_id for r in sorted(records, key=lambda r: (r.started_at or 0.0, r.prompt_id))))
 
 
+def drafting_entries(config: dict) -> list[dict]:
+    """The stored config's drafting entries (``drafting_axis``, else the one ``drafting`` table),
+    each with its ``label`` filled in (the spec type unless named)."""
+    entries = config.get("drafting_axis") or [config.get("drafting") or {}]
+    return [{**e, "label": e.get("label") or e.get("spec_type") or "none"} for e in entries]
+
+
 def _completeness(run: RunRow, records: Sequence[RequestRecord], prompts: list[str],
                   reps: int) -> list[CellCompleteness]:
     cfg = run.config
     labels = [m["label"] for m in cfg.get("models", [])]
-    depths = list((cfg.get("drafting") or {}).get("depths") or [])
-    spec = (cfg.get("drafting") or {}).get("spec_type") or "none"
-    planned = [(m, spec if d > 0 else "none", d) for m in labels for d in depths]
+    entries = drafting_entries(cfg)
+    if len(entries) == 1:
+        servers = [(entries[0]["label"] if d > 0 else "none", d) for d in entries[0].get("depths") or []]
+    else:  # as the plan runs it: the baseline once per model, then each entry's depths
+        servers = [("none", 0)] if any(0 in (e.get("depths") or []) for e in entries) else []
+        servers += [(e["label"], d) for e in entries for d in e.get("depths") or [] if d > 0]
+    planned = [(m, label, d) for m in labels for label, d in servers]
     by_cell: dict[tuple, list[RequestRecord]] = defaultdict(list)
     for r in records:
         by_cell[(r.model_label, r.spec_type, r.depth)].append(r)
@@ -181,7 +214,9 @@ def _est(e: Estimate | None, attr: str):
 
 def _report_rows(report_cells: Sequence[CellSummary], completeness: Sequence[CellCompleteness],
                  comparisons: Sequence[tuple[str, PairedComparison]], provenance: dict,
-                 fidelity: dict) -> list[ReportRow]:
+                 fidelity: dict, spec_of: dict[str, str] | None = None) -> list[ReportRow]:
+    """One row per cell. With ``spec_of`` (several drafting entries: cells keyed by entry label),
+    the row names the entry in ``drafting`` and its spec type in ``spec_type``."""
     missing = {(c.model, c.spec_type, c.depth): len(c.missing) for c in completeness}
     # neighbour_comparisons gives earlier − later; a row shows itself − the previous model.
     prev = {(spec, p.label_b, p.depth): p for spec, p in comparisons}
@@ -193,7 +228,8 @@ def _report_rows(report_cells: Sequence[CellSummary], completeness: Sequence[Cel
         fid = fidelity.get(k.model_label) or {}
         cmp = prev.get((k.spec_type, k.model_label, k.depth)) if k.depth > 0 else None
         rows.append(ReportRow(
-            model=k.model_label, spec_type=k.spec_type, depth=k.depth, effective_depth=c.effective_depth,
+            model=k.model_label, spec_type=spec_of.get(k.spec_type, k.spec_type) if spec_of else k.spec_type,
+            drafting=k.spec_type if spec_of else None, depth=k.depth, effective_depth=c.effective_depth,
             n_reps=c.n_reps, n_requests=c.n_requests, n_failed=c.n_failed,
             missing=missing.get((k.model_label, k.spec_type, k.depth), 0),
             acceptance_mean=_est(c.acceptance, "mean"), acceptance_sd=_est(c.acceptance, "sd"),
@@ -215,7 +251,8 @@ def _report_rows(report_cells: Sequence[CellSummary], completeness: Sequence[Cel
 
 def build_report(store: Store, run: RunRow) -> Report:
     """Every statistic a report shows, computed once from the store (never from an engine)."""
-    records = store.requests(run.id)
+    raw = store.requests(run.id)
+    records = by_drafting(raw)  # a drafting entry is a method, even when two share a spec type
     cells = summarize(records, n_boot=N_BOOT, seed=BOOT_SEED)
     models = list(dict.fromkeys(c.key.model_label for c in cells))
     prompts = _planned_prompts(run.config, records)
@@ -242,9 +279,20 @@ def build_report(store: Store, run: RunRow) -> Report:
 
     sizes = {label: int(info["size_bytes"]) for label, info in (run.provenance.get("models") or {}).items()
              if isinstance(info, dict) and isinstance(info.get("size_bytes"), int)}
+    entries = drafting_entries(run.config)
+    labels = [e["label"] for e in entries]
+    several = len(labels) > 1
+    extra: dict = {}
+    if several:
+        methods = rank_methods(cells)
+        extra = dict(entries=entries, methods=methods,
+                     method_comparisons=leader_comparisons(records, methods, n_boot=N_BOOT, seed=BOOT_SEED),
+                     grids=[g for d in report_depths(cells) if d > 0
+                            for g in [drafter_grid(records, d, models, labels, n_boot=N_BOOT, seed=BOOT_SEED)] if g])
+    spec_of = {e["label"]: e.get("spec_type") for e in entries} if several else None
     return Report(
         run=run, records=records, cells=cells,
-        rows=_report_rows(cells, completeness, comparisons, run.provenance, fidelity),
+        rows=_report_rows(cells, completeness, comparisons, run.provenance, fidelity, spec_of),
         models=models,
         by_category=summarize_by_category(records, n_boot=N_BOOT, seed=BOOT_SEED),
         comparisons=comparisons, positions=positions,
@@ -254,4 +302,112 @@ def build_report(store: Store, run: RunRow) -> Report:
         correlations=correlations(cells, fidelity) if fidelity else [],
         completeness=completeness,
         crosscheck=[r for r in records if r.status == "ok" and r.crosscheck != "ok"],
-        prompt_ids=prompts, planned_reps=reps)
+        prompt_ids=prompts, planned_reps=reps, **extra)
+
+
+def report_depths(cells: Sequence[CellSummary]) -> list[int]:
+    return sorted({c.key.depth for c in cells})
+
+
+@dataclass(frozen=True)
+class DraftingRow:
+    """One drafting entry at one depth on one model, in a run with several entries: the "Drafting
+    methods" section's figures, for drafting.csv and results.json. Fractions 0–1; mean ± sample
+    sd over reps (n = ``n_reps``) with 95% prompt-bootstrap intervals. ``rank`` orders a model's
+    entries by speedup at their best depth; ``vs_leader_*`` = acceptance of the model's rank-1
+    entry − this one at this depth, paired on (prompt, rep)."""
+
+    model: str
+    drafting: str
+    spec_type: str
+    draft_model: str | None  # file name of the entry's drafter (None: in-model head or n-gram)
+    depth: int
+    effective_depth: int | None  # longest draft seen (n-gram types ignore --spec-draft-n-max)
+    rank: int
+    is_best_depth: bool
+    n_reps: int
+    acceptance_mean: float | None
+    acceptance_sd: float | None
+    acceptance_ci_low: float | None
+    acceptance_ci_high: float | None
+    tau_mean: float | None
+    tau_sd: float | None
+    speedup_mean: float | None
+    speedup_sd: float | None
+    speedup_ci_low: float | None
+    speedup_ci_high: float | None
+    vs_leader_diff: float | None
+    vs_leader_ci_low: float | None
+    vs_leader_ci_high: float | None
+    vs_leader_significant: bool | None
+
+
+def drafting_rows(report: Report) -> list[DraftingRow]:
+    """Every speculative cell of every entry, models in run order, entries by rank, then depth."""
+    if not report.several_drafting:
+        return []
+    files = {e["label"]: e.get("draft_model") for e in report.entries}
+    model_files = {m.get("label"): m.get("draft_model") for m in report.run.config.get("models", [])}
+    spec = {e["label"]: e.get("spec_type") for e in report.entries}
+    vs = {(m, label, c.depth): c for m, label, c in report.method_comparisons}
+    rows = []
+    for best in report.methods:
+        label = best.drafting
+        draft = None if str(spec.get(label) or "").startswith("ngram-") else (
+            files.get(label) or model_files.get(best.model_label))
+        for c in report.cells:
+            if (c.key.model_label, c.key.spec_type) != (best.model_label, label) or c.key.depth == 0:
+                continue
+            cmp = vs.get((best.model_label, label, c.key.depth))
+            rows.append(DraftingRow(
+                model=best.model_label, drafting=label, spec_type=str(spec.get(label)),
+                draft_model=str(draft).rsplit("/", 1)[-1] if draft else None, depth=c.key.depth,
+                effective_depth=c.effective_depth, rank=best.rank, is_best_depth=c.key == best.best.key,
+                n_reps=c.n_reps, acceptance_mean=_est(c.acceptance, "mean"), acceptance_sd=_est(c.acceptance, "sd"),
+                acceptance_ci_low=_est(c.acceptance, "ci_low"), acceptance_ci_high=_est(c.acceptance, "ci_high"),
+                tau_mean=_est(c.tau, "mean"), tau_sd=_est(c.tau, "sd"),
+                speedup_mean=_est(c.speedup, "mean"), speedup_sd=_est(c.speedup, "sd"),
+                speedup_ci_low=_est(c.speedup, "ci_low"), speedup_ci_high=_est(c.speedup, "ci_high"),
+                vs_leader_diff=cmp.diff if cmp else None, vs_leader_ci_low=cmp.ci_low if cmp else None,
+                vs_leader_ci_high=cmp.ci_high if cmp else None,
+                vs_leader_significant=cmp.significant if cmp else None))
+    return rows
+
+
+@dataclass(frozen=True)
+class GridRow:
+    """One figure of a target × drafter grid (drafter_grid.csv, results.json): a cell's
+    acceptance, a target's or a drafter's mean over the other axis, the two spreads (max − min of
+    those means) and their difference (target spread − drafter spread). Fractions 0–1."""
+
+    depth: int
+    figure: str  # cell, target mean, drafter mean, target spread, drafter spread, difference
+    target: str | None
+    drafter: str | None
+    mean: float | None
+    sd: float | None
+    n_reps: int | None
+    ci_low: float | None
+    ci_high: float | None
+    significant: bool | None  # spreads and difference: the interval excludes 0
+    n_prompts: int
+
+
+def grid_rows(report: Report) -> list[GridRow]:
+    rows = []
+    for g in report.grids:
+        def est(figure, target, drafter, e):
+            rows.append(GridRow(g.depth, figure, target, drafter, _est(e, "mean"), _est(e, "sd"), _est(e, "n"),
+                                _est(e, "ci_low"), _est(e, "ci_high"), None, g.n_prompts))
+        for (t, d), e in g.cells.items():
+            est("cell", t, d, e)
+        for t, e in g.target_means.items():
+            est("target mean", t, None, e)
+        for d, e in g.drafter_means.items():
+            est("drafter mean", None, d, e)
+        for figure, sp in (("target spread", g.target_spread), ("drafter spread", g.drafter_spread),
+                           ("difference", g.difference)):
+            if sp is not None:
+                rows.append(GridRow(g.depth, figure, None, None, sp.value, None, None, sp.ci_low, sp.ci_high,
+                                    sp.significant, g.n_prompts))
+    return rows
