@@ -7,7 +7,7 @@ import html
 import re
 from typing import Iterable, Sequence
 
-from ..analysis import summarize
+from ..analysis import by_drafting, summarize
 from ..store import RunRow, Store
 from .blocks import Bullets, Heading, Image, Para, Table
 from .document import document
@@ -114,14 +114,15 @@ def acceptance_table(cells) -> tuple[list[list[str]], str]:
     """Rows = models, columns = draft depths ≥ 1, cells "88.5 ±1.0%"; n goes in the note when it is
     the same for every cell, else into each cell."""
     depths = sorted({c.key.depth for c in cells if c.key.depth > 0})
-    models = list(dict.fromkeys(c.key.model_label for c in cells))
-    by_key = {(c.key.model_label, c.key.depth): c for c in cells}
+    keys = list(dict.fromkeys((c.key.model_label, c.key.spec_type) for c in cells if c.key.depth > 0))
+    several = len({spec for _, spec in keys}) > 1  # one row per model and drafting entry
+    by_key = {(c.key.model_label, c.key.spec_type, c.key.depth): c for c in cells}
     ns = {c.acceptance.n for c in cells if c.key.depth > 0 and c.acceptance}
-    rows = [["model", *[f"n={d}" for d in depths]]]
-    for model in models:
-        row = [model]
+    rows = [["model", *(["drafting"] if several else []), *[f"n={d}" for d in depths]]]
+    for model, spec in keys:
+        row = [model, *([spec] if several else [])]
         for depth in depths:
-            cell = by_key.get((model, depth))
+            cell = by_key.get((model, spec, depth))
             row.append(cell.acceptance.fmt_pct(with_n=len(ns) > 1) if cell and cell.acceptance else "–")
         rows.append(row)
     note = f"mean ±1σ over {ns.pop()} reps" if len(ns) == 1 else "mean ±1σ over reps (n per cell)"
@@ -131,7 +132,7 @@ def acceptance_table(cells) -> tuple[list[list[str]], str]:
 def print_main_table(store: Store, run: RunRow) -> None:
     from rich.table import Table as RichTable
     from ..progress import console
-    rows, note = acceptance_table(summarize(store.requests(run.id)))
+    rows, note = acceptance_table(summarize(by_drafting(store.requests(run.id))))
     table = RichTable(title=f"acceptance ({note}) · run {run.id}; n = draft depth")
     for header in rows[0]:
         table.add_column(header, justify="right" if header != "model" else "left")
