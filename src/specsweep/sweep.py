@@ -59,18 +59,18 @@ def prepare(config: SweepConfig, engine: Engine) -> Prepared:
         if supported and entry.spec_type not in supported:
             raise EngineMissingError(f"{engine.server} does not support --spec-type {entry.spec_type} "
                                      f"(it has: {', '.join(supported)})")
-    models, drafters, entry_drafters = {}, {}, {}
+    # An entry's own draft file is read once, and hashed into the run key (see _drafting_identity).
+    entry_drafters = {d.name: inspect_gguf(d.draft_model) for d in config.drafting_entries() if d.draft_model}
+    models, drafters = {}, {}
     for model in config.models:
         info = inspect_gguf(model.path)
         models[model.label] = info
         if model.draft_model:
             drafters[model.label] = inspect_gguf(model.draft_model)
         for entry in entries:
-            path = entry.draft_file(model)
-            if entry.draft_model is not None and entry.name not in entry_drafters:
-                entry_drafters[entry.name] = inspect_gguf(entry.draft_model)
-            drafter = entry_drafters.get(entry.name) if entry.draft_model else drafters.get(model.label)
-            drafter = drafter if path is not None else None
+            drafter = None
+            if entry.draft_file(model) is not None:
+                drafter = entry_drafters[entry.name] if entry.draft_model else drafters.get(model.label)
             if entry.spec_type == "draft-mtp":
                 check_mtp(info, drafter)
             if drafter is not None and entry.spec_type in DRAFT_MODEL_TYPES:
