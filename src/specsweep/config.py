@@ -21,15 +21,31 @@ KNOWN_SPEC_TYPES = ("draft-simple", "draft-eagle3", "draft-mtp", "draft-dflash",
                     "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache")
 DRAFT_MODEL_TYPES = ("draft-simple", "draft-eagle3", "draft-dflash", "draft-dspark")
 MAX_DEPTH = 64  # llama.cpp drafts far fewer tokens than this per step
+NGRAM_PREFIX = "ngram-"  # n-gram types draft from the context: no draft file, and they ignore n_max
+BASELINE = "none"  # spec type and drafting label of depth 0 (no speculation), shared by every entry
 LABEL_RE = re.compile(r"^[A-Za-z0-9_.+\-]+$")
 
 
 @dataclass(frozen=True)
 class Drafting:
+    """One drafting method of a sweep: ``[drafting]``, or one ``[[drafting]]`` entry of several."""
+
     spec_type: str = "draft-mtp"
     depths: tuple[int, ...] = (0, 1, 2, 3, 4)
     p_min: float | None = None
     n_min: int | None = None
+    label: str | None = None  # names the entry in the store and the report; default: the spec type
+    draft_model: Path | None = None  # this entry's drafter; default: the model's draft_model
+
+    @property
+    def name(self) -> str:
+        return self.label or self.spec_type
+
+    def draft_file(self, model: "ModelSpec") -> Path | None:
+        """The file this entry drafts with against ``model``: n-gram types use none."""
+        if self.spec_type.startswith(NGRAM_PREFIX):
+            return None
+        return self.draft_model or model.draft_model
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,13 @@ class SweepConfig:
     # left out of the headline figures and of --target-ci's evidence. Not in the run key: it
     # changes how results are counted, not what is measured.
     exclude_degenerate: bool = False
+
+    # Several drafting methods on the same models, prompts and seeds (``[[drafting]]`` tables,
+    # repeatable ``--drafting``); when given, they replace ``drafting``.
+    drafting_axis: tuple[Drafting, ...] = ()
+
+    def drafting_entries(self) -> tuple[Drafting, ...]:
+        return self.drafting_axis or (self.drafting,)
 
 
 # Named protocols: settings a published measurement used, applied before explicit flags.
@@ -90,6 +113,7 @@ SECTIONS = {"drafting": Drafting, "sampling": Sampling, "server": ServerSettings
 TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", "protocol", "exclude_degenerate", *SECTIONS}
 HF_MODEL_KEYS = {"hf", "quants"}  # [[models]] from the Hugging Face cache (labels come from the quants)
 MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"origin"} | HF_MODEL_KEYS
+DRAFTING_KEYS = {f.name for f in fields(Drafting)}
 
 
 def _line_of(text: str, key: str, section: str | None) -> int | None:
@@ -145,23 +169,14 @@ def check_config(config: SweepConfig) -> SweepConfig:
     dupes = {label for label in labels if labels.count(label) > 1}
     if dupes:
         raise ConfigError(f"model labels must be unique; repeated: {', '.join(sorted(dupes))}")
-    d = config.drafting
-    if d.spec_type not in KNOWN_SPEC_TYPES:
-        raise ConfigError(f"unknown spec type {d.spec_type!r}; choose one of {', '.join(KNOWN_SPEC_TYPES)}")
-    if not d.depths:
-        raise ConfigError("depths is empty: give at least one draft depth (0 = no speculation)")
-    for depth in d.depths:
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-            raise ConfigError(f"draft depth {depth!r} is not a non-negative integer")
-    if len(set(d.depths)) != len(d.depths):
-        raise ConfigError(f"draft depths repeat: {list(d.depths)}")
-    if d.p_min is not None and not 0.0 <= d.p_min <= 1.0:
-        raise ConfigError(f"p_min {d.p_min} is outside 0..1")
-    if d.spec_type in DRAFT_MODEL_TYPES:
-        missing = [m.label for m in config.models if m.draft_model is None]
-        if missing and any(depth > 0 for depth in d.depths):
-            raise ConfigError(f"--spec-type {d.spec_type} needs a draft model for {', '.join(missing)}",
-                              hint="give --draft-model PATH or draft_model in the [[models]] table")
+    entries = config.drafting_entries()
+    for d in entries:
+        _check_drafting(d, config.models, several=len(entries) > 1)
+    names = [d.name for d in entries]
+    dupes = {name for name in names if names.count(name) > 1}
+    if dupes:
+        raise ConfigError(f"drafting labels must be unique; repeated: {', '.join(sorted(dupes))}",
+                          hint="give each [[drafting]] entry its own label")
     s = config.sampling
     if isinstance(s.temperature, bool) or not isinstance(s.temperature, (int, float)) or not 0.0 <= s.temperature <= 2.0:
         raise ConfigError(f"temperature {s.temperature!r} is outside 0..2")
@@ -180,6 +195,49 @@ def check_config(config: SweepConfig) -> SweepConfig:
     if config.prompt_limit is not None and config.prompt_limit < 1:
         raise ConfigError(f"prompt_limit must be ≥ 1, got {config.prompt_limit}")
     return config
+
+
+def _check_drafting(d: Drafting, models: tuple[ModelSpec, ...], several: bool) -> None:
+    where = f"drafting {d.name!r}: " if several else ""
+    if d.spec_type not in KNOWN_SPEC_TYPES:
+        raise ConfigError(f"{where}unknown spec type {d.spec_type!r}; choose one of {', '.join(KNOWN_SPEC_TYPES)}")
+    if d.label is not None and (not LABEL_RE.match(d.label) or d.label == BASELINE):
+        raise ConfigError(f"drafting label {d.label!r} may contain only letters, digits and . _ + - "
+                          f"(and is not {BASELINE!r}, the name of depth 0)")
+    if not d.depths:
+        raise ConfigError(f"{where}depths is empty: give at least one draft depth (0 = no speculation)")
+    for depth in d.depths:
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise ConfigError(f"{where}draft depth {depth!r} is not a non-negative integer")
+    if len(set(d.depths)) != len(d.depths):
+        raise ConfigError(f"{where}draft depths repeat: {list(d.depths)}")
+    if d.p_min is not None and not 0.0 <= d.p_min <= 1.0:
+        raise ConfigError(f"{where}p_min {d.p_min} is outside 0..1")
+    if d.spec_type in DRAFT_MODEL_TYPES:
+        missing = [m.label for m in models if d.draft_file(m) is None]
+        if missing and any(depth > 0 for depth in d.depths):
+            raise ConfigError(f"{where}--spec-type {d.spec_type} needs a draft model for {', '.join(missing)}",
+                              hint="give --draft-model PATH, draft_model in the [[models]] table, or "
+                                   "--drafting LABEL=SPEC_TYPE:DRAFT_FILE")
+
+
+def _drafting_table(path: Path, text: str, entry: Any, base: Path) -> Drafting:
+    """One ``[[drafting]]`` entry: the ``[drafting]`` keys plus label and draft_model."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{path}: drafting entries must be tables ([[drafting]])")
+    defaults = Drafting()
+    values: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key not in DRAFTING_KEYS:
+            raise _unknown_key(path, text, key, "drafting", DRAFTING_KEYS)
+        if key == "draft_model":
+            values[key] = (base / str(value)).expanduser() if value else None
+        elif key == "label":
+            values[key] = str(value)
+        else:
+            values[key] = _coerce("drafting", key, value, getattr(defaults, key),
+                                  f"{path}:{_line_of(text, key, 'drafting')}")
+    return replace(defaults, **values)
 
 
 def load_toml(path: Path, protocol: str | None = None) -> SweepConfig:
@@ -208,6 +266,11 @@ def load_toml(path: Path, protocol: str | None = None) -> SweepConfig:
                           f"known: {', '.join(PROTOCOLS)}")
     proto = PROTOCOLS.get(protocol, {})
     sections = {}
+    axis: tuple[Drafting, ...] = ()
+    if isinstance(data.get("drafting"), list):  # [[drafting]]: several methods, one sweep
+        axis = tuple(_drafting_table(path, text, entry, base) for entry in data.pop("drafting"))
+        if not axis:
+            raise ConfigError(f"{path}: [[drafting]] has no entries")
     for section, cls in SECTIONS.items():
         table = data.get(section, {})
         if not isinstance(table, dict):
@@ -216,6 +279,8 @@ def load_toml(path: Path, protocol: str | None = None) -> SweepConfig:
         allowed = {f.name for f in fields(cls)}
         values = {}
         for key, value in table.items():
+            if section == "drafting" and key == "draft_model":  # a path, relative to the file
+                value = (base / str(value)).expanduser()
             if key not in allowed:
                 raise _unknown_key(path, text, key, section, allowed)
             line = _line_of(text, key, section)
@@ -249,7 +314,8 @@ def load_toml(path: Path, protocol: str | None = None) -> SweepConfig:
         models=pair_sidecars(tuple(models), sections["drafting"].spec_type), prompts=prompts,
         prompt_limit=data.get("prompt_limit"),
         db=(base / data["db"]) if "db" in data else Path("specsweep.db"), name=data.get("name"),
-        protocol=protocol, exclude_degenerate=data.get("exclude_degenerate", False), **sections))
+        protocol=protocol, exclude_degenerate=data.get("exclude_degenerate", False), drafting_axis=axis,
+        **sections))
 
 
 def _hf_models(path: Path, base: Path, entry: dict) -> list[ModelSpec]:
@@ -292,3 +358,15 @@ def parse_model_flag(text: str) -> ModelSpec:
     if not label or not path:
         raise ConfigError(f"--model {text!r}: expected LABEL=PATH")
     return ModelSpec(label=label, path=Path(path).expanduser())
+
+
+def parse_drafting_flag(text: str) -> Drafting:
+    """``LABEL=SPEC_TYPE[:DRAFT_FILE]`` (``--drafting``, repeatable); depths etc. come from their flags."""
+    label, sep, rest = text.partition("=")
+    spec_type, _, draft = rest.partition(":")
+    if not sep or not label or not spec_type:
+        raise ConfigError(f"--drafting {text!r}: expected LABEL=SPEC_TYPE or LABEL=SPEC_TYPE:DRAFT_FILE")
+    if spec_type not in KNOWN_SPEC_TYPES:
+        raise ConfigError(f"--drafting {text!r}: unknown spec type {spec_type!r}; "
+                          f"choose one of {', '.join(KNOWN_SPEC_TYPES)}")
+    return Drafting(spec_type=spec_type, label=label, draft_model=Path(draft).expanduser() if draft else None)

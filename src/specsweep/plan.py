@@ -1,10 +1,13 @@
 """The plan: a pure function of the config.
 
-Cells are model × depth × rep × prompt. This llama.cpp takes the draft depth
-only as a server flag, so requests are grouped into one server per
-(model, spec type, depth), and one model's servers run back to back (a 31B
-model loads slowly unless it is still in the page cache). Within a server,
-reps run in order and prompts in suite order.
+Cells are model × drafting entry × depth × rep × prompt. This llama.cpp takes
+the draft depth only as a server flag, so requests are grouped into one server
+per (model, drafting entry, depth), and one model's servers run back to back (a
+31B model loads slowly unless it is still in the page cache). Per model, the
+depth-0 baseline runs once, first, whichever entries list depth 0 (no
+speculation is the same measurement for every method); then each entry in config
+order with its own depths in its order. Within a server, reps run in order and
+prompts in suite order.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from .config import SweepConfig
+from .config import BASELINE, Drafting, SweepConfig
 from .engine.options import ServerOptions, ServerSettings
 from .prompts import Prompt
 
@@ -25,11 +28,12 @@ class PlannedRequest:
     rep: int
     seed: int
     prompt: Prompt
+    drafting: str = BASELINE  # the drafting entry's label (its spec type unless named); "none" at depth 0
 
     @property
-    def cell(self) -> tuple[str, str, int, int, str]:
+    def cell(self) -> tuple[str, str, str, int, int, str]:
         """Identity of a measurement within a run: what resume skips when it is done."""
-        return (self.model_label, self.spec_type, self.depth, self.rep, self.prompt.id)
+        return (self.model_label, self.spec_type, self.drafting, self.depth, self.rep, self.prompt.id)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class ServerGroup:
     depth: int
     options: ServerOptions
     requests: tuple[PlannedRequest, ...]
+    drafting: str = BASELINE
 
 
 @dataclass(frozen=True)
@@ -57,17 +62,19 @@ class Plan:
         return [r for g in self.groups for r in g.requests]
 
 
-def server_options(config: SweepConfig, model_index: int, depth: int) -> ServerOptions:
+def server_options(config: SweepConfig, model_index: int, depth: int,
+                   drafting: Drafting | None = None) -> ServerOptions:
     model = config.models[model_index]
-    drafting = config.drafting
+    drafting = drafting or config.drafting_entries()[0]
     speculating = depth > 0
-    uses_draft_model = speculating and model.draft_model is not None
+    draft_file = drafting.draft_file(model) if speculating else None
+    uses_draft_model = draft_file is not None
     settings = replace(config.server, extra_args=tuple(config.server.extra_args) + tuple(model.server_args))
     if not uses_draft_model:  # settings for a draft model mean nothing without one
         settings = replace(settings, **{f.name: None for f in fields(ServerSettings) if f.metadata.get("draft_only")})
     return ServerOptions(
         model=Path(model.path),
-        draft_model=model.draft_model if uses_draft_model else None,
+        draft_model=draft_file,
         spec_type=drafting.spec_type if speculating else None,
         draft_n_max=depth if speculating else None,
         draft_n_min=drafting.n_min if speculating else None,
@@ -79,13 +86,19 @@ def server_options(config: SweepConfig, model_index: int, depth: int) -> ServerO
 def make_plan(config: SweepConfig, prompts: list[Prompt], reps: int | None = None) -> Plan:
     """Every request of the sweep, grouped by server, in the order they will run."""
     reps = config.sampling.reps if reps is None else reps
+    entries = config.drafting_entries()
+    if len(entries) == 1:  # one method: its depths in their own order, the baseline among them
+        servers = [(entries[0], depth) for depth in entries[0].depths]
+    else:
+        servers = [(entries[0], 0)] if any(0 in e.depths for e in entries) else []
+        servers += [(entry, depth) for entry in entries for depth in entry.depths if depth > 0]
     groups = []
     for index, model in enumerate(config.models):
-        for depth in config.drafting.depths:
-            spec_type = config.drafting.spec_type if depth > 0 else "none"
+        for entry, depth in servers:
+            spec_type, label = (entry.spec_type, entry.name) if depth > 0 else (BASELINE, BASELINE)
             requests = tuple(
-                PlannedRequest(model.label, spec_type, depth, rep, config.sampling.seed + rep, prompt)
+                PlannedRequest(model.label, spec_type, depth, rep, config.sampling.seed + rep, prompt, label)
                 for rep in range(reps) for prompt in prompts)
-            groups.append(ServerGroup(model.label, spec_type, depth, server_options(config, index, depth),
-                                      requests))
+            groups.append(ServerGroup(model.label, spec_type, depth, server_options(config, index, depth, entry),
+                                      requests, label))
     return Plan(tuple(groups))

@@ -71,6 +71,9 @@ class RequestRecord:
     degen_whitespace_share: float | None = None  # share of whitespace-only tokens
     degen_tail_loop: int | None = None  # tokens in the loop that ends the generation
     degenerate: int | None = None  # 1 = a degeneration threshold was reached, 0 = clean
+    # The drafting entry (its label; the spec type unless named), "none" at depth 0: two entries
+    # may share a spec type (draft-mtp with the assistant at F16 and at Q8_0). Schema 5.
+    drafting: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class ServerRecord:
     drafting_confirmed: int | None  # 1 if speculative counters moved on the warm-up, 0 if not, None at depth 0
     stopped_at: float | None = None
     stop_reason: str | None = None
+    drafting: str | None = None  # as RequestRecord.drafting
 
 
 def encode_steps(steps) -> str:

@@ -28,7 +28,9 @@ REQUEST_FIELDS_ADDED = {
     4: ("degen_tokens", "degen_repeat_share", "degen_longest_repeat", "degen_whitespace_share", "degen_tail_loop",
         "degenerate"),
 }
-ADDED_LATER = {"requests": tuple(name for names in REQUEST_FIELDS_ADDED.values() for name in names)}
+# ... and the drafting entry (migration 5) of requests and servers.
+ADDED_LATER = {"requests": tuple(name for names in REQUEST_FIELDS_ADDED.values() for name in names)
+               + ("drafting",), "servers": ("drafting",)}
 
 
 def _create_table(conn: sqlite3.Connection, table: str, cls) -> None:
@@ -74,9 +76,17 @@ def _m4_degeneration(conn: sqlite3.Connection) -> None:
     _add_request_columns(conn, 4)
 
 
+def _m5_drafting(conn: sqlite3.Connection) -> None:
+    """The drafting entry of every request and server: one run can compare several methods.
+    Rows from before had one method per run, named by its spec type (the default label)."""
+    for table in ("requests", "servers"):
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN drafting TEXT")
+        conn.execute(f"UPDATE {table} SET drafting = spec_type")
+
+
 # Append only: a database at version k has had exactly the first k applied.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_fidelity, _m3_step_pairs,
-                                                          _m4_degeneration]
+                                                          _m4_degeneration, _m5_drafting]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -269,15 +279,17 @@ class Store:
         return [from_row(ServerRecord, dict(r)) for r in rows]
 
     def completed_cells(self, run_id: int) -> set[tuple]:
-        rows = self.conn.execute("SELECT DISTINCT model_label, spec_type, depth, rep, prompt_id FROM requests"
-                                 " WHERE run_id = ? AND status = 'ok'", (run_id,))
+        # A row written without a drafting label has the one the plan gives it: its spec type.
+        rows = self.conn.execute("SELECT DISTINCT model_label, spec_type, COALESCE(drafting, spec_type), depth, rep,"
+                                 " prompt_id"
+                                 " FROM requests WHERE run_id = ? AND status = 'ok'", (run_id,))
         return {tuple(r) for r in rows}
 
     def attempts(self, run_id: int) -> dict[tuple, int]:
-        rows = self.conn.execute("SELECT model_label, spec_type, depth, rep, prompt_id, MAX(attempt) FROM requests"
-                                 " WHERE run_id = ? GROUP BY model_label, spec_type, depth, rep, prompt_id",
-                                 (run_id,))
-        return {tuple(r)[:5]: r[5] for r in rows}
+        rows = self.conn.execute("SELECT model_label, spec_type, COALESCE(drafting, spec_type) AS label, depth, rep,"
+                                 " prompt_id, MAX(attempt) FROM requests WHERE run_id = ?"
+                                 " GROUP BY model_label, spec_type, label, depth, rep, prompt_id", (run_id,))
+        return {tuple(r)[:6]: r[6] for r in rows}
 
     def mean_wall_ms(self, model_label: str, depth: int) -> float | None:
         """Typical request time for a model label and depth in any run: for --dry-run estimates."""

@@ -15,12 +15,12 @@ import json
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import __version__
 from .client import Outcome, chat_body, measure_request
-from .config import DRAFT_MODEL_TYPES, SweepConfig
+from .config import DRAFT_MODEL_TYPES, Drafting, SweepConfig
 from .degeneration import THRESHOLDS, measure
 from .engine.locate import Engine
 from .engine.options import ServerOptions, transport_fields
@@ -47,34 +47,39 @@ class Prepared:
     models: dict[str, GGUFInfo]
     drafters: dict[str, GGUFInfo]
     model_provenance: dict[str, dict] = field(default_factory=dict)
+    entry_drafters: dict[str, GGUFInfo] = field(default_factory=dict)  # drafting label -> its own draft file
 
 
 def prepare(config: SweepConfig, engine: Engine) -> Prepared:
     """Validate models, drafting and engine; any problem is one clear error, before any server starts."""
     Store.check_writable(Path(config.db))
     prompts = load_prompts(config.prompts, limit=config.prompt_limit)
-    speculating = any(d > 0 for d in config.drafting.depths)
-    spec_type = config.drafting.spec_type
-    if speculating:
-        supported = engine.spec_types()
-        if supported and spec_type not in supported:
-            raise EngineMissingError(f"{engine.server} does not support --spec-type {spec_type} "
+    entries = [d for d in config.drafting_entries() if any(depth > 0 for depth in d.depths)]
+    supported = engine.spec_types() if entries else ()
+    for entry in entries:
+        if supported and entry.spec_type not in supported:
+            raise EngineMissingError(f"{engine.server} does not support --spec-type {entry.spec_type} "
                                      f"(it has: {', '.join(supported)})")
+    # An entry's own draft file is read once, and hashed into the run key (see _drafting_identity).
+    entry_drafters = {d.name: inspect_gguf(d.draft_model) for d in config.drafting_entries() if d.draft_model}
     models, drafters = {}, {}
     for model in config.models:
         info = inspect_gguf(model.path)
         models[model.label] = info
-        drafter = inspect_gguf(model.draft_model) if model.draft_model else None
-        if drafter is not None:
-            drafters[model.label] = drafter
-        if speculating and spec_type == "draft-mtp":
-            check_mtp(info, drafter)
-            if drafter is not None:
-                check_assistant(info, drafter)
+        if model.draft_model:
+            drafters[model.label] = inspect_gguf(model.draft_model)
+        for entry in entries:
+            drafter = None
+            if entry.draft_file(model) is not None:
+                drafter = entry_drafters[entry.name] if entry.draft_model else drafters.get(model.label)
+            if entry.spec_type == "draft-mtp":
+                check_mtp(info, drafter)
+                if drafter is not None:
+                    check_assistant(info, drafter)
+                    check_vocab(info, drafter)
+            if drafter is not None and entry.spec_type in DRAFT_MODEL_TYPES:
                 check_vocab(info, drafter)
-        if speculating and drafter is not None and spec_type in DRAFT_MODEL_TYPES:
-            check_vocab(info, drafter)
-    return Prepared(config, engine, prompts, models, drafters)
+    return Prepared(config, engine, prompts, models, drafters, entry_drafters=entry_drafters)
 
 
 def config_json(config: SweepConfig) -> dict:
@@ -108,12 +113,27 @@ def run_key(prepared: Prepared) -> str:
                     **({"parts_sha256": parts} if (parts := prepared.model_provenance[m.label].get("parts_sha256"))
                        else {})}
                    for m in cfg.models],
-        "drafting": asdict(cfg.drafting),
+        "drafting": _drafting_identity(prepared),
         "prompts": [p.content_hash() for p in prepared.prompts],
         "sampling": sampling,
         "server": server,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _drafting_identity(prepared: Prepared) -> dict | list[dict]:
+    """The drafting part of the run key: one entry as before this axis existed (so older runs
+    resume), several as a list with each entry's label and its draft file's hash, not its path."""
+    def identity(entry: Drafting) -> dict:
+        out = asdict(entry)
+        out.pop("draft_model")
+        if entry.label is None:
+            out.pop("label")
+        if entry.draft_model is not None:
+            out["draft_sha256"] = model_provenance(prepared.entry_drafters[entry.name])["sha256"]
+        return out
+    entries = prepared.config.drafting_entries()
+    return identity(entries[0]) if not prepared.config.drafting_axis else [identity(e) for e in entries]
 
 
 def open_run(prepared: Prepared, store: Store) -> RunRow:
@@ -245,17 +265,17 @@ class Sweep:
 
     def _run_adaptive(self, target: AdaptiveTarget) -> None:
         """More reps for the cells whose bootstrap interval is still wider than the target."""
-        from .analysis import summarize
-        reps = {(g.model_label, g.depth): self.config.sampling.reps for g in self.plan.groups}
+        from .analysis import by_drafting, summarize
+        reps = {(g.model_label, g.drafting, g.depth): self.config.sampling.reps for g in self.plan.groups}
         while True:
             records = self.store.requests(self.run.id, status="ok")
             if self.config.exclude_degenerate:  # a degenerate request is no evidence for the interval
                 records = [r for r in records if r.degenerate != 1]
             tokens = sum(r.predicted_n or 0 for r in records)
             wide = []
-            for cell in summarize(records):
+            for cell in summarize(by_drafting(records)):
                 acc = cell.acceptance
-                key = (cell.key.model_label, cell.key.depth)
+                key = (cell.key.model_label, cell.key.spec_type, cell.key.depth)  # spec_type: the label here
                 if cell.key.depth == 0 or acc is None or acc.ci_low is None:
                     continue
                 if (acc.ci_high - acc.ci_low) / 2 > target.half_width:
@@ -265,18 +285,17 @@ class Sweep:
             over_tokens = target.max_tokens_total is not None and tokens >= target.max_tokens_total
             growable = [key for key in wide if reps[key] < target.max_reps]
             if over_tokens or not growable:
-                self.result.budget_hit = [f"{m}/d{d}" for m, d in wide]
+                self.result.budget_hit = [f"{m}/{label}/d{d}" for m, label, d in wide]
                 break
             for key in growable:
                 reps[key] += 1
             bigger = make_plan(self.config, self.prepared.prompts, reps=max(reps.values()))
-            groups = [g for g in bigger.groups if (g.model_label, g.depth) in growable]
-            groups = [ServerGroup(g.model_label, g.spec_type, g.depth, g.options,
-                                  tuple(r for r in g.requests if r.rep < reps[(g.model_label, g.depth)]))
-                      for g in groups]
+            groups = [replace(g, requests=tuple(r for r in g.requests
+                                                if r.rep < reps[(g.model_label, g.drafting, g.depth)]))
+                      for g in bigger.groups if (g.model_label, g.drafting, g.depth) in growable]
             self.progress.start(total=sum(len(g.requests) for g in groups), completed=0)
             self._run_groups(groups, self.store.completed_cells(self.run.id))
-        self.result.reps_used = {f"{m}/d{d}": n for (m, d), n in reps.items()}
+        self.result.reps_used = {f"{m}/{label}/d{d}": n for (m, label, d), n in reps.items()}
 
     def _mark_skipped(self, group: ServerGroup, pending: list[PlannedRequest], cause: str = "") -> None:
         """A failed row for every cell of a model that was given up on: none is silently dropped."""
@@ -286,7 +305,7 @@ class Sweep:
             self.progress.advance()
 
     def _start_server(self, group: ServerGroup) -> tuple[LlamaServer, int]:
-        log_path = self.logs_dir / f"run{self.run.id}-{group.model_label}-{group.spec_type}-d{group.depth}.log"
+        log_path = self.logs_dir / f"run{self.run.id}-{group.model_label}-{group.drafting}-d{group.depth}.log"
         server = LlamaServer(self.prepared.engine.server, group.options, log_path,
                              start_timeout=self.start_timeout(group.options))
         spawned = time.time()
@@ -299,7 +318,8 @@ class Sweep:
         record = ServerRecord(run_id=self.run.id, model_label=group.model_label, spec_type=group.spec_type,
                               depth=group.depth, argv=server.argv, build_info=server.props.get("build_info"),
                               props=server.props, log_path=str(log_path), started_at=spawned,
-                              start_seconds=round(time.time() - spawned, 3), drafting_confirmed=confirmed)
+                              start_seconds=round(time.time() - spawned, 3), drafting_confirmed=confirmed,
+                              drafting=group.drafting)
         return server, self.store.add_server(record)
 
     def _warm_up(self, server: LlamaServer, group: ServerGroup) -> int | None:
@@ -320,7 +340,7 @@ class Sweep:
             return None
         if not drafted:
             # n-gram types draft only when the context repeats itself: not an error, but say so.
-            self.result.unconfirmed_drafting.append(f"{group.model_label}/{group.spec_type}/d{group.depth}")
+            self.result.unconfirmed_drafting.append(f"{group.model_label}/{group.drafting}/d{group.depth}")
             return 0
         return 1
 
@@ -331,7 +351,7 @@ class Sweep:
         start_failures = 0
         try:
             for request in pending:
-                self.progress.describe(f"{group.model_label} · {group.spec_type} · depth {group.depth} · "
+                self.progress.describe(f"{group.model_label} · {group.drafting} · depth {group.depth} · "
                                        f"rep {request.rep + 1}/{self.config.sampling.reps}")
                 attempt = attempts.get(request.cell, 0)
                 for _ in range(retries + 1):
@@ -419,7 +439,7 @@ class Sweep:
             max_draft_len=max((d for _, d in log.steps), default=0) if log.complete else None,
             completion_tokens=usage.get("completion_tokens"), crosscheck=outcome.crosscheck(),
             content=(choice.get("message") or {}).get("content"),
-            log_step_pairs=encode_steps(log.steps) if log.complete else None,
+            log_step_pairs=encode_steps(log.steps) if log.complete else None, drafting=request.drafting,
             **_degeneration_fields(outcome.tokens, choice.get("finish_reason"), t.get("predicted_n")),
         )
 
@@ -444,7 +464,7 @@ def _empty_record(run_id: int, server_id: int, request: PlannedRequest, attempt:
     empty.update(run_id=run_id, server_id=server_id, model_label=request.model_label,
                  spec_type=request.spec_type, depth=request.depth, rep=request.rep, seed=request.seed,
                  prompt_id=request.prompt.id, category=request.prompt.category, attempt=attempt,
-                 status="failed", error=error, started_at=started)
+                 status="failed", error=error, started_at=started, drafting=request.drafting)
     return RequestRecord(**empty)
 
 

@@ -169,7 +169,7 @@ def test_report_row_has_one_row_per_cell_and_drives_csv_header(full_report, full
     assert [(r.model, r.depth) for r in report.rows] == [(m, d) for m in MODELS for d in DEPTHS]
     with full_out["results.csv"].open(newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == [f.name for f in fields(ReportRow)] == report_columns()
+    assert rows[0] == [f.name for f in fields(ReportRow) if f.name != "drafting"] == report_columns(report.rows)
     assert len(rows) == 1 + len(MODELS) * len(DEPTHS)
     q8_d1 = next(r for r in report.rows if r.model == "Q8_0" and r.depth == 1)
     assert q8_d1.n_reps == REPS and q8_d1.n_requests == REPS * len(PROMPTS) and q8_d1.missing == 0
@@ -263,11 +263,11 @@ def test_a_run_with_nothing_stored_still_reports(tmp_path):
     assert all(p.stat().st_size > 0 for p in paths.values())
 
 
-def test_json_holds_rows_metadata_and_positions(full_out):
+def test_json_holds_rows_metadata_and_positions(full_out, full_report):
     data = json.loads(full_out["results.json"].read_text())
     assert data["run"]["run_key"] == "key-full" and data["run"]["config"]["sampling"]["reps"] == REPS
     assert data["run"]["provenance"]["engine"]["source"]["version"] == "0.3.36"
-    assert list(data["rows"][0]) == report_columns()
+    assert list(data["rows"][0]) == report_columns(full_report.rows)
     assert len(data["rows"]) == len(MODELS) * len(DEPTHS)
     pooled = [p for p in data["per_position"] if p["depth"] is None and p["model"] == "Q8_0"]
     assert [p["position"] for p in pooled] == [0, 1, 2]

@@ -1,4 +1,5 @@
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
@@ -32,8 +33,10 @@ def test_request_roundtrip_and_cells(tmp_path):
     store.add_request(request(run.id, prompt_id="p1", status="failed", error="boom"))
     rows = store.requests(run.id)
     assert rows[0] == request(run.id)
-    assert store.completed_cells(run.id) == {("A", "draft-simple", 2, 0, "p0")}
-    assert store.attempts(run.id)[("A", "draft-simple", 2, 0, "p1")] == 1
+    assert store.completed_cells(run.id) == {("A", "draft-simple", "draft-simple", 2, 0, "p0")}
+    assert store.attempts(run.id)[("A", "draft-simple", "draft-simple", 2, 0, "p1")] == 1
+    store.add_request(request(run.id, prompt_id="p2", drafting="mtp-q8"))
+    assert ("A", "draft-simple", "mtp-q8", 2, 0, "p2") in store.completed_cells(run.id)
     assert store.run("k1").id == run.id and store.run("latest").id == run.id
 
 
@@ -117,7 +120,7 @@ def _database_at(path, version, run_id=1):
         conn.execute(f"PRAGMA user_version = {number}")
     conn.execute("INSERT INTO runs (run_key, state, created_at, updated_at, config_json, provenance_json)"
                  " VALUES ('k', 'complete', 1, 1, '{}', '{}')")
-    later = {name for v, names in REQUEST_FIELDS_ADDED.items() if v > version for name in names}
+    later = {name for v, names in REQUEST_FIELDS_ADDED.items() if v > version for name in names} | {"drafting"}
     old = request(run_id, log_step_pairs="1/2" if version >= 3 else None)
     names = [name for name in RequestRecord.__dataclass_fields__ if name not in later]
     values = [v for name, v in zip(RequestRecord.__dataclass_fields__, to_row(old)) if name not in later]
@@ -132,7 +135,8 @@ def test_migration_to_step_pairs_keeps_rows_and_stores_new_ones(tmp_path):
     store = Store(path)
     store.add_request(request(1, prompt_id="p1", log_step_pairs="2/2*3 0/1"))
     rows = store.requests(1)
-    assert rows[0] == old and rows[0].log_step_pairs is None
+    # schema 5 names every older row's drafting entry by its spec type (one method per run then)
+    assert rows[0] == replace(old, drafting=old.spec_type) and rows[0].log_step_pairs is None
     assert rows[1].log_step_pairs == "2/2*3 0/1"
 
 
@@ -144,6 +148,6 @@ def test_migration_to_degeneration_keeps_old_rows_not_measured(tmp_path):
     store.add_request(request(1, prompt_id="p1", degen_tokens=200, degen_repeat_share=0.91, degen_longest_repeat=180,
                               degen_whitespace_share=0.02, degen_tail_loop=190, degenerate=1))
     first, second = store.requests(1)
-    assert first == old and first.log_step_pairs == "1/2"
+    assert first == replace(old, drafting=old.spec_type) and first.log_step_pairs == "1/2"
     assert first.degenerate is None and first.degen_repeat_share is None  # not measured, not "clean"
     assert second.degenerate == 1 and second.degen_repeat_share == 0.91 and second.degen_tail_loop == 190

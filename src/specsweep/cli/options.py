@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, get_type_hints
 
 from ..engine.options import ServerSettings
-from ..errors import StoreError
+from ..errors import ConfigError, StoreError
 
 if TYPE_CHECKING:  # heavy modules are imported by the commands that need them
     from ..config import SweepConfig
@@ -60,6 +60,9 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
                              "mtp- sidecar an --hf model gets under draft-mtp)")
     parser.add_argument("--spec-type", help="llama-server --spec-type (default draft-mtp, or draft-simple "
                                             "with --draft-model)")
+    parser.add_argument("--drafting", action="append", default=[], metavar="LABEL=SPEC_TYPE[:DRAFT_FILE]",
+                        help="a drafting method to compare (repeatable; --depths and --p-min apply to each), "
+                             "e.g. mtp=draft-mtp ngram=ngram-simple small=draft-simple:small.gguf")
     parser.add_argument("--depths", help="draft depths, e.g. 0,1,2,3,4 or 0-4 (0 = no speculation)")
     parser.add_argument("--p-min", type=float, help="--spec-draft-p-min for the drafter")
     parser.add_argument("--reps", type=int, help="repetitions, each with its own seed (default 3)")
@@ -81,7 +84,8 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args) -> "SweepConfig":
-    from ..config import SweepConfig, check_config, load_toml, parse_depths, parse_model_flag
+    from ..config import (SweepConfig, check_config, load_toml, parse_depths, parse_drafting_flag,
+                          parse_model_flag)
     from ..config import apply_protocol
     from ..discover import models_from_patterns
     from ..errors import UsageError
@@ -112,6 +116,17 @@ def config_from_args(args) -> "SweepConfig":
         drafting = replace(drafting, depths=parse_depths(args.depths))
     if args.p_min is not None:
         drafting = replace(drafting, p_min=args.p_min)
+    axis = config.drafting_axis
+    if args.drafting:
+        if args.spec_type:
+            raise ConfigError("give either --drafting (several methods) or --spec-type (one), not both")
+        axis = tuple(replace(parse_drafting_flag(text), depths=drafting.depths, p_min=drafting.p_min,
+                             n_min=drafting.n_min) for text in args.drafting)
+    elif axis and (args.spec_type or args.depths or args.p_min is not None):
+        # flags given with [[drafting]] entries apply to every entry; --spec-type replaces them with one
+        axis = () if args.spec_type else tuple(
+            replace(e, **({"depths": drafting.depths} if args.depths else {}),
+                    **({"p_min": args.p_min} if args.p_min is not None else {})) for e in axis)
     sampling = config.sampling
     for name in ("reps", "seed", "max_tokens", "temperature"):
         if getattr(args, name) is not None:
@@ -121,7 +136,8 @@ def config_from_args(args) -> "SweepConfig":
     models = pair_sidecars(config.models, drafting.spec_type)
     if args.draft_model:  # after the sidecar rule: a draft model given by hand wins
         models = tuple(with_draft(m, args.draft_model) for m in models)
-    changes = {"drafting": drafting, "sampling": sampling, "server": server, "models": models}
+    changes = {"drafting": drafting, "drafting_axis": axis, "sampling": sampling, "server": server,
+               "models": models}
     if args.prompts:
         changes["prompts"] = args.prompts
     if args.prompt_limit is not None:

@@ -67,12 +67,12 @@ def _dry_run(prepared, config) -> int:
         run = store.find_run(run_key(prepared))
         done = store.completed_cells(run.id) if run else set()
     table = Table(title="plan")
-    for column in ("#", "model", "spec type", "depth", "requests", "to do"):
+    for column in ("#", "model", "drafting", "spec type", "depth", "requests", "to do"):
         table.add_column(column)
     for i, group in enumerate(plan.groups, 1):
         todo = sum(1 for r in group.requests if r.cell not in done)
-        table.add_row(str(i), group.model_label, group.spec_type, str(group.depth), str(len(group.requests)),
-                      str(todo))
+        table.add_row(str(i), group.model_label, group.drafting, group.spec_type, str(group.depth),
+                      str(len(group.requests)), str(todo))
     console.print(table)
     remaining = sum(1 for r in plan.requests() if r.cell not in done)
     estimate = estimate_seconds(plan, store, done)

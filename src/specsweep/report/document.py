@@ -11,7 +11,8 @@ from ..analysis import EXACT_SPEARMAN_MAX, CellSummary, Estimate, PositionRow
 from .blocks import (DASH, MAX_LISTED, UNKNOWN, Bullets, Heading, Image, Para, Table, _fmt_kind, _p, _plural,
                      _pm, _signed, _size, _utc)
 from .degeneration import degeneration_blocks
-from .model import Report, ReportRow, report_columns
+from .methods import drafting_blocks
+from .model import Report, ReportRow, drafting_entries, report_columns
 
 
 def _row_keys(report: Report) -> tuple[list[tuple[str, str]], bool]:
@@ -39,7 +40,7 @@ def _pivot(report: Report, getter: Callable[[CellSummary], Estimate | None], kin
     found = {(k, d): report.cell(k[0], k[1], d) for k in keys for d in depths}
     estimates = [getter(c) if c else None for c in found.values()]
     n_suffix, n_note = _n_cells(estimates)
-    header = [first, *(["spec type"] if show_spec else []), *[f"n={d}" for d in depths]]
+    header = [first, *([report.method_header] if show_spec else []), *[f"n={d}" for d in depths]]
     rows = []
     for key in keys:
         row = [key[0], *([key[1]] if show_spec else [])]
@@ -54,7 +55,7 @@ def _pivot(report: Report, getter: Callable[[CellSummary], Estimate | None], kin
 def _display_columns(rows: Sequence[ReportRow]) -> tuple[list[str], list[list[str]], list[str]]:
     """The all-cells table from ReportRow's fields: x_mean/x_sd become 'mean ±sd', x_ci_low/high
     one '[low, high]' column; columns whose value never varies are dropped and listed instead."""
-    names = report_columns()
+    names = report_columns(rows)
     kinds = {f.name: f.metadata["kind"] for f in fields(ReportRow)}
     columns: list[tuple[str, Callable[[ReportRow], str]]] = []
     for name in names:
@@ -135,6 +136,7 @@ def document(report: Report) -> list:
         blocks += _category_blocks(report, spec_depths)
         blocks += _theory_blocks(report)
         blocks += _significance_blocks(report)
+        blocks += drafting_blocks(report)
     if report.fidelity:
         blocks += _fidelity_blocks(report, spec_depths)
     blocks += _all_cells_blocks(report)
@@ -184,7 +186,7 @@ def _position_blocks(report: Report) -> list:
             ("Conditional α_i = steps that accepted ≥ i+1 / steps that drafted ≥ i+1 and accepted ≥ i: "
              "acceptance at i given all earlier were accepted", "alpha", "alpha_se", "alpha_steps",
              "steps that reached position i")):
-        header = ["Model", *(["spec type"] if show_spec else []), "depth", *[f"i={i}" for i in range(n_pos)]]
+        header = ["Model", *([report.method_header] if show_spec else []), "depth", *[f"i={i}" for i in range(n_pos)]]
         table = []
         for (model, spec, depth), cells in by_cell.items():
             row = [model, *([spec] if show_spec else []), str(depth)]
@@ -211,7 +213,7 @@ def _category_blocks(report: Report, depths: Sequence[int]) -> list:
     if len(cats) < 2:  # one category: the acceptance table already is that category
         return []
     keys, show_spec = _row_keys(report)
-    header = ["Model", *(["spec type"] if show_spec else []), "category", *[f"n={d}" for d in depths]]
+    header = ["Model", *([report.method_header] if show_spec else []), "category", *[f"n={d}" for d in depths]]
     found = {}
     for cat, cells in cats.items():
         for c in cells:
@@ -241,7 +243,7 @@ def _theory_blocks(report: Report) -> list:
     if not report.theory:
         return []
     show_spec = len(report.spec_types) > 1
-    header = ["Model", *(["spec type"] if show_spec else []), "fitted α", "draft cost c", "predicted best n",
+    header = ["Model", *([report.method_header] if show_spec else []), "fitted α", "draft cost c", "predicted best n",
               "measured best n"]
     rows = []
     for t in report.theory:
@@ -257,7 +259,7 @@ def _theory_blocks(report: Report) -> list:
                                         "to a target step) is fitted to measured τ and speedup; best n is searched "
                                         "over the measured range 0..max depth.")]
     depths = sorted({d for t in report.theory for d in t.predicted_tau})
-    header = ["Model", *(["spec type"] if show_spec else []), "quantity", *[f"n={d}" for d in depths]]
+    header = ["Model", *([report.method_header] if show_spec else []), "quantity", *[f"n={d}" for d in depths]]
     rows = []
     for t in report.theory:
         if not t.predicted_tau:
@@ -286,7 +288,7 @@ def _significance_blocks(report: Report) -> list:
     if not report.comparisons:
         return blocks + [Para("No pair of neighbouring models shares (prompt, rep) pairs to compare.")]
     show_spec = len(report.spec_types) > 1
-    header = [*(["spec type"] if show_spec else []), "depth", "comparison", "difference", "95% CI", "pairs",
+    header = [*([report.method_header] if show_spec else []), "depth", "comparison", "difference", "95% CI", "pairs",
               "significant"]
     rows = []
     for spec, c in report.comparisons:
@@ -302,7 +304,7 @@ def _fidelity_blocks(report: Report, depths: Sequence[int]) -> list:
     fid = report.fidelity
     keys, show_spec = _row_keys(report)
     provenance = report.run.provenance.get("models") or {}
-    header = ["Model", *(["spec type"] if show_spec else []), "file type", "bits/weight", "mean KLD", "top-1 agreement",
+    header = ["Model", *([report.method_header] if show_spec else []), "file type", "bits/weight", "mean KLD", "top-1 agreement",
               *[f"acceptance n={d}" for d in depths]]
     rows = []
     for model, spec in keys:
@@ -324,7 +326,7 @@ def _fidelity_blocks(report: Report, depths: Sequence[int]) -> list:
                                         f"({', '.join(references) or 'not recorded'}) from llama-perplexity "
                                         "--kl-divergence, ± its standard error; acceptance mean ±1σ over reps.")]
     if report.correlations:
-        header = [*(["spec type"] if len(report.spec_types) > 1 else []), "depth", "acceptance vs", "models",
+        header = [*([report.method_header] if len(report.spec_types) > 1 else []), "depth", "acceptance vs", "models",
                   "Pearson r (p)", "Spearman ρ (p)"]
         rows = []
         for c in report.correlations:
@@ -377,7 +379,7 @@ def _completeness_blocks(report: Report) -> list:
                               f"{_plural(n_prompts, 'prompt')} per cell, {_plural(len(comp), 'cell')}) succeeded, "
                               "none retried.")]
     show_spec = len({c.spec_type for c in comp if c.depth > 0}) > 1
-    header = ["Model", *(["spec type"] if show_spec else []), "depth", "ok / planned", "failed rows", "retries",
+    header = ["Model", *([report.method_header] if show_spec else []), "depth", "ok / planned", "failed rows", "retries",
               "missing (rep: prompts)"]
     rows = []
     for c in comp:
@@ -404,11 +406,19 @@ def _crosscheck_blocks(report: Report) -> list:
                               "requests.")]
     blocks.append(Para(f"{len(bad)} of {ok} ok requests have tallies that disagree (`crosscheck` ≠ ok):"))
     show_spec = len(report.spec_types) > 1
-    header = ["Model", *(["spec type"] if show_spec else []), "depth", "rep", "prompt", "crosscheck"]
+    header = ["Model", *([report.method_header] if show_spec else []), "depth", "rep", "prompt", "crosscheck"]
     rows = [[r.model_label, *([r.spec_type] if show_spec else []), str(r.depth), str(r.rep), r.prompt_id,
              r.crosscheck or "not checked"] for r in bad[:MAX_LISTED]]
     note = f"… and {len(bad) - MAX_LISTED} more in the store." if len(bad) > MAX_LISTED else None
     return blocks + [Table(header, rows, note)]
+
+
+def _entry_text(entry: dict) -> str:
+    """One drafting entry for the provenance line: label (spec type, draft file), depths."""
+    draft = f", {Path(str(entry['draft_model'])).name}" if entry.get("draft_model") else ""
+    extra = "".join(f", {k} {entry[k]}" for k in ("p_min", "n_min") if entry.get(k) is not None)
+    return (f"{entry['label']} ({entry.get('spec_type')}{draft}) depths "
+            f"{', '.join(map(str, entry.get('depths') or []))}{extra}")
 
 
 def _footer_blocks(report: Report) -> list:
@@ -443,8 +453,9 @@ def _footer_blocks(report: Report) -> list:
         + f"; max_tokens {sampling.get('max_tokens')}; temperature {sampling.get('temperature')}"
         + (f"; thinking {'on' if sampling.get('thinking') else 'off'}" if "thinking" in sampling else "")
         + f"; {_plural(reps, 'rep')}, seed{'s' if reps > 1 else ''} {seeds} (one per rep)"
-        + f"; spec type {drafting.get('spec_type')}, depths {', '.join(map(str, drafting.get('depths') or []))}"
-        + (f", {drafting_extra}" if drafting_extra else "") + ".",
+        + (f"; spec type {drafting.get('spec_type')}, depths {', '.join(map(str, drafting.get('depths') or []))}"
+           + (f", {drafting_extra}" if drafting_extra else "") if not report.several_drafting else
+           "; drafting: " + "; ".join(_entry_text(e) for e in drafting_entries(cfg))) + ".",
     ]
     models = prov.get("models") or {}
     items += _hf_items(models)

@@ -16,7 +16,9 @@ from ..errors import UsageError
 from ..store import RunRow, Store
 from ..degeneration import excerpt
 from .document import document
-from .model import PROTOCOL_EXCLUDES_DEGENERATE, REPORT_FORMAT, Report, ReportRow, _round, _row_dict, build_report, report_columns
+from .method_rows import DraftingRow, GridRow, drafting_rows, grid_rows
+from .model import (PROTOCOL_EXCLUDES_DEGENERATE, REPORT_FORMAT, Report, ReportRow, _round, _row_dict, build_report,
+                    drafting_entries, report_columns)
 from . import plots
 from .render import blocks_to_html, blocks_to_markdown
 
@@ -41,14 +43,17 @@ def _json_payload(report: Report) -> dict:
                                "depth": c.key.depth, "n_reps": c.n_reps, "n_requests": c.n_requests,
                                **{name: (asdict(getattr(c, name)) if getattr(c, name) else None)
                                   for name in ("acceptance", "tau", "decode_tps", "speedup")}})
+    columns = report_columns(report.rows)
+    several = {"drafting_methods": [asdict(r) for r in drafting_rows(report)],
+               "drafter_grid": [asdict(r) for r in grid_rows(report)]} if report.several_drafting else {}
     return clean({
         "format": REPORT_FORMAT,
-        "columns": {f.name: f.metadata["doc"] for f in fields(ReportRow) if f.metadata["doc"]},
+        "columns": {f.name: f.metadata["doc"] for f in fields(ReportRow) if f.metadata["doc"] and f.name in columns},
         "run": {"id": run.id, "run_key": run.run_key, "name": run.name, "state": run.state,
                 "created_at": run.created_at, "updated_at": run.updated_at, "finished_at": run.finished_at,
                 "tool_version": run.tool_version, "config": run.config, "provenance": run.provenance,
                 "notes": run.notes},
-        "rows": [asdict(r) for r in report.rows],
+        "rows": [_row_dict(r, columns) for r in report.rows],
         "per_position": [asdict(p) for p in report.positions],
         "by_category": categories,
         "neighbour_comparisons": [{"spec_type": spec, **asdict(c)} for spec, c in report.comparisons],
@@ -62,6 +67,7 @@ def _json_payload(report: Report) -> dict:
         "crosscheck_disagreements": [{"model": r.model_label, "spec_type": r.spec_type, "depth": r.depth,
                                       "rep": r.rep, "prompt_id": r.prompt_id, "crosscheck": r.crosscheck}
                                      for r in report.crosscheck],
+        **several,
     })
 
 
@@ -79,10 +85,24 @@ def _degeneration_payload(report: Report) -> dict | None:
 
 def _write_csv(report: Report, images: dict[str, bytes], fh) -> None:
     """results.csv: one line per ReportRow, header = its field names; empty = no value."""
-    writer = csv.DictWriter(fh, fieldnames=report_columns(), lineterminator="\n")
+    _write_rows(fh, report_columns(report.rows), report.rows)
+
+
+def _write_rows(fh, columns: Sequence[str], rows: Sequence) -> None:
+    writer = csv.DictWriter(fh, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    for row in report.rows:
-        writer.writerow({k: "" if v is None else v for k, v in _row_dict(row).items()})
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in _row_dict(row, columns).items()})
+
+
+def _write_drafting_csv(report: Report, images: dict[str, bytes], fh) -> None:
+    """drafting.csv: one line per DraftingRow (runs with several drafting entries)."""
+    _write_rows(fh, [f.name for f in fields(DraftingRow)], drafting_rows(report))
+
+
+def _write_grid_csv(report: Report, images: dict[str, bytes], fh) -> None:
+    """drafter_grid.csv: one line per GridRow (runs with several drafting entries)."""
+    _write_rows(fh, [f.name for f in fields(GridRow)], grid_rows(report))
 
 
 def _write_json(report: Report, images: dict[str, bytes], fh) -> None:
@@ -126,6 +146,8 @@ CSV = Exporter("results.csv", _write_csv)
 JSON = Exporter("results.json", _write_json)
 HTML = Exporter("report.html", _write_html)
 EXPORTERS = (MARKDOWN, CSV, JSON, HTML)
+# Only for a run with several drafting entries (a run with one keeps exactly the files above).
+DRAFTING_EXPORTERS = (Exporter("drafting.csv", _write_drafting_csv), Exporter("drafter_grid.csv", _write_grid_csv))
 
 
 def _plot_exporter(name: str) -> Exporter:
@@ -155,7 +177,7 @@ def export(store: Store, run: RunRow, exporters: Sequence[Exporter], out_dir: Pa
     if needs_images:
         plots._pyplot()  # fail now, with its one-line message, if matplotlib is missing
     out = _out_dir(out_dir) if create else Path(out_dir)
-    names = plots.plot_names(bool(store.fidelity(run.id)))
+    names = plots.plot_names(bool(store.fidelity(run.id)), len(drafting_entries(run.config)) > 1)
     everything = list(exporters) + ([_plot_exporter(name) for name in names] if with_plots else [])
     handles: dict[str, Any] = {}
     try:
@@ -172,8 +194,10 @@ def export(store: Store, run: RunRow, exporters: Sequence[Exporter], out_dir: Pa
 
 
 def write_report(store: Store, run: RunRow, out_dir: Path | str) -> dict[str, Path]:
-    """report.md, results.csv, results.json, report.html and the plots in ``out_dir``."""
-    return export(store, run, EXPORTERS, out_dir, with_plots=True)
+    """report.md, results.csv, results.json, report.html and the plots in ``out_dir`` (and
+    drafting.csv, drafter_grid.csv for a run with several drafting entries)."""
+    several = len(drafting_entries(run.config)) > 1
+    return export(store, run, EXPORTERS + (DRAFTING_EXPORTERS if several else ()), out_dir, with_plots=True)
 
 
 def export_csv(store: Store, run: RunRow, path: Path | str) -> Path:

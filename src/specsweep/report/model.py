@@ -11,9 +11,10 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, fields
 from typing import Sequence
 
-from ..analysis import (CellSummary, Correlation, Estimate, PairedComparison, PositionRow, Recommendation,
-                        TheoryRow, correlations, neighbour_comparisons, per_position, position_rows, recommend,
-                        summarize, summarize_by_category, theory_rows)
+from ..analysis import (CellSummary, Correlation, DrafterGrid, Estimate, MethodBest, PairedComparison, PositionRow,
+                        Recommendation, TheoryRow, by_drafting, correlations, drafter_grid, leader_comparisons,
+                        neighbour_comparisons, per_position, position_rows, rank_methods, recommend, summarize,
+                        summarize_by_category, theory_rows)
 from ..degeneration import THRESHOLDS, severity
 from ..records import RequestRecord
 from ..store import RunRow, Store
@@ -40,10 +41,11 @@ WORST_LISTED = 10  # requests listed as the worst generations
 PROTOCOL_EXCLUDES_DEGENERATE = False  # the protocol's default: every ok request counts, as in the published table
 
 
-def _col(kind: str = "str", doc: str = ""):
+def _col(kind: str = "str", doc: str = "", optional: bool = False):
     """A ReportRow field with how to show it in the Markdown table (``kind``; "text" is exported but
-    left out of the all-cells table, its own section shows it) and what it means."""
-    return field(metadata={"kind": kind, "doc": doc})
+    left out of the all-cells table, its own section shows it) and what it means. An ``optional``
+    column is exported only when some row has a value (see ``report_columns``)."""
+    return field(metadata={"kind": kind, "doc": doc, "optional": optional})
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class ReportRow:
 
     model: str = _col(doc="model label")
     spec_type: str = _col(doc="drafting type; 'none' at depth 0")
+    drafting: str | None = _col(doc="drafting entry label; only in runs with several [[drafting]] entries",
+                                optional=True)
     depth: int = _col("int", "--spec-draft-n-max; 0 = no speculation")
     effective_depth: int | None = _col("int", "longest draft seen")
     n_reps: int = _col("int", "reps (distinct seeds) with an ok request")
@@ -103,9 +107,11 @@ class ReportRow:
     degenerate_warning: str | None = _col("text", "why this cell's figures rest on degenerate requests")
 
 
-def report_columns() -> list[str]:
-    """The CSV header and the JSON row keys: the ReportRow fields, in order."""
-    return [f.name for f in fields(ReportRow)]
+def report_columns(rows: Sequence[ReportRow] | None = None) -> list[str]:
+    """The CSV header and the JSON row keys: the ReportRow fields, in order; with ``rows``, an
+    optional field is left out when no row has a value for it."""
+    return [f.name for f in fields(ReportRow) if rows is None or not f.metadata["optional"]
+            or any(getattr(r, f.name) is not None for r in rows)]
 
 
 def _round(value):
@@ -115,8 +121,9 @@ def _round(value):
     return value
 
 
-def _row_dict(row: ReportRow) -> dict:
-    return {name: _round(value) for name, value in asdict(row).items()}
+def _row_dict(row, columns: Sequence[str] | None = None) -> dict:
+    values = asdict(row)
+    return {name: _round(values[name]) for name in (values if columns is None else columns)}
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,21 @@ class Report:
     prompt_ids: list[str]
     planned_reps: int
     degeneration: Degeneration | None = None
+    # Several drafting entries (cells above are keyed by entry label in their spec_type): the
+    # ranking per model, each entry against its model's leader, and the target × drafter grids.
+    entries: list[dict] = field(default_factory=list)  # as planned: label, spec_type, draft_model, depths
+    methods: list[MethodBest] = field(default_factory=list)
+    method_comparisons: list[tuple[str, str, PairedComparison]] = field(default_factory=list)
+    grids: list[DrafterGrid] = field(default_factory=list)
+
+    @property
+    def several_drafting(self) -> bool:
+        return len(self.entries) > 1
+
+    @property
+    def method_header(self) -> str:
+        """What the second key column of a table is: a spec type, or a drafting entry's label."""
+        return "drafting" if self.several_drafting else "spec type"
 
     @property
     def spec_types(self) -> list[str]:
@@ -190,13 +212,24 @@ def _planned_prompts(config: dict, records: Sequence[RequestRecord]) -> list[str
     return list(dict.fromkeys(r.prompt_id for r in sorted(records, key=lambda r: (r.started_at or 0.0, r.prompt_id))))
 
 
+def drafting_entries(config: dict) -> list[dict]:
+    """The stored config's drafting entries (``drafting_axis``, else the one ``drafting`` table),
+    each with its ``label`` filled in (the spec type unless named)."""
+    entries = config.get("drafting_axis") or [config.get("drafting") or {}]
+    return [{**e, "label": e.get("label") or e.get("spec_type") or "none"} for e in entries]
+
+
 def _completeness(run: RunRow, records: Sequence[RequestRecord], prompts: list[str],
                   reps: int) -> list[CellCompleteness]:
     cfg = run.config
     labels = [m["label"] for m in cfg.get("models", [])]
-    depths = list((cfg.get("drafting") or {}).get("depths") or [])
-    spec = (cfg.get("drafting") or {}).get("spec_type") or "none"
-    planned = [(m, spec if d > 0 else "none", d) for m in labels for d in depths]
+    entries = drafting_entries(cfg)
+    if len(entries) == 1:
+        servers = [(entries[0]["label"] if d > 0 else "none", d) for d in entries[0].get("depths") or []]
+    else:  # as the plan runs it: the baseline once per model, then each entry's depths
+        servers = [("none", 0)] if any(0 in (e.get("depths") or []) for e in entries) else []
+        servers += [(e["label"], d) for e in entries for d in e.get("depths") or [] if d > 0]
+    planned = [(m, label, d) for m in labels for label, d in servers]
     by_cell: dict[tuple, list[RequestRecord]] = defaultdict(list)
     for r in records:
         by_cell[(r.model_label, r.spec_type, r.depth)].append(r)
@@ -300,7 +333,10 @@ def _degenerate_fields(key: tuple, views: _Views) -> dict:
 
 
 def _report_rows(report_cells: Sequence[CellSummary], completeness: Sequence[CellCompleteness],
-                 views: _Views, provenance: dict, fidelity: dict) -> list[ReportRow]:
+                 views: _Views, provenance: dict, fidelity: dict,
+                 spec_of: dict[str, str] | None = None) -> list[ReportRow]:
+    """One row per cell. With ``spec_of`` (several drafting entries: cells keyed by entry label),
+    the row names the entry in ``drafting`` and its spec type in ``spec_type``."""
     missing = {(c.model, c.spec_type, c.depth): len(c.missing) for c in completeness}
     prev = _prev(views.comparisons)
     models = provenance.get("models") or {}
@@ -311,7 +347,8 @@ def _report_rows(report_cells: Sequence[CellSummary], completeness: Sequence[Cel
         fid = fidelity.get(k.model_label) or {}
         cmp = prev.get(_cell_key(c)) if k.depth > 0 else None
         rows.append(ReportRow(
-            model=k.model_label, spec_type=k.spec_type, depth=k.depth, effective_depth=c.effective_depth,
+            model=k.model_label, spec_type=spec_of.get(k.spec_type, k.spec_type) if spec_of else k.spec_type,
+            drafting=k.spec_type if spec_of else None, depth=k.depth, effective_depth=c.effective_depth,
             n_reps=c.n_reps, n_requests=c.n_requests, n_failed=c.n_failed,
             missing=missing.get((k.model_label, k.spec_type, k.depth), 0),
             acceptance_mean=_est(c.acceptance, "mean"), acceptance_sd=_est(c.acceptance, "sd"),
@@ -372,7 +409,7 @@ def _degeneration(run: RunRow, records: Sequence[RequestRecord], rows: Sequence[
 
 def build_report(store: Store, run: RunRow) -> Report:
     """Every statistic a report shows, computed once from the store (never from an engine)."""
-    records = store.requests(run.id)
+    records = by_drafting(store.requests(run.id))  # a drafting entry is a method, even when two share a spec type
     # Degenerate requests stay in the store, marked; headline figures leave them out only when the
     # run asked for it (--exclude-degenerate). Completeness and the request counts use every row.
     excluded = bool(run.config.get("exclude_degenerate", PROTOCOL_EXCLUDES_DEGENERATE))
@@ -401,7 +438,17 @@ def build_report(store: Store, run: RunRow) -> Report:
 
     sizes = {label: int(info["size_bytes"]) for label, info in (run.provenance.get("models") or {}).items()
              if isinstance(info, dict) and isinstance(info.get("size_bytes"), int)}
-    rows = _report_rows(cells, completeness, views, run.provenance, fidelity)
+    entries = drafting_entries(run.config)
+    labels = [e["label"] for e in entries]
+    extra: dict = {}
+    if len(labels) > 1:
+        methods = rank_methods(cells)
+        extra = dict(entries=entries, methods=methods,
+                     method_comparisons=leader_comparisons(headline, methods, n_boot=N_BOOT, seed=BOOT_SEED),
+                     grids=[g for d in report_depths(cells) if d > 0
+                            for g in [drafter_grid(headline, d, models, labels, n_boot=N_BOOT, seed=BOOT_SEED)] if g])
+    spec_of = {e["label"]: e.get("spec_type") for e in entries} if len(labels) > 1 else None
+    rows = _report_rows(cells, completeness, views, run.provenance, fidelity, spec_of)
     return Report(
         run=run, records=records, cells=cells, rows=rows, models=models,
         by_category=summarize_by_category(headline, n_boot=N_BOOT, seed=BOOT_SEED),
@@ -412,4 +459,8 @@ def build_report(store: Store, run: RunRow) -> Report:
         correlations=correlations(cells, fidelity) if fidelity else [],
         completeness=completeness,
         crosscheck=[r for r in records if r.status == "ok" and r.crosscheck != "ok"],
-        prompt_ids=prompts, planned_reps=reps, degeneration=_degeneration(run, records, rows, excluded))
+        prompt_ids=prompts, planned_reps=reps, degeneration=_degeneration(run, records, rows, excluded), **extra)
+
+
+def report_depths(cells: Sequence[CellSummary]) -> list[int]:
+    return sorted({c.key.depth for c in cells})

@@ -182,24 +182,48 @@ def _acceptance_vs_top1(plt, report: Report):
     return fig
 
 
+def _drafting_methods(plt, report: Report):
+    """Acceptance vs depth, one panel per model, one line per drafting entry."""
+    models = report.models or ["(none)"]
+    fig, axes = plt.subplots(1, len(models), figsize=(max(6.0, 4.5 * len(models)), 5.0), squeeze=False)
+    labels = [e["label"] for e in report.entries]
+    depths = [d for d in report.depths if d > 0]
+    used = []
+    for ax, model in zip(axes[0], models):
+        for label, dx in zip(labels, _offsets(len(labels))):
+            pts = [(d, report.cell(model, label, d)) for d in depths]
+            pts = [(d, c.acceptance) for d, c in pts if c and c.acceptance and c.key.spec_type == label]
+            if pts:
+                used += [e for _, e in pts]
+                ax.errorbar([d + dx for d, _ in pts], [100 * e.mean for _, e in pts],
+                            yerr=[100 * e.sd for _, e in pts], marker="o", capsize=4, linewidth=1.6, label=label)
+        _finish(ax, model, "draft depth n (--spec-draft-n-max)", "acceptance rate (%)", depths)
+    fig.suptitle(f"Acceptance vs draft depth per drafting method · run {report.run.id} "
+                 f"(mean ±1σ over reps, {_n_text(used)})")
+    return fig
+
+
 PLOTS = {
     "acceptance_vs_depth.png": _acceptance_vs_depth,
     "speed_vs_depth.png": _speed_vs_depth,
     "per_position.png": _per_position,
     "acceptance_vs_top1.png": _acceptance_vs_top1,
+    "drafting_methods.png": _drafting_methods,
 }
 
 
-def plot_names(has_fidelity: bool) -> list[str]:
-    """The PNG files of a report, in order; acceptance_vs_top1.png only with fidelity results."""
-    return [name for name in PLOTS if has_fidelity or name != "acceptance_vs_top1.png"]
+def plot_names(has_fidelity: bool, several_drafting: bool = False) -> list[str]:
+    """The PNG files of a report, in order; acceptance_vs_top1.png only with fidelity results,
+    drafting_methods.png only with several drafting entries."""
+    return [name for name in PLOTS if (has_fidelity or name != "acceptance_vs_top1.png")
+            and (several_drafting or name != "drafting_methods.png")]
 
 
 def render_plots(report: Report) -> dict[str, bytes]:
-    """{file name: PNG bytes} for ``plot_names(bool(report.fidelity))``."""
+    """{file name: PNG bytes} for ``plot_names(bool(report.fidelity), report.several_drafting)``."""
     plt = _pyplot()
     out = {}
-    for name in plot_names(bool(report.fidelity)):
+    for name in plot_names(bool(report.fidelity), report.several_drafting):
         fig = PLOTS[name](plt, report)
         try:
             fig.tight_layout()

@@ -7,7 +7,7 @@ import html
 import re
 from typing import Iterable, Sequence
 
-from ..analysis import summarize
+from ..analysis import by_drafting, summarize
 from ..store import RunRow, Store
 from .blocks import Bullets, Heading, Image, Para, Table
 from .document import document
@@ -114,14 +114,15 @@ def acceptance_table(cells) -> tuple[list[list[str]], str]:
     """Rows = models, columns = draft depths ≥ 1, cells "88.5 ±1.0%"; n goes in the note when it is
     the same for every cell, else into each cell."""
     depths = sorted({c.key.depth for c in cells if c.key.depth > 0})
-    models = list(dict.fromkeys(c.key.model_label for c in cells))
-    by_key = {(c.key.model_label, c.key.depth): c for c in cells}
+    keys = list(dict.fromkeys((c.key.model_label, c.key.spec_type) for c in cells if c.key.depth > 0))
+    several = len({spec for _, spec in keys}) > 1  # one row per model and drafting entry
+    by_key = {(c.key.model_label, c.key.spec_type, c.key.depth): c for c in cells}
     ns = {c.acceptance.n for c in cells if c.key.depth > 0 and c.acceptance}
-    rows = [["model", *[f"n={d}" for d in depths]]]
-    for model in models:
-        row = [model]
+    rows = [["model", *(["drafting"] if several else []), *[f"n={d}" for d in depths]]]
+    for model, spec in keys:
+        row = [model, *([spec] if several else [])]
         for depth in depths:
-            cell = by_key.get((model, depth))
+            cell = by_key.get((model, spec, depth))
             row.append(cell.acceptance.fmt_pct(with_n=len(ns) > 1) if cell and cell.acceptance else "–")
         rows.append(row)
     note = f"mean ±1σ over {ns.pop()} reps" if len(ns) == 1 else "mean ±1σ over reps (n per cell)"
@@ -145,11 +146,13 @@ def print_main_table(store: Store, run: RunRow) -> None:
     records = store.requests(run.id)
     if run.config.get("exclude_degenerate"):  # the same headline figures as the report
         records = [r for r in records if r.degenerate != 1]
-    cells = summarize(records)
+    cells = summarize(by_drafting(records))
     rows, note = acceptance_table(cells)
     titles = [f"acceptance ({note}) · run {run.id}; n = draft depth",
               "speedup over no speculation (decode speed, paired by rep, mean ±1σ)"]
-    for title, table_rows in zip(titles, (rows, speedup_table(cells))):
+    several = len({c.key.spec_type for c in cells if c.key.depth > 0}) > 1
+    tables = (rows,) if several else (rows, speedup_table(cells))  # several methods: see the report
+    for title, table_rows in zip(titles, tables):
         if all(cell == "–" for row in table_rows[1:] for cell in row[1:]):
             continue  # no depth-0 baseline: no speedup to show
         table = RichTable(title=title)

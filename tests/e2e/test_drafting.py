@@ -1,0 +1,50 @@
+"""The drafting axis on the real server: the Qwen3.5 miniature's in-model MTP head against
+ngram-simple in one sweep, one shared baseline, both stored, the section rendered."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+
+QWEN = Path(__file__).resolve().parents[2] / "models" / "qwen35-mini" / "qwen35-mini-mtp-F16.gguf"
+
+
+def rows(db, sql):
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_mtp_head_and_ngram_in_one_sweep(tmp_path, no_orphans):
+    db = tmp_path / "axis.db"
+    args = ["run", "--model", f"F16={QWEN}", "--drafting", "mtp=draft-mtp", "--drafting", "ngram=ngram-simple",
+            "--depths", "0-2", "--reps", "1", "--prompt-limit", "2", "--max-tokens", "32", "--threads", "2",
+            "--db", db]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    stored = rows(db, "SELECT drafting, spec_type, depth, status, draft_n, draft_n_accepted, m_draft_tokens,"
+                      " log_drafted, m_accepted, log_accepted, max_draft_len FROM requests")
+    by_label = {label: [r for r in stored if r[0] == label] for label in ("none", "mtp", "ngram")}
+    assert [len(v) for v in by_label.values()] == [2, 4, 4] and len(stored) == 10  # one baseline, shared
+    assert all(r[3] == "ok" for r in stored)
+    for _, spec, depth, _, drafted, accepted, m_drafted, l_drafted, m_acc, l_acc, longest in by_label["mtp"]:
+        assert spec == "draft-mtp" and drafted > 0 and drafted == m_drafted == l_drafted
+        assert accepted == m_acc == l_acc and longest <= depth
+    assert all(r[1] == "ngram-simple" and r[10] is not None for r in by_label["ngram"])  # effective length kept
+    servers = rows(db, "SELECT drafting, depth FROM servers ORDER BY id")
+    assert servers == [("none", 0), ("mtp", 1), ("mtp", 2), ("ngram", 1), ("ngram", 2)]
+
+    again = run_cli(*args)  # the same command resumes with nothing to do
+    assert again.returncode == 0 and "10 requests were already done" in again.stderr
+    report = run_cli("report", "--db", db, "--out", tmp_path / "report")
+    assert report.returncode == 0, report.stderr
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## Drafting methods" in md and "| F16 | mtp |" in md and "| F16 | ngram |" in md
+    methods = list(csv.DictReader((tmp_path / "report" / "drafting.csv").open()))
+    assert {(r["drafting"], r["spec_type"]) for r in methods} == {("mtp", "draft-mtp"), ("ngram", "ngram-simple")}
