@@ -14,7 +14,7 @@ import glob
 import re
 from pathlib import Path
 
-from .config import ModelSpec
+from .modelspec import ModelSpec
 from .errors import ModelError
 from .models import GGUFInfo, inspect_gguf
 
