@@ -8,6 +8,7 @@ so `--steps N` reproduces a run without the clock.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -21,6 +22,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """The options every training script takes; each script adds its own after these."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp tree with convert_hf_to_gguf.py")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reasoning-pairs", type=int, default=24_000)
+    ap.add_argument("--max-pairs", type=int, default=None, help="use only this many pairs (smoke tests)")
+    return ap
 
 
 def seed_everything(seed: int) -> None:

@@ -309,6 +309,13 @@ def split(pairs: list, heldout_fraction: float = 0.02) -> tuple[list, list]:
     return pairs[n_held:], pairs[:n_held]
 
 
+def load(seed: int, n_reasoning: int, max_pairs: int | None = None) -> tuple[list, list, dict]:
+    """Train pairs, held-out pairs and the description a model card records."""
+    pairs = build_pairs(seed=seed, n_reasoning=n_reasoning)[:max_pairs]
+    train, held = split(pairs)
+    return train, held, describe(pairs)
+
+
 def describe(pairs: list[tuple[str, str]]) -> dict:
     blob = json.dumps(pairs, ensure_ascii=False).encode()
     return {"pairs": len(pairs), "chars": sum(len(q) + len(a) for q, a in pairs),

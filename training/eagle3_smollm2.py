@@ -33,9 +33,7 @@ converter reads with --target-model-dir).
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -48,8 +46,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import corpus
-from common import (LoopSettings, device, environment, pack, plot_curves, seed_everything, sha256_file,
-                    train_loop, write_json)
+from common import (LoopSettings, base_parser, device, environment, pack, plot_curves, seed_everything,
+                    sha256_file, train_loop, write_json)
 from smollm2_assets import SMOLLM2_SYSTEM, TOKENIZER_DIR, gguf_to_state, resolve_target
 
 GGUF_NAME = "eagle3-smollm2-F16.gguf"
@@ -411,11 +409,8 @@ def write_card(r: dict, path: Path) -> None:
 # ---------------------------------------------------------------- main
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp tree with convert_hf_to_gguf.py")
+    ap = base_parser(__doc__.split("\n")[0])
     ap.add_argument("--target", type=Path, required=True, help="SmolLM2 GGUF, or a folder of its parts")
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--aux-layers", type=lambda s: [int(v) for v in s.split(",")], default=[2, 15, 27])
     ap.add_argument("--ffn", type=int, default=1536)
     ap.add_argument("--draft-vocab", type=int, default=16384)
@@ -426,8 +421,6 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=270)
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--eval-every", type=int, default=200)
-    ap.add_argument("--reasoning-pairs", type=int, default=24_000)
-    ap.add_argument("--max-pairs", type=int, default=None, help="use only this many pairs (smoke tests)")
     ap.add_argument("--max-eval-rows", type=int, default=128)
     args = ap.parse_args(argv)
 
@@ -446,9 +439,7 @@ def main(argv=None) -> int:
 
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(str(TOKENIZER_DIR / "tokenizer.json"))
-    pairs = corpus.build_pairs(seed=args.seed, n_reasoning=args.reasoning_pairs)[: args.max_pairs]
-    train_pairs, held_pairs = corpus.split(pairs)
-    corpus_info = corpus.describe(pairs)
+    train_pairs, held_pairs, corpus_info = corpus.load(args.seed, args.reasoning_pairs, args.max_pairs)
     enc = lambda ps: [e.ids for e in tok.encode_batch([render(q, a) for q, a in ps], add_special_tokens=False)]  # noqa: E731
     train_rows = pack(enc(train_pairs), args.seq_len)
     held_rows = pack(enc(held_pairs), args.seq_len)[: args.max_eval_rows]

@@ -21,7 +21,6 @@ Python installation carries (training/corpus.py). Steps:
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 import corpus
-from common import (LoopSettings, convert_to_gguf, device, environment, pack, plot_curves,
+from common import (LoopSettings, base_parser, convert_to_gguf, device, environment, pack, plot_curves,
                     seed_everything, sha256_file, train_loop, write_json)
 from tokenizer import SPECIALS, render_turns, special_id, train_tokenizer
 
@@ -190,7 +189,7 @@ def write_card(r: dict, path: Path) -> None:
         "![loss curves](loss.png)",
         "",
         "## Data",
-        f"Instruction/answer chat pairs built by `training/corpus.py` from the standard library and",
+        "Instruction/answer chat pairs built by `training/corpus.py` from the standard library and",
         f"`pydoc_data` of Python {r['corpus']['python']} plus generated reasoning problems with worked answers:",
         f"{r['corpus']['pairs']:,} pairs, {r['corpus']['chars']:,} characters, sha256 `{r['corpus']['sha256']}`;",
         f"2% held out. Train tokens {r['tokens']['train']:,}, held-out tokens {r['tokens']['held_out']:,}.",
@@ -230,10 +229,7 @@ def write_card(r: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp tree with convert_hf_to_gguf.py")
-    ap.add_argument("--seed", type=int, default=0)
+    ap = base_parser(__doc__.split("\n")[0])
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--hidden", type=int, default=256)
@@ -245,8 +241,6 @@ def main(argv=None) -> int:
     ap.add_argument("--target-steps", type=int, default=100_000)
     ap.add_argument("--assistant-budget-s", type=float, default=150)
     ap.add_argument("--assistant-steps", type=int, default=100_000)
-    ap.add_argument("--reasoning-pairs", type=int, default=24_000)
-    ap.add_argument("--max-pairs", type=int, default=None, help="use only this many pairs (smoke tests)")
     args = ap.parse_args(argv)
 
     from transformers import Gemma4AssistantForCausalLM, Gemma4ForCausalLM
@@ -257,9 +251,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     dev = device()
 
-    pairs = corpus.build_pairs(seed=args.seed, n_reasoning=args.reasoning_pairs)[: args.max_pairs]
-    train_pairs, held_pairs = corpus.split(pairs)
-    corpus_info = corpus.describe(pairs)
+    train_pairs, held_pairs, corpus_info = corpus.load(args.seed, args.reasoning_pairs, args.max_pairs)
     print(f"corpus: {corpus_info} ({time.perf_counter() - t0:.0f}s)", flush=True)
 
     tok_dir = out / "tokenizer"

@@ -33,7 +33,6 @@ training.json (settings, curves, sha256), loss.png, hf/ (the Hugging Face checkp
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import shutil
@@ -45,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import corpus
-from common import (LoopSettings, convert_to_gguf, device, environment, pack, plot_curves,
+from common import (LoopSettings, base_parser, convert_to_gguf, device, environment, pack, plot_curves,
                     seed_everything, sha256_file, train_loop, write_json)
 
 HERE = Path(__file__).resolve().parent
@@ -301,11 +300,8 @@ def write_card(r: dict, path: Path) -> None:
 # ---------------------------------------------------------------- main
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp tree with convert_hf_to_gguf.py")
+    ap = base_parser(__doc__.split("\n")[0])
     ap.add_argument("--tokenizer", type=Path, default=TOKENIZER_DIR)
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--layers", type=int, default=12, help="trunk layers, a multiple of 4")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--ffn", type=int, default=256)
@@ -324,8 +320,6 @@ def main(argv=None) -> int:
     ap.add_argument("--head-budget-s", type=float, default=70)
     ap.add_argument("--head-steps", type=int, default=100_000)
     ap.add_argument("--eval-every", type=int, default=200)
-    ap.add_argument("--reasoning-pairs", type=int, default=24_000)
-    ap.add_argument("--max-pairs", type=int, default=None, help="use only this many pairs (smoke tests)")
     ap.add_argument("--max-eval-rows", type=int, default=256)
     ap.add_argument("--allow-large", action="store_true", help="do not stop when the GGUF would exceed 40 MB")
     args = ap.parse_args(argv)
@@ -353,9 +347,7 @@ def main(argv=None) -> int:
     lm.to(dev)
     mtp.to(dev)
 
-    pairs = corpus.build_pairs(seed=args.seed, n_reasoning=args.reasoning_pairs)[: args.max_pairs]
-    train_pairs, held_pairs = corpus.split(pairs)
-    corpus_info = corpus.describe(pairs)
+    train_pairs, held_pairs, corpus_info = corpus.load(args.seed, args.reasoning_pairs, args.max_pairs)
     print(f"corpus: {corpus_info} ({time.perf_counter() - t0:.0f}s)", flush=True)
     train_rows = pack(encode_pairs(tok, train_pairs), args.seq_len)
     held_rows = pack(encode_pairs(tok, held_pairs), args.seq_len)[: args.max_eval_rows]
