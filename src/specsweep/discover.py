@@ -16,9 +16,8 @@ from pathlib import Path
 
 from .modelspec import ModelSpec
 from .errors import ModelError
-from .models import GGUFInfo, inspect_gguf
+from .models import SPLIT_NAME, GGUFInfo, inspect_gguf
 
-SPLIT_RE = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 # Quant tags as llama.cpp names file types (Q4_K_M, IQ2_XS, Q8_0, F16, BF16, TQ1_0, MXFP4 …).
 QUANT_TAG_RE = re.compile(r"(?<![A-Za-z0-9])(I?Q\d+(?:_[A-Z0-9]+)*|B?F16|F32|TQ\d_\d|MXFP4)(?![A-Za-z0-9])",
                           re.IGNORECASE)
@@ -53,7 +52,7 @@ def expand(patterns: list[str]) -> list[Path]:
         if not matches:
             raise ModelError(f"--models {pattern!r} matches no GGUF file")
         for match in matches:
-            split = SPLIT_RE.match(match.name)
+            split = SPLIT_NAME.match(match.name)
             if is_projector(match) or (split and int(split["no"]) != 1):
                 continue
             found.setdefault(match.resolve(), None)
@@ -88,7 +87,7 @@ def models_from_patterns(patterns: list[str], draft_model: Path | None = None) -
     order = sorted(range(len(infos)), key=lambda k: -NOMINAL_BITS.get(labels[k], infos[k].bits_per_weight))
     infos, labels = [infos[k] for k in order], [labels[k] for k in order]
     if len(set(labels)) != len(labels):  # two files of one quant type: fall back to file names
-        labels = [SPLIT_RE.sub(r"\g<stem>", i.path.name).removesuffix(".gguf") for i in infos]
+        labels = [SPLIT_NAME.sub(r"\g<stem>", i.path.name).removesuffix(".gguf") for i in infos]
     for info, label in zip(infos, labels):
         label = re.sub(r"[^A-Za-z0-9_.+\-]", "_", label)
         specs.append(ModelSpec(label=label, path=info.path, draft_model=draft_model))

@@ -248,7 +248,8 @@ def inspect_gguf(path: Path | str) -> GGUFInfo:
     )
 
 
-_SPLIT_NAME = re.compile(r"^(.+)-(\d{5})-of-(\d{5})\.gguf$")
+# How llama.cpp names the parts of a split model (llama_split_path): NAME-00001-of-00003.gguf.
+SPLIT_NAME = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 
 def _split_parts(path: Path, meta: dict) -> list[Path]:
@@ -258,11 +259,11 @@ def _split_parts(path: Path, meta: dict) -> list[Path]:
     count = int(meta.get("split.count", 0) or 0)
     if count <= 1:
         return []
-    match = _SPLIT_NAME.match(path.name)
-    if not match or int(match.group(2)) != 1 or int(match.group(3)) != count:
+    match = SPLIT_NAME.match(path.name)
+    if not match or int(match["no"]) != 1 or int(match["count"]) != count:
         raise ModelError(f"{path} is part {int(meta.get('split.no', 0)) + 1} of a {count}-part split model; "
                          "give the first part, named …-00001-of-" + f"{count:05d}.gguf")
-    parts = [path.with_name(f"{match.group(1)}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+    parts = [path.with_name(f"{match['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
     missing = [p.name for p in parts if not p.exists()]
     if missing:
         raise ModelError(f"split model {path.name} is missing {len(missing)} of its {count} parts: "

@@ -84,9 +84,8 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args) -> "SweepConfig":
-    from ..config import (SweepConfig, check_config, load_toml, parse_depths, parse_drafting_flag,
+    from ..config import (SweepConfig, apply_protocol, check_config, load_toml, parse_depths, parse_drafting_flag,
                           parse_model_flag)
-    from ..config import apply_protocol
     from ..discover import models_from_patterns
     from ..errors import UsageError
     from ..hf_cache import pair_sidecars, resolve_flag, with_draft

@@ -110,34 +110,31 @@ def render_markdown(store: Store, run: RunRow, plots: Iterable[str] = ()) -> str
     return blocks_to_markdown(document(build_report(store, run)), plots)
 
 
-def acceptance_table(cells) -> tuple[list[list[str]], str]:
-    """Rows = models, columns = draft depths ≥ 1, cells "88.5 ±1.0%"; n goes in the note when it is
-    the same for every cell, else into each cell."""
+def _depth_table(cells, text) -> list[list[str]]:
+    """Rows = models (and drafting entries when there are several), columns = draft depths ≥ 1,
+    each cell ``text(cell)``; "–" where a cell or its figure is missing."""
     depths = sorted({c.key.depth for c in cells if c.key.depth > 0})
     keys = list(dict.fromkeys((c.key.model_label, c.key.spec_type) for c in cells if c.key.depth > 0))
     several = len({spec for _, spec in keys}) > 1  # one row per model and drafting entry
     by_key = {(c.key.model_label, c.key.spec_type, c.key.depth): c for c in cells}
-    ns = {c.acceptance.n for c in cells if c.key.depth > 0 and c.acceptance}
     rows = [["model", *(["drafting"] if several else []), *[f"n={d}" for d in depths]]]
     for model, spec in keys:
-        row = [model, *([spec] if several else [])]
-        for depth in depths:
-            cell = by_key.get((model, spec, depth))
-            row.append(cell.acceptance.fmt_pct(with_n=len(ns) > 1) if cell and cell.acceptance else "–")
-        rows.append(row)
+        found = [by_key.get((model, spec, depth)) for depth in depths]
+        rows.append([model, *([spec] if several else []), *[(c and text(c)) or "–" for c in found]])
+    return rows
+
+
+def acceptance_table(cells) -> tuple[list[list[str]], str]:
+    """Cells "88.5 ±1.0%"; n goes in the note when it is the same for every cell, else into each cell."""
+    ns = {c.acceptance.n for c in cells if c.key.depth > 0 and c.acceptance}
+    rows = _depth_table(cells, lambda c: c.acceptance and c.acceptance.fmt_pct(with_n=len(ns) > 1))
     note = f"mean ±1σ over {ns.pop()} reps" if len(ns) == 1 else "mean ±1σ over reps (n per cell)"
     return rows, note
 
 
 def speedup_table(cells) -> list[list[str]]:
-    """Rows = models, columns = draft depths ≥ 1, cells "1.16 ±0.05×" (paired by rep against depth 0)."""
-    depths = sorted({c.key.depth for c in cells if c.key.depth > 0})
-    by_key = {(c.key.model_label, c.key.depth): c for c in cells}
-    rows = [["model", *[f"n={d}" for d in depths]]]
-    for model in dict.fromkeys(c.key.model_label for c in cells):
-        cells_row = [by_key.get((model, d)) for d in depths]
-        rows.append([model, *[f"{c.speedup.fmt()}×" if c and c.speedup else "–" for c in cells_row]])
-    return rows
+    """Cells "1.16 ±0.05×": decode speed against depth 0 of the same model, paired by rep."""
+    return _depth_table(cells, lambda c: c.speedup and f"{c.speedup.fmt()}×")
 
 
 def print_main_table(store: Store, run: RunRow) -> None:
