@@ -1,0 +1,289 @@
+"""Retrain the Gemma-4 miniature's MTP assistant for chained drafting, against the committed target.
+
+    python training/gemma4_chain.py --out runs/gemma4-chain --llama-cpp LLAMA_CPP_TREE \
+        --model-dir models/gemma4-mini --draft-steps 4 --budget-s 200
+
+Why: `gemma4_mini.py` trains only the assistant's first draft step. In llama-server every later
+step of a draft (depth ≥ 2) feeds the assistant its own output back, at the *same* position
+(the KV is the target's, shared): step k's input is
+pre_projection(concat(E_target(d_(k−1)) · √H, post_projection(norm(o_(k−1))))), d_(k−1) the token
+drafted at step k−1 (common/speculative.cpp, `is_mem_shared`). Nothing trained post_projection,
+so acceptance collapsed after position 1. This script
+
+1. loads the committed F16 target GGUF back into `Gemma4ForCausalLM` (the converter's gemma4
+   mapping is a plain rename: no norm shift, no permutation), so the target and its quant ladder
+   stay exactly the files already measured;
+2. samples the target's own answers to the corpus's questions (temperature 0.3, as measured), so
+   that a chain of drafted tokens that the target accepts is what the training data holds;
+3. trains a fresh assistant on K unrolled steps: step k reads the target's K/V at positions ≤ i
+   from position i+1, takes token x_(i+k) and the previous step's post_projection output, and is
+   scored against the target's greedy token after x_(i+k) (step 1 is exactly the old objective);
+4. converts it with the pinned converter and updates the model card and training.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import corpus
+from common import (LoopSettings, base_parser, convert_to_gguf, device, environment, pack, plot_curves,
+                    seed_everything, sha256_file, train_loop, write_json)
+from gemma4_mini import FULL, SLIDING, assistant_config, save_hf, write_card
+from tokenizer import render_turns, special_id
+
+
+# ---------------------------------------------------------------- the committed target, read back
+
+def target_from_gguf(gguf_path: Path, config: dict, llama_cpp: Path):
+    """A frozen Gemma4ForCausalLM holding the GGUF's weights (names mapped by gguf-py's own table)."""
+    sys.path.insert(0, str(llama_cpp / "gguf-py"))
+    import gguf  # noqa: PLC0415
+    from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+
+    cfg = Gemma4TextConfig(**{k: v for k, v in config.items() if k not in ("architectures", "model_type")})
+    cfg._attn_implementation = "sdpa"
+    model = Gemma4ForCausalLM(cfg)
+    reader = gguf.GGUFReader(str(gguf_path))
+    tensors = {t.name: t for t in reader.tensors}
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA4, cfg.num_hidden_layers)
+    state, used = {}, set()
+    for key, param in model.state_dict().items():
+        if key == "lm_head.weight":  # tied to the embedding
+            continue
+        # the converter names `layer_scalar` `layer_scalar.weight`; get_name keeps the suffix it strips
+        hf_key = key + ".weight" if key.endswith("layer_scalar") else key
+        gname = names.get_name(hf_key, try_suffixes=(".weight", ".bias"))
+        if gname is None or gname not in tensors:
+            raise SystemExit(f"no GGUF tensor for {key} (mapped to {gname})")
+        t = tensors[gname]
+        value = torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).copy()).float()
+        state[key] = value.reshape(param.shape)
+        used.add(gname)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "lm_head.weight"]
+    left = sorted(set(tensors) - used - {"rope_freqs.weight"})
+    if missing or unexpected or left:
+        raise SystemExit(f"target GGUF does not fit: missing {missing}, unexpected {unexpected}, unused {left}")
+    model.tie_weights()
+    return model.eval().requires_grad_(False), cfg
+
+
+# ---------------------------------------------------------------- the target's own answers
+
+@torch.no_grad()
+def sample_answers(target, tok, questions: list[str], max_new: int, temperature: float, batch: int,
+                   budget_s: float, seed: int) -> list[list[int]]:
+    """Chat-formatted prompt + the target's sampled answer (left-padded batches, KV cache)."""
+    dev = device()
+    bos, pad, stop = (special_id(tok, t) for t in ("<bos>", "<pad>", "<end_of_turn>"))
+    prompts = [[bos] + e.ids for e in tok.encode_batch([render_turns(q, "")[0] for q in questions],
+                                                       add_special_tokens=False)]
+    prompts = [p for p in prompts if len(p) <= 256]
+    torch.manual_seed(seed)  # generate() samples from the global generator
+    out, start = [], time.perf_counter()
+    for i in range(0, len(prompts), batch):
+        chunk = prompts[i:i + batch]
+        width = max(map(len, chunk))
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, p in enumerate(chunk):
+            ids[r, width - len(p):] = torch.tensor(p)
+            mask[r, width - len(p):] = 1
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            seqs = target.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), do_sample=True,
+                                   temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new,
+                                   eos_token_id=stop, pad_token_id=pad)
+        for r, p in enumerate(chunk):
+            answer = seqs[r, width:].tolist()
+            if stop in answer:
+                answer = answer[: answer.index(stop) + 1]
+            out.append(p + [t for t in answer if t != pad])
+        print(f"[sample] {len(out)}/{len(prompts)} answers {time.perf_counter() - start:.0f}s", flush=True)
+        if time.perf_counter() - start > budget_s:
+            break
+    return out
+
+
+# ---------------------------------------------------------------- K chained draft steps
+
+def chain_masks(n_queries: int, t: int, window: int, dev) -> dict[str, torch.Tensor]:
+    """Query q (at position q+1) reads target keys k ≤ q; sliding layers also q − k < window."""
+    q = torch.arange(n_queries, device=dev)[:, None]
+    k = torch.arange(t, device=dev)[None, :]
+    full = k <= q
+    return {FULL: full[None, None], SLIDING: (full & (q - k < window))[None, None]}
+
+
+class ChainObjective:
+    """Cross-entropy of K chained draft steps against the frozen target's greedy tokens."""
+
+    def __init__(self, target, assistant, window: int, steps: int, decay: float):
+        self.target, self.assistant, self.window = target, assistant, window
+        self.steps, self.weights = steps, [decay ** k for k in range(steps)]
+
+    @torch.no_grad()
+    def _target_pass(self, x):
+        out = self.target.model(input_ids=x, return_shared_kv_states=True, use_cache=False)
+        h = out.last_hidden_state
+        return h, dict(out.shared_kv_states), self.target.lm_head(h).argmax(-1)
+
+    def step_logits(self, x):
+        """Logits and labels of every step k = 1..K for the bases i = 0 .. T−1−K."""
+        h, kv, greedy = self._target_pass(x)
+        t, n = x.shape[1], x.shape[1] - self.steps
+        pos = torch.arange(1, n + 1, device=x.device)[None].expand(x.shape[0], -1)
+        masks = chain_masks(n, t, self.window, x.device)
+        hidden = h[:, :n]
+        results = []
+        for k in range(1, self.steps + 1):
+            emb = self.target.model.embed_tokens(x[:, k:k + n])  # scaled by √H, as the engine does
+            inp = self.assistant.pre_projection(torch.cat([emb, hidden.to(emb.dtype)], dim=-1))
+            out = self.assistant.model(inputs_embeds=inp, position_ids=pos, attention_mask=masks,
+                                       shared_kv_states=kv, use_cache=False)
+            results.append((self.assistant.lm_head(out.last_hidden_state), greedy[:, k:k + n]))
+            hidden = self.assistant.post_projection(out.last_hidden_state)
+        return results
+
+    def loss(self, x):
+        total = 0.0
+        for w, (logits, labels) in zip(self.weights, self.step_logits(x)):
+            total = total + w * F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        return total / sum(self.weights)
+
+    @torch.no_grad()
+    def evaluate(self, rows, batch_size: int) -> dict:
+        """Per step: top-1 agreement, and the share of bases whose first k steps all agree (≈ p_k greedy)."""
+        dev = device()
+        hits, chain, n = [0] * self.steps, [0] * self.steps, 0
+        for i in range(0, len(rows), batch_size):
+            x = rows[i:i + batch_size].to(dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                results = self.step_logits(x)
+            alive = None
+            for k, (logits, labels) in enumerate(results):
+                ok = logits.argmax(-1) == labels
+                alive = ok if alive is None else alive & ok
+                hits[k] += int(ok.sum())
+                chain[k] += int(alive.sum())
+            n += results[0][1].numel()
+        return {"top1_per_step": [round(h / n, 4) for h in hits],
+                "all_first_k_agree": [round(c / n, 4) for c in chain]}
+
+
+def main(argv=None) -> int:
+    ap = base_parser(__doc__.split("\n")[0])
+    ap.add_argument("--model-dir", type=Path, required=True,
+                    help="the committed gemma4-mini folder: F16 target GGUF, tokenizer/, training.json")
+    ap.add_argument("--draft-steps", type=int, default=4)
+    ap.add_argument("--decay", type=float, default=0.8, help="loss weight of step k is decay^(k−1)")
+    ap.add_argument("--answers", type=int, default=16384, help="target answers to sample")
+    ap.add_argument("--answer-tokens", type=int, default=200)
+    ap.add_argument("--sample-batch", type=int, default=1024)
+    ap.add_argument("--sample-budget-s", type=float, default=150)
+    ap.add_argument("--temperature", type=float, default=0.3)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=512)
+    ap.add_argument("--budget-s", type=float, default=200)
+    ap.add_argument("--steps", type=int, default=100_000)
+    args = ap.parse_args(argv)
+
+    from tokenizers import Tokenizer
+    from transformers import Gemma4AssistantForCausalLM
+
+    t0 = time.perf_counter()
+    seed_everything(args.seed)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    dev = device()
+    record = json.loads((args.model_dir / "training.json").read_text())
+    old_args = record["args"]
+    window = int(old_args["window"])
+
+    target_gguf = args.model_dir / "gemma4-mini-F16.gguf"
+    expected = record["gguf"][target_gguf.name]["sha256"]
+    if sha256_file(target_gguf) != expected:
+        raise SystemExit(f"{target_gguf} does not match its recorded sha256 {expected}")
+    target, tcfg = target_from_gguf(target_gguf, record["target"]["config"], args.llama_cpp)
+    target.to(dev)
+    tok_dir = args.model_dir / "tokenizer"
+    tok = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
+    print(f"target loaded from {target_gguf.name} ({time.perf_counter() - t0:.0f}s)", flush=True)
+
+    train_pairs, held_pairs, corpus_info = corpus.load(args.seed, args.reasoning_pairs, args.max_pairs)
+    gen = torch.Generator().manual_seed(args.seed)
+    order = torch.randperm(len(train_pairs), generator=gen)[: args.answers].tolist()
+    answers = sample_answers(target, tok, [train_pairs[i][0] for i in order], args.answer_tokens,
+                             args.temperature, args.sample_batch, args.sample_budget_s, args.seed)
+    held = sample_answers(target, tok, [q for q, _ in held_pairs[:512]], args.answer_tokens, args.temperature,
+                          args.sample_batch, args.sample_budget_s, args.seed + 1)
+    train_rows, held_rows = pack(answers, args.seq_len), pack(held, args.seq_len)
+    print(f"target answers: {len(answers)} train ({train_rows.numel():,} tokens), {len(held)} held-out "
+          f"({held_rows.numel():,}) ({time.perf_counter() - t0:.0f}s)", flush=True)
+
+    class Sizes:  # assistant_config reads these two from the original run's arguments
+        assistant_hidden, window = int(old_args["assistant_hidden"]), int(old_args["window"])
+    acfg = assistant_config(tcfg, Sizes)
+    assistant = Gemma4AssistantForCausalLM(acfg).to(dev)
+    objective = ChainObjective(target, assistant, window, args.draft_steps, args.decay)
+    settings = LoopSettings(batch_size=args.batch, budget_s=args.budget_s, max_steps=args.steps,
+                            seed=args.seed + 1, lr=2e-3)
+
+    @torch.no_grad()
+    def held_loss() -> float:
+        total, n = 0.0, 0
+        for i in range(0, len(held_rows), args.batch):
+            x = held_rows[i:i + args.batch].to(dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                total += float(objective.loss(x)) * len(x)
+            n += len(x)
+        return total / max(1, n)
+
+    assistant.train()
+    result = train_loop([p for p in assistant.parameters() if p.requires_grad], objective.loss, train_rows,
+                        held_loss, settings, "assistant-chain")
+    assistant.eval()
+    quality = objective.evaluate(held_rows, args.batch)
+    print(f"held-out per step: {quality}", flush=True)
+
+    hf_dir = out / "hf-assistant"
+    assistant.generation_config.num_assistant_tokens = args.draft_steps
+    save_hf(assistant, tok_dir, hf_dir)
+    a_gguf = convert_to_gguf(hf_dir, out / "gemma4-mini-assistant-F16.gguf", args.llama_cpp)
+    first = record["assistant"]
+    plot_curves({"assistant, first step only (gemma4_mini.py)": _curves(first),
+                 f"assistant, {args.draft_steps} chained steps (gemma4_chain.py)": result},
+                out / "loss.png", "Gemma-4 miniature assistant: training and held-out loss")
+    record["assistant_first_step_only"] = {k: first[k] for k in ("steps", "seconds", "held_out_loss",
+                                                                 "held_out_top1_agreement")}
+    record["assistant"] = {
+        "parameters": sum(p.numel() for p in assistant.parameters()), "config": acfg.to_dict(),
+        "loop": settings, "steps": result.steps, "seconds": round(result.seconds, 1), "tokens_seen": result.tokens,
+        "held_out_loss": result.final_eval, "held_out_top1_agreement": quality["top1_per_step"][0],
+        "held_out_per_step": quality, "draft_steps": args.draft_steps, "decay": args.decay,
+        "data": {"target_answers": len(answers), "temperature": args.temperature,
+                 "answer_tokens": args.answer_tokens, "train_tokens": train_rows.numel(),
+                 "held_out_tokens": held_rows.numel()},
+        "train_curve": result.train_curve, "eval_curve": result.eval_curve,
+        "command": f"gemma4_chain.py {' '.join(argv or sys.argv[1:])}", "environment": environment()}
+    record["gguf"][a_gguf.name] = {"sha256": sha256_file(a_gguf), "bytes": a_gguf.stat().st_size}
+    record["assistant_seconds_total"] = round(time.perf_counter() - t0, 1)
+    write_json(out / "training.json", record)
+    write_card(record, out / "MODEL_CARD.md")
+    print(f"done in {record['assistant_seconds_total']}s: {record['gguf'][a_gguf.name]}", flush=True)
+    return 0
+
+
+def _curves(part: dict):
+    from common import LoopResult
+    return LoopResult(part["steps"], part["seconds"], part["tokens_seen"],
+                      [tuple(p) for p in part["train_curve"]], [tuple(p) for p in part["eval_curve"]])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
