@@ -1,7 +1,8 @@
 """The miniatures this project trained (training/), committed under models/ with their sha256.
 
 They are miniatures of their architectures, not the real models: a Gemma-4 target with its MTP
-assistant (the published experiment's mechanism) and a Qwen3.5 model with its own MTP head.
+assistant (the published experiment's mechanism), a Qwen3.5 model with its own MTP head, and an
+EAGLE-3 head for the default model SmolLM2-135M trained for minutes (a floor for the method).
 Each file is checked against the sha256 recorded here before it is used, so a damaged clone
 or a Git LFS pointer fails with one clear line instead of a server crash.
 """
@@ -26,6 +27,11 @@ TRAINED: dict[str, dict[str, tuple[str, str]]] = {
     "qwen35-mini": {
         "target": ("qwen35-mini/qwen35-mini-mtp-F16.gguf",
                    "83bf44abdc09efa9b4b3c199e9b7b489f13ec505086115c3c9713125bb79bd4d"),
+    },
+    # a drafter only: its target is the default model, SmolLM2-135M-Instruct (fetched from PyPI)
+    "eagle3-smollm2": {
+        "head": ("eagle3-smollm2/eagle3-smollm2-F16.gguf",
+                 "f3ac20265e0d2e7150110db8f6f86af38c83f8bc58a1ab9260a3f06258694583"),
     },
 }
 
