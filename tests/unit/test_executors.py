@@ -78,4 +78,6 @@ def test_an_unreachable_cluster_is_an_error_at_once():
     for address in ("127.0.0.1:9", "ray://127.0.0.1:9", "nonsense"):
         with pytest.raises(UsageError, match=f"cannot reach the Ray cluster at {address}"):
             probe_address(address)
-    probe_address("auto")  # Ray finds the address itself
+    with pytest.raises(UsageError, match=r"at auto \(127.0.0.1:9\)"):
+        probe_address("127.0.0.1:9", shown="auto")  # the address Ray found for 'auto'
+    probe_address(None)  # no address: Ray starts a local instance

@@ -40,15 +40,16 @@ def import_ray():
     return ray
 
 
-def probe_address(address: str | None) -> None:
+def probe_address(address: str | None, shown: str | None = None) -> None:
     """An address nobody answers at is one error at once (Ray itself would retry for minutes)."""
-    if not address or address == "auto":
+    if not address:
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_TIMEOUT).close()
     except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot reach the Ray cluster at {address}: {getattr(exc, 'strerror', None) or exc}",
+        where = address if shown in (None, address) else f"{shown} ({address})"
+        raise UsageError(f"cannot reach the Ray cluster at {where}: {getattr(exc, 'strerror', None) or exc}",
                          hint="start one with 'ray start --head', or check --address") from None
 
 
@@ -83,7 +84,13 @@ class RayExecutor:
         self.losses: dict[str, int] = {}
 
     def connect(self) -> None:
-        probe_address(self.address)
+        target = self.address
+        if target in (None, "auto"):  # what Ray would connect to: RAY_ADDRESS, or the last 'ray start' here
+            try:
+                target = self.ray._private.services.canonicalize_bootstrap_address(target)
+            except Exception:  # noqa: BLE001 - Ray's own connect below says what is wrong
+                target = None
+        probe_address(target, shown=self.address or "RAY_ADDRESS")
         try:
             self.ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
