@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from ray.cluster_utils import Cluster
 
 from tests.conftest import finish, llama_server_pids, run_cli, start_cli
 
@@ -27,6 +26,7 @@ MODELS, DEPTHS = ("A", "B"), (0, 1)  # the default model under two labels: 4 ser
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    from ray.cluster_utils import Cluster  # here, so collecting the unit tier does not import Ray
     # Worker processes inherit the environment the nodes start with: their cache stays out of the user's.
     saved = os.environ.get("SPECSWEEP_CACHE")
     os.environ["SPECSWEEP_CACHE"] = str(tmp_path_factory.mktemp("node-cache"))
