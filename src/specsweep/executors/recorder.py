@@ -135,7 +135,8 @@ class GroupRun:
         self.next_index += 1
         if cause is not None:
             self.gave_up = True
-            rec.result.skipped_models.append(self.group.model_label)
+            if self.group.model_label not in rec.result.skipped_models:  # two slots may both give it up
+                rec.result.skipped_models.append(self.group.model_label)
             rec.mark_failed(self.missing(), f"skipped: llama-server for {self.group.model_label} kept failing{cause}")
             self.next_index = len(self.pending)
 
