@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("ray-overhead.md"))
     args = parser.parse_args(argv)
     from ray.cluster_utils import Cluster
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     engine = resolve_engine()
     model = fetch_default_model()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})

@@ -27,9 +27,11 @@ MODELS, DEPTHS = ("A", "B"), (0, 1)  # the default model under two labels: 4 ser
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     from ray.cluster_utils import Cluster  # here, so collecting the unit tier does not import Ray
-    # Worker processes inherit the environment the nodes start with: their cache stays out of the user's.
+    # Worker processes inherit the environment the nodes start with: their cache stays out of the user's,
+    # and Ray reports no usage statistics.
     saved = os.environ.get("SPECSWEEP_CACHE")
     os.environ["SPECSWEEP_CACHE"] = str(tmp_path_factory.mktemp("node-cache"))
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     try:
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # the head runs no server
         for _ in range(2):
