@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import builtins
+import json
 
 import pytest
 
-from specsweep.errors import UsageError
+from specsweep.errors import EngineMissingError, UsageError
 from specsweep.executors.placement import Placement, slot_count, slots_per_node
 from tests.unit.test_cli_errors import assert_one_line, model, run_main, sweep  # noqa: F401 (fixture)
 
@@ -81,3 +82,28 @@ def test_an_unreachable_cluster_is_an_error_at_once():
     with pytest.raises(UsageError, match=r"at auto \(127.0.0.1:9\)"):
         probe_address("127.0.0.1:9", shown="auto")  # the address Ray found for 'auto'
     probe_address(None)  # no address: Ray starts a local instance
+
+
+def fake_build(root, key: str, version: str = "1 (0c1e570)"):
+    """A specsweep build folder (bin/llama-server answering --version, engine.json with its key)."""
+    server = root / key / "bin" / "llama-server"
+    server.parent.mkdir(parents=True)
+    server.write_text(f"#!/bin/sh\necho 'version: {version}'\n")
+    server.chmod(0o755)
+    (root / key / "engine.json").write_text(json.dumps({"key": key}))
+    return server
+
+
+def test_a_node_finds_the_runs_engine_or_says_why_not(tmp_path):
+    from specsweep.engine.build import engines_dir
+    from specsweep.executors.node import EngineSpec, find_engine
+    driver = fake_build(tmp_path / "driver", "k1")
+    spec = EngineSpec(driver, "b1-0c1e570", {"key": "k1", "source": {"origin": "tarball"}})
+    assert find_engine(spec) == (driver, "the driver's path")  # the node sees the driver's path
+    cached = fake_build(engines_dir(), "k1")  # the node's own build with the same key
+    elsewhere = EngineSpec(tmp_path / "not-here" / "llama-server", spec.version, spec.build)
+    assert find_engine(elsewhere) == (cached, "this node's build cache")
+    with pytest.raises(EngineMissingError, match="no specsweep build k2"):
+        find_engine(EngineSpec(elsewhere.server, spec.version, {"key": "k2", "source": {"origin": "tarball"}}))
+    with pytest.raises(EngineMissingError, match="is llama-server b2-0c1e570, the run uses b1-0c1e570"):
+        find_engine(EngineSpec(fake_build(tmp_path / "other", "k1", "2 (0c1e570)"), spec.version, spec.build))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..cache import cache_root
-from ..engine.build import COMMON_FLAGS, BuildRequest, build_key, engines_dir, install
+from ..engine.build import BuildRequest, build_key, engines_dir, install
 from ..engine.locate import engine_version
 from ..errors import EngineMissingError, ModelError
 from ..plan import PlannedRequest
@@ -80,7 +80,7 @@ def _build_pinned(spec: EngineSpec) -> Path:
     flags = list(spec.build.get("cmake_flags") or [])
     base = BuildRequest(spec.build.get("backend", "cpu"), spec.build.get("cuda_arch"))
     request = BuildRequest(base.backend, base.cuda_arch, tuple(flags[len(base.cmake_flags()):]))
-    if build_key(tree, request) != spec.build["key"] or flags[:len(COMMON_FLAGS)] != list(COMMON_FLAGS):
+    if build_key(tree, request) != spec.build["key"]:  # the key hashes the source and every flag
         raise EngineMissingError(f"node {socket.gethostname()}: cannot rebuild engine {spec.build['key']} here "
                                  f"(its flags differ from what 'engine install' makes)")
     return install(tree, request) / "bin" / "llama-server"
