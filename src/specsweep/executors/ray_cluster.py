@@ -119,6 +119,7 @@ class RayExecutor:
         self._provenance = dict(recorder.run.provenance)
         self._earlier_slots = list((self._provenance.get("cluster") or {}).get("slots", []))
         self.slots = []
+        recorder.progress.describe(f"starting {count} server slots on the Ray cluster (engine on each node)")
         try:
             for _ in range(count):
                 self._add_slot()
