@@ -2,9 +2,10 @@
 
 The same plan both ways: the default model (SmolLM2-135M Q4_1) under N labels, drafting itself
 (draft-simple) at depths 0 and 1, so 2N server groups of one request each (1 rep, 1 prompt,
-8 tokens, --threads 2): groups as short as they get, so any per-group cost shows. Ray runs on a
-local cluster (``ray.cluster_utils.Cluster``: a head with no CPUs and one worker node with 2
-CPUs, so one server slot and servers run one at a time exactly as locally). Each executor runs
+8 tokens, --threads 1): groups as short as they get, so any per-group cost shows. Ray runs on a
+local cluster (``ray.cluster_utils.Cluster``: a head with no CPUs and no dashboard, and one
+worker node with 1 CPU, so one server slot and servers run one at a time exactly as locally;
+one llama.cpp thread leaves the other core to Ray's own processes and the driver). Each executor runs
 the plan at two sizes; the slope of wall time against groups is its cost per group, the
 intercept its one-off cost (for Ray: connecting, starting the slot's worker process, finding
 the engine there). The driver's round trip for one call to a slot is timed on its own.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -39,7 +41,7 @@ SIZES = (4, 8)  # model labels: 8 and 16 groups
 def config(model: Path, labels: int, db: Path) -> SweepConfig:
     models = tuple(ModelSpec(f"m{i}", model, draft_model=model) for i in range(labels))
     return SweepConfig(models=models, drafting=Drafting("draft-simple", depths=(0, 1)), prompt_limit=1,
-                       sampling=Sampling(max_tokens=8, reps=1), server=ServerSettings(threads=2), db=db)
+                       sampling=Sampling(max_tokens=8, reps=1), server=ServerSettings(threads=1), db=db)
 
 
 def timed_sweep(engine, model: Path, labels: int, executor, work: Path) -> tuple[float, int]:
@@ -69,7 +71,7 @@ def round_trip_ms(address: str, engine) -> float:
     from specsweep.executors.node import EngineSpec, NodeSlot
     ray.init(address=address, log_to_driver=False)
     try:
-        slot = ray.remote(NodeSlot).options(num_cpus=2).remote()
+        slot = ray.remote(NodeSlot).options(num_cpus=1).remote()
         ray.get(slot.setup.remote(EngineSpec.of(engine)))
         started = time.perf_counter()
         for _ in range(200):
@@ -87,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     engine = resolve_engine()
     model = fetch_default_model()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    cluster.add_node(num_cpus=2)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped benchmark still shuts its cluster down
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     walls: dict[str, list[tuple[int, float]]] = {"local": [], "ray": []}
     try:
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             for labels in SIZES:
                 for name in ("local", "ray"):
                     executor = (LocalExecutor(engine) if name == "local"
-                                else RayExecutor(engine, address=cluster.address, cpus_per_server=2.0))
+                                else RayExecutor(engine, address=cluster.address, cpus_per_server=1.0))
                     wall, groups = timed_sweep(engine, model, labels, executor, Path(tmp))
                     walls[name].append((groups, wall))
                     print(f"{name}: {groups} groups in {wall:.2f} s", flush=True)
@@ -114,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.strftime('%Y-%m-%d', time.gmtime())}",
         f"Machine: {cpu_model()}, {platform.machine()}, {os.cpu_count()} cores; engine {engine.version()} "
         f"({engine.backend}); Ray {__import__('ray').__version__}, local cluster: head (0 CPUs) + 1 worker node "
-        "(2 CPUs, one server slot)",
+        "(1 CPU, one server slot)",
         "",
         "Plan: the default model under 4 or 8 labels × depths 0, 1 (draft-simple, drafting itself), 1 rep × "
-        "1 prompt × 8 tokens, --threads 2: one request per group, so the per-group cost is as visible as it gets. "
+        "1 prompt × 8 tokens, --threads 1: one request per group, so the per-group cost is as visible as it gets. "
         "Wall time is the whole sweep, from connecting to the last row.",
         "",
         f"| executor | {groups} | seconds per group (slope) | one-off seconds (intercept) |",

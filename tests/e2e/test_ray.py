@@ -33,7 +33,8 @@ def cluster(tmp_path_factory):
     os.environ["SPECSWEEP_CACHE"] = str(tmp_path_factory.mktemp("node-cache"))
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     try:
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # the head runs no server
+        # The head runs no server, and no dashboard: on 2 cores Ray's own processes should stay small.
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
         for _ in range(2):
             cluster.add_node(num_cpus=1)  # one server slot each (--threads 1 asks for one CPU)
         cluster.wait_for_nodes()
@@ -99,10 +100,10 @@ def test_ray_stores_the_same_cells_as_the_local_executor(cluster, model_path, tm
 
 
 def test_a_killed_worker_costs_only_its_request_in_flight(cluster, model_path, tmp_path, no_orphans):
-    reps, prompts = 3, 2
+    reps, prompts = 2, 2
     planned = len(MODELS) * len(DEPTHS) * reps * prompts
     db = tmp_path / "kill.db"
-    proc, stderr_path = start_cli(tmp_path / "cli", *sweep_args(model_path, db, reps, prompts, 16, *on_ray(cluster)))
+    proc, stderr_path = start_cli(tmp_path / "cli", *sweep_args(model_path, db, reps, prompts, 8, *on_ray(cluster)))
     killed = None
     deadline = time.monotonic() + 300
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
@@ -159,11 +160,11 @@ def no_new_servers(before: set[int], within: float = 10.0) -> bool:
 
 def test_an_interrupted_driver_stops_every_server_and_resumes_only_missing_cells(cluster, model_path, tmp_path,
                                                                                    no_orphans):
-    reps, prompts = 2, 2
+    reps, prompts = 2, 1
     planned = len(MODELS) * len(DEPTHS) * reps * prompts
     db = tmp_path / "resume.db"
     before = llama_server_pids()
-    args = sweep_args(model_path, db, reps, prompts, 16, *on_ray(cluster))
+    args = sweep_args(model_path, db, reps, prompts, 8, *on_ray(cluster))
     proc, stderr_path = start_cli(tmp_path / "cli", *args)
     deadline = time.monotonic() + 300
     while not (ok_rows(db) >= planned // 4 and llama_server_pids() - before) and time.monotonic() < deadline:
