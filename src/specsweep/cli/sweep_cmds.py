@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from ..errors import SpecsweepError, UsageError
-from .options import db_flag, engine_flags, engine_from_args, open_results, sweep_flags, config_from_args
+from .options import (config_from_args, db_flag, engine_flags, engine_from_args, executor_flags, executor_from_args,
+                      open_results, sweep_flags)
 
 
 def _resume_hint(argv: list[str]) -> str:
@@ -21,6 +22,7 @@ def cmd_run(args) -> int:
     from ..sweep import AdaptiveTarget, Sweep, prepare
     config = config_from_args(args)
     engine = engine_from_args(args)
+    executor = executor_from_args(args, engine, config)
     prepared = prepare(config, engine)
     if args.dry_run:
         return _dry_run(prepared, config)
@@ -29,17 +31,21 @@ def cmd_run(args) -> int:
         if args.target_ci <= 0:
             raise UsageError("--target-ci must be a positive number of percentage points")
         adaptive = AdaptiveTarget(args.target_ci / 100.0, args.max_reps, args.max_tokens_total)
-    store = Store(config.db)
-    logs = Path(config.db).resolve().parent / (Path(config.db).stem + "-logs")
-    sweep = Sweep(prepared, store, logs, progress=SweepProgress())
-    console.print(f"run {sweep.run.id} ({sweep.run.run_key[:12]}) → {config.db}: {sweep.plan.n_requests} requests "
-                  f"on {sweep.plan.n_servers} servers")
+    executor.connect()
     try:
+        store = Store(config.db)
+        logs = Path(config.db).resolve().parent / (Path(config.db).stem + "-logs")
+        sweep = Sweep(prepared, store, logs, progress=SweepProgress(), executor=executor)
+        where = " over a Ray cluster" if executor.name == "ray" else ""
+        console.print(f"run {sweep.run.id} ({sweep.run.run_key[:12]}) → {config.db}: {sweep.plan.n_requests} "
+                      f"requests on {sweep.plan.n_servers} servers{where}")
         result = sweep.execute(adaptive)
     except SpecsweepError as exc:
         if exc.exit_code == 130:
             console.print(f"stopped; every finished request is saved in {config.db}. {_resume_hint(args.argv)}")
         raise
+    finally:
+        executor.close()
     if result.skipped_done:
         console.print(f"resumed: {result.skipped_done} requests were already done")
     console.print(f"{result.performed} requests measured, {result.failed} failed; run state: {result.run.state}")
@@ -127,6 +133,7 @@ def cmd_compare(args) -> int:
 def register(sub, parser_class) -> None:
     run = sub.add_parser("run", help="measure a sweep (resumes an interrupted one)")
     sweep_flags(run)
+    executor_flags(run)
     run.add_argument("--dry-run", action="store_true", help="print the plan and an estimate, run nothing")
     engine_flags(run)
     run.set_defaults(handler=cmd_run)
