@@ -1,6 +1,7 @@
 """Every drafting method on one target: SmolLM2-135M-Instruct at F16 / Q8_0 / Q4_K_M, each drafted by
 an EAGLE-3 head, a small draft model (draft-simple), ngram-simple and ngram-mod, depths 0-4, the
-same prompts and seeds for all (issue 12). One command:
+same prompts and seeds for all (issue 12), plus ngram-simple with a 3-token lookup and 8-token cap
+beside its defaults (12, 48). One command:
 
     .venv/bin/python benchmarks/methods_smollm2.py --target SmolLM2-135M-Instruct.Q4_1.gguf \\
         [--eagle3 eagle3-smollm2-F16.gguf] [--small smollm2-draft-F16.gguf] [--gpu] \\
@@ -46,7 +47,9 @@ def sweep_config(out: Path, models: list[ModelSpec], eagle3: Path | None, small:
     entries = ([Drafting("draft-eagle3", DEPTHS, label="eagle3", draft_model=eagle3)] if eagle3 else []) + [
         Drafting("draft-simple", DEPTHS, label=small[0], draft_model=small[1]),
         Drafting("ngram-simple", DEPTHS, label="ngram-simple"),
-        Drafting("ngram-mod", DEPTHS, label="ngram-mod")]
+        Drafting("ngram-mod", DEPTHS, label="ngram-mod"),
+        # the engine's defaults look up 12 tokens: a short lookup (the older lookup decoding's 3, 8 drafted)
+        Drafting("ngram-simple", DEPTHS, label="ngram-simple-3", ngram_size_n=3, ngram_size_m=8)]
     gpu = dict(gpu_layers="all", draft_gpu_layers="all", flash_attn="on") if args.gpu else {}
     return check_config(SweepConfig(
         models=tuple(models), drafting=entries[0], drafting_axis=tuple(entries), prompts="mixed-5",
