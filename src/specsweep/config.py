@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .engine.options import ServerSettings
+from .engine.options import NGRAM_TYPES, ServerSettings
 from .errors import ConfigError
 from .modelspec import ModelSpec
 
@@ -36,16 +36,45 @@ class Drafting:
     n_min: int | None = None
     label: str | None = None  # names the entry in the store and the report; default: the spec type
     draft_model: Path | None = None  # this entry's drafter; default: the model's draft_model
+    # n-gram types only (default: the engine's): the n-gram looked up, and the most tokens one step
+    # drafts, which stands in for the depth they ignore (see NGRAM_TYPES)
+    ngram_size_n: int | None = None
+    ngram_size_m: int | None = None
 
     @property
     def name(self) -> str:
         return self.label or self.spec_type
+
+    def server_depths(self) -> tuple[int, ...]:
+        """The depths its servers run at (see ``server_depths``)."""
+        return server_depths(self.spec_type, self.depths, self.ngram_size_m)
 
     def draft_file(self, model: "ModelSpec") -> Path | None:
         """The file this entry drafts with against ``model``: n-gram types use none."""
         if self.spec_type.startswith(NGRAM_PREFIX):
             return None
         return self.draft_model or model.draft_model
+
+
+def ngram_cap(spec_type: str | None, size_m: int | None = None) -> int | None:
+    """The most tokens one step of an n-gram type drafts (its size_m); None for other types."""
+    kind = NGRAM_TYPES.get(spec_type or "")
+    return None if kind is None else (size_m or kind.size_m)
+
+
+def server_depths(spec_type: str | None, depths, ngram_size_m: int | None = None) -> tuple[int, ...]:
+    """The listed depths, except that an n-gram type, which ignores --spec-draft-n-max, runs one
+    speculative server whatever depths are listed, stored under its own draft cap (``ngram_cap``):
+    the depth of a cell is always the most tokens one step may draft."""
+    cap = ngram_cap(spec_type, ngram_size_m)
+    if cap is None:
+        return tuple(depths)
+    out: list[int] = []
+    for depth in depths:
+        value = 0 if depth == 0 else cap
+        if value not in out:
+            out.append(value)
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -213,12 +242,33 @@ def _check_drafting(d: Drafting, models: tuple[ModelSpec, ...], several: bool) -
         raise ConfigError(f"{where}draft depths repeat: {list(d.depths)}")
     if d.p_min is not None and not 0.0 <= d.p_min <= 1.0:
         raise ConfigError(f"{where}p_min {d.p_min} is outside 0..1")
+    _check_ngram(d, where)
     if d.spec_type in DRAFT_MODEL_TYPES:
         missing = [m.label for m in models if d.draft_file(m) is None]
         if missing and any(depth > 0 for depth in d.depths):
             raise ConfigError(f"{where}--spec-type {d.spec_type} needs a draft model for {', '.join(missing)}",
                               hint="give --draft-model PATH, draft_model in the [[models]] table, or "
                                    "--drafting LABEL=SPEC_TYPE:DRAFT_FILE")
+
+
+def _check_ngram(d: Drafting, where: str) -> None:
+    kind = NGRAM_TYPES.get(d.spec_type)
+    for name in ("ngram_size_n", "ngram_size_m"):
+        value = getattr(d, name)
+        if value is None:
+            continue
+        if kind is None:
+            raise ConfigError(f"{where}{name} applies to n-gram types only, not {d.spec_type}")
+        if kind.size_m_flag is None:
+            raise ConfigError(f"{where}{d.spec_type} has no {name} in this engine (it drafts {kind.size_m} tokens)")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
+            raise ConfigError(f"{where}{name} must be an integer within 1..1024, got {value!r}")
+    if d.spec_type == "ngram-simple":  # the engine drops a match whose draft would be shorter than the lookup
+        size_n = d.ngram_size_n or kind.size_n
+        size_m = d.ngram_size_m or kind.size_m
+        if size_m < size_n:
+            raise ConfigError(f"{where}ngram-simple with ngram_size_m {size_m} < ngram_size_n {size_n} never drafts",
+                              hint="ngram-simple drafts only when at least ngram_size_n tokens follow the match")
 
 
 def _drafting_table(path: Path, text: str, entry: Any, base: Path) -> Drafting:

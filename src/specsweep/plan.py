@@ -6,8 +6,9 @@ per (model, drafting entry, depth), and one model's servers run back to back (a
 31B model loads slowly unless it is still in the page cache). Per model, the
 depth-0 baseline runs once, first, whichever entries list depth 0 (no
 speculation is the same measurement for every method); then each entry in config
-order with its own depths in its order. Within a server, reps run in order and
-prompts in suite order.
+order with its own depths in its order. An n-gram type ignores the depth, so it
+runs one speculative server, keyed by its own draft cap (``config.server_depths``).
+Within a server, reps run in order and prompts in suite order.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from .config import BASELINE, Drafting, SweepConfig
-from .engine.options import ServerOptions, ServerSettings
+from .engine.options import NGRAM_TYPES, ServerOptions, ServerSettings
 from .prompts import Prompt
 
 
@@ -72,6 +73,12 @@ def server_options(config: SweepConfig, model_index: int, depth: int,
     settings = replace(config.server, extra_args=tuple(config.server.extra_args) + tuple(model.server_args))
     if not uses_draft_model:  # settings for a draft model mean nothing without one
         settings = replace(settings, **{f.name: None for f in fields(ServerSettings) if f.metadata.get("draft_only")})
+    ngram = NGRAM_TYPES.get(drafting.spec_type) if speculating else None
+    if ngram is not None:  # its own flags, spelled out (depth = its draft cap); the draft-model flags do not apply
+        return ServerOptions(model=Path(model.path), spec_type=drafting.spec_type, settings=settings,
+                             ngram_size_n=(drafting.ngram_size_n or ngram.size_n) if ngram.size_n_flag else None,
+                             ngram_size_m=depth if ngram.size_m_flag else None,
+                             ngram_n_min=drafting.n_min if ngram.n_min_flag else None)
     return ServerOptions(
         model=Path(model.path),
         draft_model=draft_file,
@@ -88,10 +95,10 @@ def make_plan(config: SweepConfig, prompts: list[Prompt], reps: int | None = Non
     reps = config.sampling.reps if reps is None else reps
     entries = config.drafting_entries()
     if len(entries) == 1:  # one method: its depths in their own order, the baseline among them
-        servers = [(entries[0], depth) for depth in entries[0].depths]
+        servers = [(entries[0], depth) for depth in entries[0].server_depths()]
     else:
         servers = [(entries[0], 0)] if any(0 in e.depths for e in entries) else []
-        servers += [(entry, depth) for entry in entries for depth in entry.depths if depth > 0]
+        servers += [(entry, depth) for entry in entries for depth in entry.server_depths() if depth > 0]
     groups = []
     for index, model in enumerate(config.models):
         for entry, depth in servers:

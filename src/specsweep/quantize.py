@@ -1,4 +1,5 @@
-"""Quant ladders: a high-precision reference, an importance matrix and quantized rungs.
+"""Quant ladders: a high-precision reference, an importance matrix and quantized rungs; and
+layer-pruned copies of a model to draft for it.
 
 Made with llama-quantize and llama-imatrix through ``engine.tools.make_cached``: a rung made
 once with the same inputs is found again and not remade.
@@ -14,7 +15,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .cache import sha256_file_memo
+from .cache import cache_root, sha256_file_memo
 from .config import Sampling
 from .engine.options import ServerSettings
 from .engine.tools import engine_version_of, make_cached, thread_args
@@ -111,6 +112,37 @@ def make_reference(engine, source: Path, out_dir: Path, threads: int | None = No
                   else f"converted from {source.name} ({file_type})")
     make_cached(out, argv, inputs, {"source": str(source), "provenance": provenance,
                                     "engine_provenance": engine.provenance})
+    return out
+
+
+def kept_layers(n_layers: int, keep: int, keep_last: int = 0) -> tuple[int, ...]:
+    """The decoder layers a pruned copy keeps: the first ``keep − keep_last`` and the last ``keep_last``."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep < n_layers:
+        raise UsageError(f"--keep {keep}: keep between 1 and {n_layers - 1} of the model's {n_layers} layers")
+    if not 0 <= keep_last <= keep:
+        raise UsageError(f"--keep-last {keep_last}: between 0 and --keep ({keep})")
+    return tuple(range(keep - keep_last)) + tuple(range(n_layers - keep_last, n_layers))
+
+
+def prune_layers(engine, model: Path, keep: int, keep_last: int = 0, qtype: str = "Q8_0",
+                 out: Path | None = None) -> Path:
+    """A smaller model with the same vocabulary, tokenizer and template, to draft for ``model``:
+    the decoder layers of ``kept_layers`` stay (llama-quantize ``--prune-layers`` drops the rest),
+    and nothing is retrained, so it predicts what a shallower network's early guess is. Made once
+    per inputs (``make_cached``); the default lives in the user cache."""
+    model = Path(model)
+    info = inspect_gguf(model)
+    layers = kept_layers(info.block_count, keep, keep_last)
+    if out is None:
+        suffix = f"-last{keep_last}" if keep_last else ""
+        out = cache_root() / "models" / f"{model.stem}.pruned{keep}{suffix}.{qtype}.gguf"
+    dropped = [i for i in range(info.block_count) if i not in layers]
+    argv = [str(engine.tool("llama-quantize")), "--allow-requantize", "--prune-layers", ",".join(map(str, dropped)),
+            str(model), str(out), qtype]
+    inputs = {"kind": "pruned", "source_sha256": sha256_file_memo(model), "kept_layers": list(layers),
+              "type": qtype, "engine": engine_version_of(engine)}
+    make_cached(out, argv, inputs, {"source": str(model), "provenance": f"layers {list(layers)} of {model.name} "
+                                    f"({info.block_count} layers), not retrained"})
     return out
 
 

@@ -125,8 +125,9 @@ def _drafting_identity(prepared: Prepared) -> dict | list[dict]:
     def identity(entry: Drafting) -> dict:
         out = asdict(entry)
         out.pop("draft_model")
-        if entry.label is None:
-            out.pop("label")
+        for unset in ("label", "ngram_size_n", "ngram_size_m"):  # fields added later: unset, the key is as before
+            if out[unset] is None:
+                out.pop(unset)
         if entry.draft_model is not None:
             out["draft_sha256"] = model_provenance(prepared.entry_drafters[entry.name])["sha256"]
         return out

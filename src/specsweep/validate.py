@@ -19,15 +19,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .cache import cache_root, sha256_file_memo
 from .client import chat_body, measure_request
 from .engine.locate import Engine
 from .engine.options import ServerOptions, ServerSettings
 from .engine.server import LlamaServer
-from .engine.tools import engine_version_of, make_cached
 from .errors import RequestError, UsageError
-from .models import inspect_gguf
 from .prompts import load_prompts
+from .quantize import prune_layers
 
 DEFAULT_RATE_VECTORS = ((0.9, 0.7, 0.5, 0.3), (0.85, 0.7, 0.55, 0.4, 0.25))
 TOLERANCE_PP = 2.0
@@ -48,15 +46,7 @@ def parse_rates(text: str) -> tuple[float, ...]:
 
 def pruned_drafter(engine: Engine, model: Path, keep_layers: int = 2) -> Path:
     """A cheap drafter with the model's vocabulary: all but the first ``keep_layers`` blocks pruned."""
-    n_layers = inspect_gguf(model).block_count
-    out = cache_root() / "models" / f"{model.stem}.pruned{keep_layers}.gguf"
-    prune = ",".join(str(i) for i in range(keep_layers, n_layers))
-    argv = [str(engine.tool("llama-quantize")), "--allow-requantize", "--prune-layers", prune,
-            str(model), str(out), "Q8_0"]
-    inputs = {"source_sha256": sha256_file_memo(model), "keep_layers": keep_layers,
-              "engine": engine_version_of(engine)}
-    make_cached(out, argv, inputs)
-    return out
+    return prune_layers(engine, model, keep_layers)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """The drafting axis on the real server: the Qwen3.5 miniature's in-model MTP head against
-ngram-simple in one sweep, one shared baseline, both stored, the section rendered."""
+ngram-simple in one sweep, one shared baseline, both stored, the section rendered; and a
+layer-pruned copy of the default model drafting for it."""
 
 from __future__ import annotations
 
 import csv
+import json
 import sqlite3
 from pathlib import Path
 
@@ -31,20 +33,43 @@ def test_mtp_head_and_ngram_in_one_sweep(tmp_path, no_orphans):
     stored = rows(db, "SELECT drafting, spec_type, depth, status, draft_n, draft_n_accepted, m_draft_tokens,"
                       " log_drafted, m_accepted, log_accepted, max_draft_len FROM requests")
     by_label = {label: [r for r in stored if r[0] == label] for label in ("none", "mtp", "ngram")}
-    assert [len(v) for v in by_label.values()] == [2, 4, 4] and len(stored) == 10  # one baseline, shared
+    # one baseline, shared; the n-gram type ignores the depth: one server, keyed by its own cap
+    assert [len(v) for v in by_label.values()] == [2, 4, 2] and len(stored) == 8
     assert all(r[3] == "ok" for r in stored)
     for _, spec, depth, _, drafted, accepted, m_drafted, l_drafted, m_acc, l_acc, longest in by_label["mtp"]:
         assert spec == "draft-mtp" and drafted > 0 and drafted == m_drafted == l_drafted
         assert accepted == m_acc == l_acc and longest <= depth
-    assert all(r[1] == "ngram-simple" and r[10] is not None for r in by_label["ngram"])  # effective length kept
-    servers = rows(db, "SELECT drafting, depth FROM servers ORDER BY id")
-    assert servers == [("none", 0), ("mtp", 1), ("mtp", 2), ("ngram", 1), ("ngram", 2)]
+    assert all(r[1] == "ngram-simple" and r[2] == 48 and r[10] is not None for r in by_label["ngram"])
+    servers = rows(db, "SELECT drafting, depth, argv FROM servers ORDER BY id")
+    assert [s[:2] for s in servers] == [("none", 0), ("mtp", 1), ("mtp", 2), ("ngram", 48)]
+    ngram_argv = json.loads(servers[-1][2])
+    assert "--spec-draft-n-max" not in ngram_argv
+    assert ngram_argv[ngram_argv.index("--spec-ngram-simple-size-m") + 1] == "48"
 
     again = run_cli(*args)  # the same command resumes with nothing to do
-    assert again.returncode == 0 and "10 requests were already done" in again.stderr
+    assert again.returncode == 0 and "8 requests were already done" in again.stderr
     report = run_cli("report", "--db", db, "--out", tmp_path / "report")
     assert report.returncode == 0, report.stderr
     md = (tmp_path / "report" / "report.md").read_text()
     assert "## Drafting methods" in md and "| F16 | mtp |" in md and "| F16 | ngram |" in md
+    assert "| – (≤48) |" in md  # the n-gram entry has no depth, only its cap
     methods = list(csv.DictReader((tmp_path / "report" / "drafting.csv").open()))
     assert {(r["drafting"], r["spec_type"]) for r in methods} == {("mtp", "draft-mtp"), ("ngram", "ngram-simple")}
+    assert all(float(r["draft_length_mean"]) <= float(r["depth"]) for r in methods if r["draft_length_mean"])
+
+
+def test_a_pruned_copy_of_the_default_model_drafts_for_it(model_path, tmp_path, no_orphans):
+    pruned = run_cli("models", "prune", model_path, "--keep", "3", "--keep-last", "1")
+    assert pruned.returncode == 0, pruned.stderr
+    drafter = Path(pruned.stdout.strip())
+    assert drafter.is_file() and "3 of 30 layers" in pruned.stderr
+    db = tmp_path / "pruned.db"
+    run = run_cli("run", "--model", f"Q4_1={model_path}", "--drafting", f"pruned=draft-simple:{drafter}",
+                  "--depths", "0,2", "--reps", "1", "--prompt-limit", "2", "--max-tokens", "24", "--threads", "2",
+                  "--db", db)
+    assert run.returncode == 0, run.stderr
+    stored = rows(db, "SELECT draft_n, m_draft_tokens, log_drafted, draft_n_accepted, m_accepted, log_accepted,"
+                      " max_draft_len FROM requests WHERE depth = 2")
+    assert len(stored) == 2
+    for drafted, m_drafted, l_drafted, accepted, m_acc, l_acc, longest in stored:
+        assert drafted > 0 and drafted == m_drafted == l_drafted and accepted == m_acc == l_acc and longest == 2

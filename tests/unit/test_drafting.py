@@ -110,12 +110,12 @@ def test_plan_runs_one_baseline_per_model_then_each_entry():
     plan = make_plan(config, prompts(2))
     assert [(g.model_label, g.drafting, g.spec_type, g.depth) for g in plan.groups] == [
         ("A", "none", "none", 0), ("A", "f16", "draft-mtp", 1), ("A", "f16", "draft-mtp", 2),
-        ("A", "q8", "draft-mtp", 2), ("A", "ngram-simple", "ngram-simple", 1),
+        ("A", "q8", "draft-mtp", 2), ("A", "ngram-simple", "ngram-simple", 48),
         ("B", "none", "none", 0), ("B", "f16", "draft-mtp", 1), ("B", "f16", "draft-mtp", 2),
-        ("B", "q8", "draft-mtp", 2), ("B", "ngram-simple", "ngram-simple", 1)]
+        ("B", "q8", "draft-mtp", 2), ("B", "ngram-simple", "ngram-simple", 48)]
     files = {(g.model_label, g.drafting, g.depth): g.options.draft_model for g in plan.groups}
     assert files[("A", "f16", 1)] == Path("asst.gguf") and files[("A", "q8", 2)] == Path("asst-q8.gguf")
-    assert files[("B", "f16", 1)] is None and files[("A", "ngram-simple", 1)] is None  # n-gram: no file
+    assert files[("B", "f16", 1)] is None and files[("A", "ngram-simple", 48)] is None  # n-gram: no file
     assert files[("A", "none", 0)] is None
     cells = [r.cell for r in plan.requests()]
     assert len(cells) == len(set(cells)) and make_plan(config, prompts(2)) == plan

@@ -33,8 +33,8 @@ i.i.d. model, recommendation), ``correlation`` (acceptance against fidelity) and
 from .cells import (CellKey, CellSummary, PairedComparison, model_order, neighbour_comparisons, paired_difference,
                     summarize, summarize_by_category)
 from .correlation import EXACT_SPEARMAN_MAX, Correlation, correlations, spearman
-from .methods import (DrafterGrid, MethodBest, Spread, by_drafting, drafter_grid, leader_comparisons,
-                      rank_methods)
+from .methods import (DrafterGrid, MethodBest, SpeedupGap, Spread, by_drafting, drafter_grid, leader_comparisons,
+                      rank_methods, speedup_gaps)
 from .estimates import (OK_STATUS, Estimate, bootstrap_ci, mean_rep_acceptance, pooled_acceptance,
                         rep_acceptance)
 from .positions import PositionRow, PositionStat, per_position, position_rows
@@ -48,5 +48,6 @@ __all__ = [
     "summarize_by_category", "per_position", "position_rows", "bootstrap_ci", "paired_difference",
     "neighbour_comparisons", "fit_geometric_alpha", "expected_tokens_per_step", "predicted_speedup",
     "estimate_draft_cost", "predicted_best_depth", "recommend", "theory_rows", "correlations", "spearman",
-    "DrafterGrid", "MethodBest", "Spread", "by_drafting", "drafter_grid", "leader_comparisons", "rank_methods",
+    "DrafterGrid", "MethodBest", "SpeedupGap", "Spread", "by_drafting", "drafter_grid", "leader_comparisons",
+    "rank_methods", "speedup_gaps",
 ]

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from ..records import RequestRecord
-from .estimates import (Estimate, _acceptance_parts, _canonical, _check_boot_args, _decode_parts, _estimate,
-                        _finite, _int_total, _is_ok, _matched_tables, _ratio_estimate, _rep_statistic, _safe_div,
-                        _speedup_estimate, _tau_parts, _wall_parts)
+from .estimates import (Estimate, _acceptance_parts, _canonical, _check_boot_args, _decode_parts,
+                        _draft_length_parts, _drafting_share_parts, _estimate, _finite, _int_total, _is_ok,
+                        _matched_tables, _ratio_estimate, _rep_statistic, _safe_div, _speedup_estimate, _tau_parts,
+                        _wall_parts)
 from .positions import PositionStat, per_position
 
 
@@ -37,6 +38,11 @@ class CellSummary:
     drafted_tokens: int  # Σ draft_n
     accepted_tokens: int  # Σ draft_n_accepted
     steps: int  # Σ verification steps (same tally as τ)
+    # Σ drafted / Σ verification steps per rep: the mean draft length, what the depth amounts to
+    # (n-gram types and short drafts make it less than the depth). None at depth 0.
+    draft_length: Estimate | None = None
+    # Σ steps that drafted / Σ target decode steps per rep: n-gram types draft only on a lookup hit.
+    drafting_share: Estimate | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,10 @@ def _summarize_cell(key: CellKey, cell: Sequence[RequestRecord], baseline: Seque
         drafted_tokens=_int_total(r.draft_n for r in ok),
         accepted_tokens=_int_total(r.draft_n_accepted for r in ok),
         steps=_int_total(tau_steps),
+        draft_length=_ratio_estimate(ok, _draft_length_parts, lambda x: x, n_boot, seed, level)
+        if speculative else None,
+        drafting_share=_ratio_estimate(ok, _drafting_share_parts, lambda x: x, n_boot, seed, level)
+        if speculative else None,
     )
 
 

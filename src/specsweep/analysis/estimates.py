@@ -107,6 +107,28 @@ def _tau_parts(r: RequestRecord) -> tuple[float, float] | None:
     return _pair(r.draft_n_accepted, steps)
 
 
+def _draft_length_parts(r: RequestRecord) -> tuple[float, float] | None:
+    """(drafted, verification steps) from one tally, as ``_tau_parts``: Σ / Σ is the mean draft
+    length of the steps that drafted — the effective depth, which n-gram types decide themselves."""
+    for drafted, steps in ((r.log_drafted, r.log_steps), (r.m_draft_tokens, r.m_steps)):
+        got = _pair(drafted, steps)
+        if got is not None:
+            return got
+    steps = r.log_steps if r.log_steps is not None else r.m_steps
+    return _pair(r.draft_n, steps)
+
+
+def _drafting_share_parts(r: RequestRecord) -> tuple[float, float] | None:
+    """(steps that drafted, target decode steps). Every decode step yields one token plus the
+    accepted ones, and the first token comes from the prompt pass: steps = predicted − 1 − accepted."""
+    got = _tau_parts(r)
+    predicted = _finite(r.predicted_n)
+    if got is None or predicted is None:
+        return None
+    accepted, steps = got
+    return steps, max(predicted - 1 - accepted, steps)
+
+
 def _decode_parts(r: RequestRecord) -> tuple[float, float] | None:
     return _pair(r.predicted_n, r.predicted_ms)
 

@@ -3,8 +3,9 @@
 Records are first keyed by their drafting entry (``by_drafting``): two entries may share a spec
 type (draft-mtp with the assistant at F16 and at Q8_0), so the entry label, not the spec type, is
 what a method is. Then, per target: each entry at its best depth (highest mean speedup), ranked,
-with paired acceptance differences against the leader; and per depth a target × drafter grid of
-acceptance whose row and column means say which of the two moves acceptance.
+with the speedup gap to the leader (each at its best depth) and paired acceptance differences
+against the leader at shared depths; and per depth a target × drafter grid of acceptance whose
+row and column means say which of the two moves acceptance.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import numpy as np
 
 from ..records import RequestRecord
 from .cells import CellSummary, PairedComparison, paired_difference
-from .estimates import (Estimate, _acceptance_parts, _canonical, _estimate, _is_ok, _percentile_interval,
-                        _resample_counts, _safe_div, _sum_tables)
+from .estimates import (Estimate, _acceptance_parts, _canonical, _decode_parts, _estimate, _is_ok,
+                        _percentile_interval, _rep_statistic, _resample_counts, _safe_div, _sum_tables)
 
 
 def by_drafting(records: Iterable[RequestRecord]) -> list[RequestRecord]:
@@ -81,6 +82,67 @@ def leader_comparisons(records: Sequence[RequestRecord], ranking: Sequence[Metho
                                     n_boot=n_boot, seed=seed)
             if cmp is not None:
                 out.append((m.model_label, m.drafting, cmp))
+    return out
+
+
+@dataclass(frozen=True)
+class SpeedupGap:
+    """How far an entry's speedup at its best depth is behind its model's leader at the leader's
+    best depth: leader − entry, per rep over the (prompt, rep) pairs all three cells share (the
+    two and the depth-0 baseline both speedups divide by), then mean over reps; the interval
+    resamples prompts. This is what the ranking rests on: an entry whose interval holds 0 is
+    not shown to be slower."""
+
+    model_label: str
+    drafting: str
+    depth: int
+    leader: str
+    leader_depth: int
+    diff: float
+    ci_low: float | None
+    ci_high: float | None
+    n_pairs: int
+
+    @property
+    def significant(self) -> bool:
+        return self.ci_low is not None and (self.ci_low > 0 or self.ci_high < 0)
+
+
+def speedup_gaps(records: Sequence[RequestRecord], ranking: Sequence[MethodBest], n_boot: int = 2000,
+                 seed: int = 0, level: float = 0.95) -> list[SpeedupGap]:
+    """One ``SpeedupGap`` per ranked entry below rank 1 (records as keyed by ``by_drafting``)."""
+    cells: dict[tuple, list[RequestRecord]] = defaultdict(list)
+    for r in _canonical(records):
+        if _is_ok(r) and _decode_parts(r) is not None:
+            cells[(r.model_label, r.spec_type, r.depth)].append(r)
+    leaders = {m.model_label: m for m in ranking if m.rank == 1}
+    out = []
+    for m in ranking:
+        lead = leaders[m.model_label]
+        if m.rank == 1 or lead.best.speedup is None or m.best.speedup is None:
+            continue
+        sides = [cells[(m.model_label, lead.drafting, lead.best.key.depth)],
+                 cells[(m.model_label, m.drafting, m.best.key.depth)]]
+        baseline = [r for (model, _, depth), recs in cells.items() if model == m.model_label and depth == 0
+                    for r in recs]
+        common = set.intersection(*({(r.prompt_id, r.rep) for r in recs} for recs in (*sides, baseline)))
+        if not common:
+            continue
+        prompts, reps = sorted({p for p, _ in common}), sorted({rep for _, rep in common})
+        tables = {}
+        for name, recs in zip(("lead", "other", "base"), (*sides, baseline)):
+            tables[name + "_n"], tables[name + "_d"] = _sum_tables(
+                [r for r in recs if (r.prompt_id, r.rep) in common], prompts, reps, _decode_parts)
+
+        def gap(t):
+            base = _safe_div(t["base_n"], t["base_d"])
+            return _safe_div(_safe_div(t["lead_n"], t["lead_d"]) - _safe_div(t["other_n"], t["other_d"]), base)
+
+        point, ci = _rep_statistic(tables, gap, n_boot, seed, level)
+        diff = _estimate(point, None)
+        if diff is not None:
+            out.append(SpeedupGap(m.model_label, m.drafting, m.best.key.depth, lead.drafting, lead.best.key.depth,
+                                  diff.mean, *(ci or (None, None)), n_pairs=len(common)))
     return out
 
 

@@ -65,6 +65,12 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
                              "e.g. mtp=draft-mtp ngram=ngram-simple small=draft-simple:small.gguf")
     parser.add_argument("--depths", help="draft depths, e.g. 0,1,2,3,4 or 0-4 (0 = no speculation)")
     parser.add_argument("--p-min", type=float, help="--spec-draft-p-min for the drafter")
+    parser.add_argument("--ngram-size-n", type=int, metavar="N",
+                        help="n-gram types: length of the n-gram looked up (ngram-simple/-map-k/-map-k4v size-n, "
+                             "ngram-mod n-match; default: the engine's 12 / 24)")
+    parser.add_argument("--ngram-size-m", type=int, metavar="M",
+                        help="n-gram types: the most tokens one step drafts, in place of the depth they ignore "
+                             "(size-m / ngram-mod n-max; default: the engine's 48 / 64)")
     parser.add_argument("--reps", type=int, help="repetitions, each with its own seed (default 3)")
     parser.add_argument("--seed", type=int, help="seed of rep 0; rep r uses seed + r (default 1000)")
     parser.add_argument("--prompts", help="prompt suite (mixed-5, mixed-40, humaneval) or a JSONL file")
@@ -126,6 +132,7 @@ def config_from_args(args) -> "SweepConfig":
         axis = () if args.spec_type else tuple(
             replace(e, **({"depths": drafting.depths} if args.depths else {}),
                     **({"p_min": args.p_min} if args.p_min is not None else {})) for e in axis)
+    drafting, axis = _ngram_sizes(args, drafting, axis)
     sampling = config.sampling
     for name in ("reps", "seed", "max_tokens", "temperature"):
         if getattr(args, name) is not None:
@@ -148,6 +155,22 @@ def config_from_args(args) -> "SweepConfig":
     if args.exclude_degenerate:
         changes["exclude_degenerate"] = True
     return check_config(replace(config, **changes))
+
+
+def _ngram_sizes(args, drafting, axis):
+    """--ngram-size-n/-m apply to every n-gram entry (and to nothing else)."""
+    from ..engine.options import NGRAM_TYPES
+    sizes = {name: getattr(args, name) for name in ("ngram_size_n", "ngram_size_m") if getattr(args, name) is not None}
+    if not sizes:
+        return drafting, axis
+    entries = axis or (drafting,)
+    if not any(e.spec_type in NGRAM_TYPES for e in entries):
+        flag = "--" + next(iter(sizes)).replace("_", "-")
+        raise ConfigError(f"{flag} applies to n-gram types only; this sweep has {', '.join(e.spec_type for e in entries)}")
+
+    def sized(e):
+        return replace(e, **sizes) if e.spec_type in NGRAM_TYPES else e
+    return sized(drafting), tuple(sized(e) for e in axis)
 
 
 def db_flag(parser: argparse.ArgumentParser, name: str = "--db", what: str = "results database") -> None:

@@ -105,6 +105,25 @@ def cmd_models_inspect(args) -> int:
     return 0
 
 
+def cmd_models_prune(args) -> int:
+    import sys
+    from ..models import fetch_default_model, inspect_gguf
+    from ..quantize import kept_layers, prune_layers, quant_types
+    model = args.model or fetch_default_model()
+    source = inspect_gguf(model)
+    kept_layers(source.block_count, args.keep, args.keep_last)  # bad counts fail before the engine is asked
+    engine = engine_from_args(args)
+    if args.type not in quant_types(engine):
+        raise UsageError(f"--type {args.type}: not a llama-quantize type", hint="e.g. Q8_0, F16, Q4_K_M")
+    out = prune_layers(engine, model, args.keep, args.keep_last, args.type, args.out)
+    pruned = inspect_gguf(out)
+    print(f"{pruned.block_count} of {source.block_count} layers, {pruned.parameter_count / 1e6:.1f}M of "
+          f"{source.parameter_count / 1e6:.1f}M parameters, {pruned.size_bytes / 2**20:.1f} MiB; not retrained "
+          f"(draft with: --drafting pruned=draft-simple:{out})", file=sys.stderr)
+    print(out)
+    return 0
+
+
 def cmd_models_download_hf(args) -> int:
     from ..hf_cache import cache_location, parse_quants
     from ..hf_listing import download
@@ -172,6 +191,16 @@ def register(sub, parser_class) -> None:
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(handler=cmd_models_inspect)
+    prune = models_sub.add_parser("prune", help="a smaller draft model: a GGUF cut to its first layers "
+                                                "(llama-quantize --prune-layers, not retrained); prints its path")
+    prune.add_argument("model", nargs="?", type=Path, help="GGUF to cut (default: the default model)")
+    prune.add_argument("--keep", type=int, required=True, metavar="N", help="decoder layers to keep")
+    prune.add_argument("--keep-last", type=int, default=0, metavar="K",
+                       help="of those, take the last K from the end of the model (default 0: the first N)")
+    prune.add_argument("--type", default="Q8_0", help="quant type of the output (default Q8_0)")
+    prune.add_argument("--out", type=Path, help="output file (default: in the user cache)")
+    engine_flags(prune)
+    prune.set_defaults(handler=cmd_models_prune)
     list_hf = models_sub.add_parser("list-hf", help="repositories, quants and sidecars in the local Hugging Face "
                                                      "cache (where llama-server -hf put them)")
     list_hf.add_argument("--json", action="store_true")

@@ -66,6 +66,7 @@ def _dry_run(prepared, config) -> int:
     from ..progress import console
     from ..store import Store
     from ..sweep import estimate_seconds, run_key
+    from ..engine.options import NGRAM_TYPES
     plan = make_plan(config, prepared.prompts)
     store = Store(config.db, readonly=True) if Path(config.db).exists() else None
     done: set = set()
@@ -77,7 +78,8 @@ def _dry_run(prepared, config) -> int:
         table.add_column(column)
     for i, group in enumerate(plan.groups, 1):
         todo = sum(1 for r in group.requests if r.cell not in done)
-        table.add_row(str(i), group.model_label, group.drafting, group.spec_type, str(group.depth),
+        depth = f"≤{group.depth} (its own cap)" if group.spec_type in NGRAM_TYPES else str(group.depth)
+        table.add_row(str(i), group.model_label, group.drafting, group.spec_type, depth,
                       str(len(group.requests)), str(todo))
     console.print(table)
     remaining = sum(1 for r in plan.requests() if r.cell not in done)

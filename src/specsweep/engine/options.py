@@ -47,6 +47,28 @@ def transport_fields() -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class NgramType:
+    """An n-gram drafting type's own flags and defaults (pinned engine: common/common.h,
+    common/speculative.cpp). They draft from the context, so --spec-draft-n-max does not apply:
+    ``size_m`` caps one step's draft instead, and a step drafts only when a lookup matches."""
+
+    size_n_flag: str | None  # length of the n-gram looked up in the context
+    size_m_flag: str | None  # the most tokens one step drafts
+    n_min_flag: str | None  # the fewest tokens a draft may have (shorter chains are dropped)
+    size_n: int | None  # the engine's defaults
+    size_m: int
+
+
+NGRAM_TYPES = {
+    "ngram-simple": NgramType("--spec-ngram-simple-size-n", "--spec-ngram-simple-size-m", None, 12, 48),
+    "ngram-map-k": NgramType("--spec-ngram-map-k-size-n", "--spec-ngram-map-k-size-m", None, 12, 48),
+    "ngram-map-k4v": NgramType("--spec-ngram-map-k4v-size-n", "--spec-ngram-map-k4v-size-m", None, 12, 48),
+    "ngram-mod": NgramType("--spec-ngram-mod-n-match", "--spec-ngram-mod-n-max", "--spec-ngram-mod-n-min", 24, 64),
+    "ngram-cache": NgramType(None, None, None, None, 8),  # fixed at 8 tokens in this engine, no flags
+}
+
+
+@dataclass(frozen=True)
 class ServerOptions:
     """Everything that decides how one llama-server runs. ``argv()`` turns it into flags."""
 
@@ -57,10 +79,22 @@ class ServerOptions:
     draft_n_min: int | None = _flag("--spec-draft-n-min")
     draft_p_min: float | None = _flag("--spec-draft-p-min")
     synth_rates: tuple[float, ...] | None = _flag("--spec-synth-rates")
+    # n-gram types: lookup length, draft cap and minimum draft, under the type's own flags (NGRAM_TYPES)
+    ngram_size_n: int | None = _flag(None)
+    ngram_size_m: int | None = _flag(None)
+    ngram_n_min: int | None = _flag(None)
     settings: ServerSettings = field(default_factory=ServerSettings)
 
     def argv(self) -> list[str]:
-        return _flags_of(self) + self.settings.argv()
+        return _flags_of(self) + self._ngram_argv() + self.settings.argv()
+
+    def _ngram_argv(self) -> list[str]:
+        kind = NGRAM_TYPES.get(self.spec_type or "")
+        if kind is None:
+            return []
+        pairs = ((kind.size_n_flag, self.ngram_size_n), (kind.size_m_flag, self.ngram_size_m),
+                 (kind.n_min_flag, self.ngram_n_min))
+        return [arg for flag, value in pairs if flag and value is not None for arg in (flag, str(value))]
 
 
 def _flags_of(options) -> list[str]:

@@ -106,8 +106,10 @@ def document(report: Report) -> list:
     if spec_depths:
         header, rows, n_note = _pivot(report, lambda c: c.acceptance, "pct", spec_depths)
         excluded = report.degeneration is not None and report.degeneration.excluded
+        ngram = ("; an n-gram type ignores it and has one cell, under its own draft cap"
+                 if report.ngram_methods & set(report.spec_types) else "")
         blocks.append(Table(header, rows, f"Acceptance rate = accepted / drafted tokens per rep, mean ±1σ over "
-                                          f"{n_note}; n = --spec-draft-n-max."
+                                          f"{n_note}; n = --spec-draft-n-max{ngram}."
                             + (" Degenerate requests are left out of this and every headline figure "
                                "(--exclude-degenerate; see Degenerate generations)." if excluded else "")))
         blocks.append(Image("acceptance_vs_depth.png", "acceptance vs draft depth"))

@@ -22,6 +22,10 @@ class DraftingRow:
     draft_model: str | None  # file name of the entry's drafter (None: in-model head or n-gram)
     depth: int
     effective_depth: int | None  # longest draft seen (n-gram types ignore --spec-draft-n-max)
+    draft_length_mean: float | None  # drafted tokens per step that drafted
+    draft_length_sd: float | None
+    drafting_share_mean: float | None  # share of target decode steps that carried a draft
+    is_ngram: bool  # depth is the type's own draft cap, not --spec-draft-n-max
     rank: int
     is_best_depth: bool
     n_reps: int
@@ -39,6 +43,10 @@ class DraftingRow:
     vs_leader_ci_low: float | None
     vs_leader_ci_high: float | None
     vs_leader_significant: bool | None
+    speedup_behind_leader: float | None  # at best depths: leader's speedup − this one's, paired by (prompt, rep)
+    speedup_behind_ci_low: float | None
+    speedup_behind_ci_high: float | None
+    speedup_behind_significant: bool | None
 
 
 def drafting_rows(report: Report) -> list[DraftingRow]:
@@ -49,6 +57,7 @@ def drafting_rows(report: Report) -> list[DraftingRow]:
     model_files = {m.get("label"): m.get("draft_model") for m in report.run.config.get("models", [])}
     spec = {e["label"]: e.get("spec_type") for e in report.entries}
     vs = {(m, label, c.depth): c for m, label, c in report.method_comparisons}
+    gaps = {(g.model_label, g.drafting): g for g in report.method_gaps}
     rows = []
     for best in report.methods:
         label = best.drafting
@@ -58,10 +67,13 @@ def drafting_rows(report: Report) -> list[DraftingRow]:
             if (c.key.model_label, c.key.spec_type) != (best.model_label, label) or c.key.depth == 0:
                 continue
             cmp = vs.get((best.model_label, label, c.key.depth))
+            gap = gaps.get((best.model_label, label)) if c.key == best.best.key else None
             rows.append(DraftingRow(
                 model=best.model_label, drafting=label, spec_type=str(spec.get(label)),
                 draft_model=str(draft).rsplit("/", 1)[-1] if draft else None, depth=c.key.depth,
-                effective_depth=c.effective_depth, rank=best.rank, is_best_depth=c.key == best.best.key,
+                effective_depth=c.effective_depth, draft_length_mean=_est(c.draft_length, "mean"),
+                draft_length_sd=_est(c.draft_length, "sd"), drafting_share_mean=_est(c.drafting_share, "mean"),
+                is_ngram=label in report.ngram_methods, rank=best.rank, is_best_depth=c.key == best.best.key,
                 n_reps=c.n_reps, acceptance_mean=_est(c.acceptance, "mean"), acceptance_sd=_est(c.acceptance, "sd"),
                 acceptance_ci_low=_est(c.acceptance, "ci_low"), acceptance_ci_high=_est(c.acceptance, "ci_high"),
                 tau_mean=_est(c.tau, "mean"), tau_sd=_est(c.tau, "sd"),
@@ -69,7 +81,10 @@ def drafting_rows(report: Report) -> list[DraftingRow]:
                 speedup_ci_low=_est(c.speedup, "ci_low"), speedup_ci_high=_est(c.speedup, "ci_high"),
                 vs_leader_diff=cmp.diff if cmp else None, vs_leader_ci_low=cmp.ci_low if cmp else None,
                 vs_leader_ci_high=cmp.ci_high if cmp else None,
-                vs_leader_significant=cmp.significant if cmp else None))
+                vs_leader_significant=cmp.significant if cmp else None,
+                speedup_behind_leader=gap.diff if gap else None, speedup_behind_ci_low=gap.ci_low if gap else None,
+                speedup_behind_ci_high=gap.ci_high if gap else None,
+                speedup_behind_significant=gap.significant if gap else None))
     return rows
 
 

@@ -21,28 +21,50 @@ def _interval(low: float | None, high: float | None) -> str:
     return DASH if low is None else f"[{_signed(100 * low, 1)}, {_signed(100 * high, 1)}] pp"
 
 
+def _depth_text(report: Report, label: str, depth: int) -> str:
+    """A cell's depth as the methods table shows it: an n-gram type has none, only its own cap."""
+    return f"{DASH} (≤{depth})" if label in report.ngram_methods else str(depth)
+
+
+def _gap_text(gap) -> str:
+    if gap is None:
+        return DASH
+    interval = DASH if gap.ci_low is None else f"[{_signed(gap.ci_low, 2)}, {_signed(gap.ci_high, 2)}]"
+    return f"{_signed(gap.diff, 2)}× {interval}{' ✱' if gap.significant else ''}"
+
+
 def drafting_blocks(report: Report) -> list:
     if not report.several_drafting or not report.methods:
         return []
     spec = {e["label"]: e.get("spec_type") or DASH for e in report.entries}
+    gaps = {(g.model_label, g.drafting): g for g in report.method_gaps}
     blocks: list = [Heading(2, "Drafting methods"),
                     Para(f"{len(report.entries)} drafting entries on the same models, prompts and seeds; the "
                          "depth-0 baseline is measured once per model and shared. Each entry is shown at its "
                          "best depth (highest mean speedup) and ranked by that speedup.")]
-    header = ["Model", "rank", "drafting", "spec type", "best n", "effective depth", "speedup", "acceptance", "τ",
-              "n"]
+    header = ["Model", "rank", "drafting", "spec type", "best n", "speedup", "behind leader", "acceptance", "τ",
+              "draft length", "steps drafting", "n"]
     rows = []
     for m in report.methods:
         c = m.best
-        rows.append([m.model_label, str(m.rank), m.drafting, spec.get(m.drafting, DASH), str(c.key.depth),
-                     DASH if c.effective_depth is None else str(c.effective_depth),
-                     _pm(c.speedup, "x2"), _pm(c.acceptance, "pct"), _pm(c.tau, "f2"), str(c.n_reps)])
+        rows.append([m.model_label, str(m.rank), m.drafting, spec.get(m.drafting, DASH),
+                     _depth_text(report, m.drafting, c.key.depth), _pm(c.speedup, "x2"),
+                     "leader" if m.rank == 1 else _gap_text(gaps.get((m.model_label, m.drafting))),
+                     _pm(c.acceptance, "pct"), _pm(c.tau, "f2"), _pm(c.draft_length, "f2"),
+                     _pm(c.drafting_share, "pct"), str(c.n_reps)])
+    ngram = "; n-gram types ignore the depth and draft up to their own cap (≤N)" if any(
+        m.drafting in report.ngram_methods for m in report.methods) else ""
     blocks.append(Table(header, rows, "Speedup = decode speed / the model's depth-0 decode speed, paired by rep; "
-                                      "acceptance and τ at the same depth; mean ±1σ over n reps. Effective depth "
-                                      "= longest draft seen: n-gram types ignore --spec-draft-n-max."))
+                                      "behind leader = the rank-1 entry's speedup at its best depth − this entry's "
+                                      "at its best depth, per rep on shared (prompt, rep) pairs, with its 95% "
+                                      "prompt-level bootstrap interval (✱ = excludes 0: significantly slower); "
+                                      "acceptance and τ at the same depth; draft length = drafted tokens per step "
+                                      "that drafted; steps drafting = share of target decode steps that carried a "
+                                      f"draft{ngram}. Mean ±1σ over n reps."))
     blocks += _position_table(report)
     blocks += _leader_table(report)
-    blocks.append(Image("drafting_methods.png", "acceptance vs draft depth per drafting method"))
+    blocks.append(Image("drafting_methods.png", "acceptance vs draft depth and by draft position per drafting "
+                                                "method"))
     return blocks + _grid_blocks(report)
 
 

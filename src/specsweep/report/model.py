@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Sequence
 
 from ..analysis import (CellSummary, Correlation, DrafterGrid, Estimate, MethodBest, PairedComparison, PositionRow,
-                        Recommendation, TheoryRow, by_drafting, correlations, drafter_grid, leader_comparisons,
-                        neighbour_comparisons, per_position, position_rows, rank_methods, recommend, summarize,
-                        summarize_by_category, theory_rows)
+                        Recommendation, SpeedupGap, TheoryRow, by_drafting, correlations, drafter_grid,
+                        leader_comparisons, neighbour_comparisons, per_position, position_rows, rank_methods,
+                        recommend, speedup_gaps, summarize, summarize_by_category, theory_rows)
+from ..config import ngram_cap, server_depths
 from ..degeneration import THRESHOLDS, severity
 from ..records import RequestRecord
 from ..store import RunRow, Store
@@ -64,6 +65,10 @@ class ReportRow:
                                 optional=True)
     depth: int = _col("int", "--spec-draft-n-max; 0 = no speculation")
     effective_depth: int | None = _col("int", "longest draft seen")
+    draft_length_mean: float | None = _col("f2", "drafted tokens per step that drafted (the depth in effect)")
+    draft_length_sd: float | None = _col("f2")
+    drafting_share_mean: float | None = _col("pct", "share of target decode steps that carried a draft")
+    drafting_share_sd: float | None = _col("pct")
     n_reps: int = _col("int", "reps (distinct seeds) with an ok request")
     n_requests: int = _col("int", "ok requests")
     n_failed: int = _col("int", "failed request rows (retries included)")
@@ -176,7 +181,15 @@ class Report:
     entries: list[dict] = field(default_factory=list)  # as planned: label, spec_type, draft_model, depths
     methods: list[MethodBest] = field(default_factory=list)
     method_comparisons: list[tuple[str, str, PairedComparison]] = field(default_factory=list)
+    method_gaps: list[SpeedupGap] = field(default_factory=list)  # speedup behind the leader, best depths
     grids: list[DrafterGrid] = field(default_factory=list)
+
+    @property
+    def ngram_methods(self) -> set[str]:
+        """Labels and spec types of n-gram entries: they ignore the depth, and their cell's depth
+        is their own draft cap (``config.server_depths``)."""
+        return {name for e in drafting_entries(self.run.config) if ngram_cap(e.get("spec_type")) is not None
+                for name in (e["label"], e["spec_type"])}
 
     @property
     def several_drafting(self) -> bool:
@@ -224,11 +237,13 @@ def _completeness(run: RunRow, records: Sequence[RequestRecord], prompts: list[s
     cfg = run.config
     labels = [m["label"] for m in cfg.get("models", [])]
     entries = drafting_entries(cfg)
+    depths = {e["label"]: server_depths(e.get("spec_type"), e.get("depths") or [], e.get("ngram_size_m"))
+              for e in entries}
     if len(entries) == 1:
-        servers = [(entries[0]["label"] if d > 0 else "none", d) for d in entries[0].get("depths") or []]
+        servers = [(entries[0]["label"] if d > 0 else "none", d) for d in depths[entries[0]["label"]]]
     else:  # as the plan runs it: the baseline once per model, then each entry's depths
         servers = [("none", 0)] if any(0 in (e.get("depths") or []) for e in entries) else []
-        servers += [(e["label"], d) for e in entries for d in e.get("depths") or [] if d > 0]
+        servers += [(e["label"], d) for e in entries for d in depths[e["label"]] if d > 0]
     planned = [(m, label, d) for m in labels for label, d in servers]
     by_cell: dict[tuple, list[RequestRecord]] = defaultdict(list)
     for r in records:
@@ -349,6 +364,8 @@ def _report_rows(report_cells: Sequence[CellSummary], completeness: Sequence[Cel
         rows.append(ReportRow(
             model=k.model_label, spec_type=spec_of.get(k.spec_type, k.spec_type) if spec_of else k.spec_type,
             drafting=k.spec_type if spec_of else None, depth=k.depth, effective_depth=c.effective_depth,
+            draft_length_mean=_est(c.draft_length, "mean"), draft_length_sd=_est(c.draft_length, "sd"),
+            drafting_share_mean=_est(c.drafting_share, "mean"), drafting_share_sd=_est(c.drafting_share, "sd"),
             n_reps=c.n_reps, n_requests=c.n_requests, n_failed=c.n_failed,
             missing=missing.get((k.model_label, k.spec_type, k.depth), 0),
             acceptance_mean=_est(c.acceptance, "mean"), acceptance_sd=_est(c.acceptance, "sd"),
@@ -445,8 +462,10 @@ def build_report(store: Store, run: RunRow) -> Report:
         methods = rank_methods(cells)
         extra = dict(entries=entries, methods=methods,
                      method_comparisons=leader_comparisons(headline, methods, n_boot=N_BOOT, seed=BOOT_SEED),
+                     method_gaps=speedup_gaps(headline, methods, n_boot=N_BOOT, seed=BOOT_SEED),
                      grids=[g for d in report_depths(cells) if d > 0
-                            for g in [drafter_grid(headline, d, models, labels, n_boot=N_BOOT, seed=BOOT_SEED)] if g])
+                            for g in [drafter_grid(headline, d, models, _labels_at(cells, labels, d), n_boot=N_BOOT,
+                                                   seed=BOOT_SEED)] if g])
     spec_of = {e["label"]: e.get("spec_type") for e in entries} if len(labels) > 1 else None
     rows = _report_rows(cells, completeness, views, run.provenance, fidelity, spec_of)
     return Report(
@@ -460,6 +479,12 @@ def build_report(store: Store, run: RunRow) -> Report:
         completeness=completeness,
         crosscheck=[r for r in records if r.status == "ok" and r.crosscheck != "ok"],
         prompt_ids=prompts, planned_reps=reps, degeneration=_degeneration(run, records, rows, excluded), **extra)
+
+
+def _labels_at(cells: Sequence[CellSummary], labels: Sequence[str], depth: int) -> list[str]:
+    """The drafting entries measured at ``depth`` (an n-gram entry has only its own draft cap)."""
+    there = {c.key.spec_type for c in cells if c.key.depth == depth}
+    return [label for label in labels if label in there]
 
 
 def report_depths(cells: Sequence[CellSummary]) -> list[int]:

@@ -22,6 +22,7 @@ WIDE = (12.0, 5.0)
 SINGLE = (8.5, 5.5)
 # Deterministic PNG bytes: no "Software" version string that changes with matplotlib.
 PNG_METADATA = {"Software": None}
+POSITIONS_SHOWN = 8  # n-gram drafts run to 48 tokens: the first positions carry the comparison
 
 
 def _pyplot():
@@ -65,6 +66,41 @@ def _finish(ax, title: str, xlabel: str, ylabel: str, integer_x: list[int] | Non
     ax.legend(fontsize="small", loc="best")
 
 
+def _depth_axis(report: Report) -> list[int]:
+    """The depths on a plot's x axis. An n-gram cell's depth is its own draft cap (48, 64 …), far
+    beyond the draft depths and not one of them, so when other methods are there it is drawn as a
+    line across the axis (``_series``) instead of a point at its cap."""
+    ngram = report.ngram_methods
+    drafted = [d for d in report.depths if any(c.key.depth == d and c.key.spec_type not in ngram
+                                               for c in report.cells)]
+    return drafted if any(d > 0 for d in drafted) else report.depths
+
+
+def _series(ax, report: Report, model: str, spec: str, depths: list[int], getter, scale: float, dx: float,
+            label: str, color=None):
+    """One method's figures against depth: points with ±1σ bars, or for an n-gram entry whose cap
+    is off the axis, its one cell as a dashed line with a ±1σ band. Returns (line, estimates drawn)."""
+    if spec in report.ngram_methods:
+        cells = [c for c in report.cells if (c.key.model_label, c.key.spec_type) == (model, spec) and c.key.depth > 0]
+        cell = cells[0] if cells else None
+        e = getter(cell) if cell else None
+        if cell is not None and cell.key.depth not in depths:
+            if e is None:
+                return None, []
+            length = f", {cell.draft_length.mean:.1f} drafted per step" if cell.draft_length else ""
+            line = ax.axhline(scale * e.mean, linestyle="--", linewidth=1.4, color=color,
+                              label=f"{label} (n-gram, no depth: ≤{cell.key.depth}{length})")
+            ax.axhspan(scale * (e.mean - e.sd), scale * (e.mean + e.sd), color=line.get_color(), alpha=0.12)
+            return line, [e]
+    pts = [(d, report.cell(model, spec, d)) for d in depths]
+    pts = [(d, getter(c)) for d, c in pts if c and getter(c) and (d == 0 or c.key.spec_type == spec)]
+    if not pts:
+        return None, []
+    bars = ax.errorbar([d + dx for d, _ in pts], [scale * e.mean for _, e in pts], yerr=[scale * e.sd for _, e in pts],
+                       marker="o", capsize=4, linewidth=1.6, color=color, label=label)
+    return bars.lines[0], [e for _, e in pts]
+
+
 def _n_text(estimates) -> str:
     ns = sorted({e.n for e in estimates if e is not None})
     return "n=" + "/".join(map(str, ns)) if ns else "no data"
@@ -73,16 +109,11 @@ def _n_text(estimates) -> str:
 def _acceptance_vs_depth(plt, report: Report):
     fig, ax = plt.subplots(figsize=SINGLE)
     keys = _series_keys(report)
-    depths = [d for d in report.depths if d > 0]
+    depths = [d for d in _depth_axis(report) if d > 0]
     used = []
-    for key, dx in zip(keys, _offsets(len(keys))):
-        pts = [(d, report.cell(key[0], key[1], d)) for d in depths]
-        pts = [(d, c.acceptance) for d, c in pts if c and c.acceptance]
-        if not pts:
-            continue
-        used += [e for _, e in pts]
-        ax.errorbar([d + dx for d, _ in pts], [100 * e.mean for _, e in pts], yerr=[100 * e.sd for _, e in pts],
-                    marker="o", capsize=4, linewidth=1.6, label=_label(report, key))
+    for i, (key, dx) in enumerate(zip(keys, _offsets(len(keys)))):
+        used += _series(ax, report, key[0], key[1], depths, lambda c: c.acceptance, 100, dx, _label(report, key),
+                        color=f"C{i % 10}")[1]
     if not used:
         ax.text(0.5, 0.5, "no speculative cells", ha="center", va="center", transform=ax.transAxes)
     _finish(ax, f"Draft acceptance vs draft depth · run {report.run.id}\n(mean ±1σ over reps, {_n_text(used)})",
@@ -93,26 +124,20 @@ def _acceptance_vs_depth(plt, report: Report):
 def _speed_vs_depth(plt, report: Report):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=WIDE)
     keys = _series_keys(report)
+    depths = _depth_axis(report)
     used_tps, used_speedup = [], []
-    for key, dx in zip(keys, _offsets(len(keys))):
-        cells = [(d, report.cell(key[0], key[1], d)) for d in report.depths]
-        tps = [(d, c.decode_tps) for d, c in cells if c and c.decode_tps]
-        line = None
-        if tps:
-            used_tps += [e for _, e in tps]
-            line = ax1.errorbar([d + dx for d, _ in tps], [e.mean for _, e in tps], yerr=[e.sd for _, e in tps],
-                                marker="o", capsize=4, linewidth=1.6, label=_label(report, key))
-        speed = [(d, c.speedup) for d, c in cells if c and c.speedup]  # depth 0 is 1.0 by definition
-        if speed:
-            used_speedup += [e for _, e in speed]
-            color = line.lines[0].get_color() if line else None
-            ax2.errorbar([d + dx for d, _ in speed], [e.mean for _, e in speed], yerr=[e.sd for _, e in speed],
-                         marker="o", capsize=4, linewidth=1.6, color=color, label=_label(report, key))
+    for i, (key, dx) in enumerate(zip(keys, _offsets(len(keys)))):
+        color = f"C{i % 10}"  # the same series in both panels; an n-gram line must not reuse a point's colour
+        used_tps += _series(ax1, report, key[0], key[1], depths, lambda c: c.decode_tps, 1, dx, _label(report, key),
+                            color=color)[1]
+        # depth 0 is 1.0 by definition
+        used_speedup += _series(ax2, report, key[0], key[1], depths, lambda c: c.speedup, 1, dx, _label(report, key),
+                                color=color)[1]
     ax2.axhline(1.0, color="0.35", linestyle="--", linewidth=1.2, label="no speedup (depth 0)")
     _finish(ax1, f"Decode speed (server side)\n(mean ±1σ over reps, {_n_text(used_tps)})",
-            "draft depth n (0 = no speculation)", "decode speed (tokens/s)", report.depths)
+            "draft depth n (0 = no speculation)", "decode speed (tokens/s)", depths)
     _finish(ax2, f"Speedup vs depth 0, paired by rep\n(mean ±1σ over reps, {_n_text(used_speedup)})",
-            "draft depth n", "speedup (× depth-0 decode speed)", report.depths)
+            "draft depth n", "speedup (× depth-0 decode speed)", depths)
     fig.suptitle(f"Speed vs draft depth · run {report.run.id}")
     return fig
 
@@ -183,23 +208,30 @@ def _acceptance_vs_top1(plt, report: Report):
 
 
 def _drafting_methods(plt, report: Report):
-    """Acceptance vs depth, one panel per model, one line per drafting entry."""
+    """Per model (one column each): acceptance vs depth, one line per drafting entry, and below it
+    each entry's per-position acceptance p_i pooled over its depths."""
     models = report.models or ["(none)"]
-    fig, axes = plt.subplots(1, len(models), figsize=(max(6.0, 4.5 * len(models)), 5.0), squeeze=False)
+    fig, axes = plt.subplots(2, len(models), figsize=(max(6.5, 4.8 * len(models)), 9.0), squeeze=False)
     labels = [e["label"] for e in report.entries]
-    depths = [d for d in report.depths if d > 0]
-    used = []
-    for ax, model in zip(axes[0], models):
-        for label, dx in zip(labels, _offsets(len(labels))):
-            pts = [(d, report.cell(model, label, d)) for d in depths]
-            pts = [(d, c.acceptance) for d, c in pts if c and c.acceptance and c.key.spec_type == label]
+    depths = [d for d in _depth_axis(report) if d > 0]
+    used, used_pos = [], []
+    for col, model in enumerate(models):
+        ax, ax_pos = axes[0][col], axes[1][col]
+        for i, (label, dx) in enumerate(zip(labels, _offsets(len(labels)))):
+            color = f"C{i % 10}"
+            used += _series(ax, report, model, label, depths, lambda c: c.acceptance, 100, dx, label, color)[1]
+            pts = sorted((p for p in report.positions if p.depth is None and (p.model, p.spec_type) == (model, label)
+                          and p.p is not None and p.position < POSITIONS_SHOWN), key=lambda p: p.position)
             if pts:
-                used += [e for _, e in pts]
-                ax.errorbar([d + dx for d, _ in pts], [100 * e.mean for _, e in pts],
-                            yerr=[100 * e.sd for _, e in pts], marker="o", capsize=4, linewidth=1.6, label=label)
+                used_pos += pts
+                ax_pos.errorbar([p.position + dx for p in pts], [100 * p.p for p in pts],
+                                yerr=[100 * (p.p_se or 0) for p in pts], marker="o", capsize=3, linewidth=1.4,
+                                color=color, label=label)
         _finish(ax, model, "draft depth n (--spec-draft-n-max)", "acceptance rate (%)", depths)
-    fig.suptitle(f"Acceptance vs draft depth per drafting method · run {report.run.id} "
-                 f"(mean ±1σ over reps, {_n_text(used)})")
+        _finish(ax_pos, f"{model}: by draft position (pooled over depths)",
+                "draft position i (0 = first drafted token)", "acceptance at position i (%, ± binomial SE)",
+                list(range(max((p.position for p in used_pos), default=0) + 1)))
+    fig.suptitle(f"Drafting methods · run {report.run.id} (acceptance mean ±1σ over reps, {_n_text(used)})")
     return fig
 
 
