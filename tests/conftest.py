@@ -1,8 +1,9 @@
 """Shared test fixtures: isolation from the user's folders, and where the real engine and model are.
 
 Every test runs with HOME, XDG_CACHE_HOME and SPECSWEEP_CACHE pointing into its own temporary
-folder and that folder as the working directory, so nothing a test (or a ``specsweep`` it
-starts) writes lands in the user's cache, home or checkout. The engine and the default model
+folder and that folder as the working directory, and MPLCONFIGDIR in one temporary folder for the
+session, so nothing a test (or a ``specsweep`` it starts) writes lands in the user's cache, home
+or checkout. The engine and the default model
 built into the real cache are still found: their paths are read once at start-up and passed
 explicitly (SPECSWEEP_LLAMA_SERVER …, the ``model_path`` fixture); nothing writes there.
 """
@@ -25,8 +26,15 @@ REAL_CACHE = cache_root()  # before any test changes the environment
 REAL_BUILD = current_build()  # the build 'specsweep engine install' made there, if any
 
 
+@pytest.fixture(scope="session")
+def matplotlib_dir(tmp_path_factory) -> Path:
+    """matplotlib's config and font cache for the whole session (not the user's): its font list is
+    then built once, not again by every ``specsweep report`` a test starts."""
+    return tmp_path_factory.mktemp("matplotlib")
+
+
 @pytest.fixture(autouse=True)
-def isolated(tmp_path_factory, monkeypatch):
+def isolated(tmp_path_factory, monkeypatch, matplotlib_dir):
     """Keep the test out of the user's cache, home and working folder (see the module docstring)."""
     root = tmp_path_factory.mktemp("isolated")
     for name in ("home", "xdg-cache", "cache", "work"):
@@ -34,6 +42,7 @@ def isolated(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HOME", str(root / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(root / "xdg-cache"))
     monkeypatch.setenv("SPECSWEEP_CACHE", str(root / "cache"))
+    monkeypatch.setenv("MPLCONFIGDIR", str(matplotlib_dir))
     monkeypatch.chdir(root / "work")
     if REAL_BUILD is not None:
         for tool in TOOLS:

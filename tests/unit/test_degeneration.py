@@ -10,10 +10,12 @@ import re
 import pytest
 
 from specsweep.degeneration import (THRESHOLDS, excerpt, longest_repeat, measure, repeat_share, tail_loop)
-from specsweep.report import build_report, write_report
+from specsweep.report import build_report
+from specsweep.report.document import document
+from specsweep.report.exports import CSV, JSON, MARKDOWN, export
+from specsweep.report.render import blocks_to_markdown
 from specsweep.store import Store
-
-from test_report import build_run  # tests/unit is on sys.path (no __init__.py)
+from tests.synthetic_run import build_run
 
 PROSE = ("Speculative decoding lets a small draft model propose several tokens that the large target model then "
          "verifies in one forward pass. When the draft agrees with the target, the accepted tokens come almost for "
@@ -156,7 +158,8 @@ def marked(tmp_path_factory):
 
 def test_report_shows_acceptance_with_and_without_degenerate_requests(marked, tmp_path):
     store, run = marked
-    paths = write_report(store, run, tmp_path / "out")
+    # The text outputs only: the plots and the HTML page do not show degeneration (test_report.py covers them).
+    paths = export(store, run, (MARKDOWN, CSV, JSON), tmp_path / "out")
     md = paths["report.md"].read_text()
     section = md[md.index("## Degenerate generations"):md.index("## Speed")]
     assert "**6 of 144** measured ok requests are degenerate" in section
@@ -190,7 +193,8 @@ def test_report_shows_acceptance_with_and_without_degenerate_requests(marked, tm
 
 def test_exclude_degenerate_changes_the_headline_figures_only(marked):
     store, run = marked
-    counted = {(r.model, r.depth): r for r in build_report(store, run).rows}
+    counted_report = build_report(store, run)
+    counted = {(r.model, r.depth): r for r in counted_report.rows}
     excluded_run = type(run)(**{**run.__dict__, "config": {**run.config, "exclude_degenerate": True}})
     report = build_report(store, excluded_run)
     rows = {(r.model, r.depth): r for r in report.rows}
@@ -200,9 +204,7 @@ def test_exclude_degenerate_changes_the_headline_figures_only(marked):
     assert q4.n_requests == 10 and q4_counted.n_requests == 12
     assert q4.acceptance_all_mean == pytest.approx(q4_counted.acceptance_mean)  # still shown beside it
     assert rows[("Q8_0", 1)].acceptance_mean == pytest.approx(counted[("Q8_0", 1)].acceptance_mean)
-    assert len(report.records) == len(build_report(store, run).records)  # kept in the store, marked
-    from specsweep.report.document import document
-    from specsweep.report.render import blocks_to_markdown
+    assert len(report.records) == len(counted_report.records)  # kept in the store, marked
     md = blocks_to_markdown(document(report))
     assert "left out of this and every headline figure" in md
     assert "in this run they are left out of the headline figures (`--exclude-degenerate`)" in md
@@ -214,7 +216,5 @@ def test_a_run_stored_without_measures_says_not_measured(tmp_path):
     assert report.degeneration.measured == 0
     assert all(r.degenerate_n is None and r.acceptance_clean_mean is None and r.degenerate_measured == 0
                for r in report.rows)
-    from specsweep.report.document import document
-    from specsweep.report.render import blocks_to_markdown
     md = blocks_to_markdown(document(report))
     assert "Not measured: the 48 ok requests of this run were stored before" in md

@@ -16,7 +16,7 @@ from specsweep.errors import ConfigError
 from specsweep.plan import make_plan
 from specsweep.prompts import Prompt
 from specsweep.records import RequestRecord
-from specsweep.report import build_report, render_markdown, write_report
+from specsweep.report import build_report, write_report
 from specsweep.store import Store
 
 AXIS = """
@@ -179,11 +179,11 @@ def test_report_ranks_methods_and_says_which_axis_moves_acceptance(grid_run, tmp
         assert grid.target_spread.value > grid.drafter_spread.value
         assert grid.difference.significant and grid.difference.ci_low > 0
         assert all(e.n == 3 for e in grid.cells.values())
-    md = render_markdown(store, run)
+    paths = write_report(store, run, tmp_path / "out")
+    md = paths["report.md"].read_text()
     assert "## Drafting methods" in md and "## Target quant × drafter" in md
     assert "the **target quant** moves acceptance more" in md
     assert "| Model | drafting | n=1 | n=2 |" in md  # entries keyed by label, though all are draft-mtp
-    paths = write_report(store, run, tmp_path / "out")
     assert {"drafting.csv", "drafter_grid.csv", "drafting_methods.png"} <= set(paths)
     rows = list(csv.DictReader(paths["drafting.csv"].open()))
     assert len(rows) == 3 * 3 * 2 and {r["spec_type"] for r in rows} == {"draft-mtp"}
@@ -204,8 +204,8 @@ def test_one_entry_adds_no_section_and_no_file(grid_run, tmp_path):
         if r.drafting in ("none", "asst-F16"):
             store.add_request(replace(r, run_id=single.id, drafting=r.spec_type))
     single = store.run(single.id)
-    md = render_markdown(store, single)
-    assert "Drafting methods" not in md and "× drafter" not in md and "| drafting |" not in md
     paths = write_report(store, single, tmp_path / "one")
+    md = paths["report.md"].read_text()
+    assert "Drafting methods" not in md and "× drafter" not in md and "| drafting |" not in md
     assert "drafting.csv" not in paths and "drafting_methods.png" not in paths
     assert "drafting" not in list(csv.reader(paths["results.csv"].open()))[0]

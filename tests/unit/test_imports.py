@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -20,10 +21,11 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def import_graph() -> dict[str, set[str]]:
+@functools.cache  # parsing every module is most of this file's time; the tests only read the graph
+def import_graph() -> dict[str, frozenset[str]]:
     """module -> the specsweep modules it imports anywhere in its body (function-level too)."""
     modules = _modules()
-    graph: dict[str, set[str]] = {}
+    graph: dict[str, frozenset[str]] = {}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         edges = set()
@@ -41,7 +43,7 @@ def import_graph() -> dict[str, set[str]]:
             else:
                 continue
             edges |= {t for t in targets if t in modules and t != name}
-        graph[name] = edges
+        graph[name] = frozenset(edges)
     return graph
 
 

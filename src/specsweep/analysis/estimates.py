@@ -5,6 +5,7 @@ parts per record, the prompt-level bootstrap and acceptance per rep (definitions
 from __future__ import annotations
 
 import math
+import operator
 from collections import defaultdict
 from dataclasses import dataclass, fields
 from typing import Callable, Iterable, Mapping, Sequence
@@ -59,13 +60,13 @@ class Estimate:
         return f"{text} (n={self.n})" if with_n else text
 
 
-_FIELD_NAMES = tuple(f.name for f in fields(RequestRecord))
+_ALL_FIELDS = operator.attrgetter(*(f.name for f in fields(RequestRecord)))
 
 
 def _canonical(records: Iterable[RequestRecord]) -> list[RequestRecord]:
     """A total order over records (repr of every field; repr of a float is exact), so that sums
     and everything after them are identical whatever order the caller passed."""
-    return sorted(records, key=lambda r: tuple(repr(getattr(r, name)) for name in _FIELD_NAMES))
+    return sorted(records, key=lambda r: tuple(map(repr, _ALL_FIELDS(r))))
 
 
 def _is_ok(record: RequestRecord) -> bool:

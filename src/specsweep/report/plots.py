@@ -259,6 +259,10 @@ def render_plots(report: Report) -> dict[str, bytes]:
         fig = PLOTS[name](plt, report)
         try:
             fig.tight_layout()
+            # tight_layout leaves a placeholder layout engine behind, and with one set savefig draws
+            # the whole figure once more before the real draw; the layout is done, so drop it
+            # (same bytes, a fifth less time).
+            fig.set_layout_engine(None)
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=DPI, metadata=PNG_METADATA)
         finally:
