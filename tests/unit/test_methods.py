@@ -238,3 +238,25 @@ def test_ngram_size_flags_reach_ngram_entries_only(tmp_path, capsys):
     code = main(["run", "--model", f"m={model}", "--spec-type", "draft-mtp", "--ngram-size-n", "3", "--dry-run"])
     err = capsys.readouterr().err
     assert code == 2 and "Error: --ngram-size-n applies to n-gram types only" in err and err.count("\n") == 1
+
+
+def test_prune_layers_drops_the_other_layers_once(tmp_path):
+    import stat
+    from specsweep.quantize import prune_layers
+    from tests.hf_layout import tiny_gguf
+    tool = tmp_path / "llama-quantize"  # records its argv and writes the output like the real one
+    tool.write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/calls"\ncp "$4" "$5"\n')
+    tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+
+    class Engine:
+        def tool(self, name):
+            return tool
+
+        def version(self):
+            return "b1-test"
+    model = tiny_gguf(tmp_path / "m.gguf", n_tensors=6)
+    out = prune_layers(Engine(), model, 3, keep_last=1, out=tmp_path / "p.gguf")
+    again = prune_layers(Engine(), model, 3, keep_last=1, out=tmp_path / "p.gguf")
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert out == again == tmp_path / "p.gguf" and out.is_file()
+    assert calls == [f"--allow-requantize --prune-layers 2,3,4 {model} {out} Q8_0"]  # made once: keeps 0, 1, 5
