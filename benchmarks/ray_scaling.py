@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Plan: {len(groups)} server groups (5 quants × depths 0-4, each 3 reps × 5 prompts × 200 tokens) "
         f"from `{DB.relative_to(DB.parents[2])}` (H200, CUDA build). Group durations "
         f"{min(s for *_, s in groups):.1f}-{max(s for *_, s in groups):.1f} s, {serial:.1f} s in all run one "
-        f"after another. Ray overhead added: {args.per_group:g} s per group and {args.one_off:g} s once "
-        "(measured on CPU: benchmarks/ray-overhead.md). One worker = one node with one GPU. "
+        "after another. " + (f"Ray overhead added: {args.per_group:g} s per group and {args.one_off:g} s once "
+                             "(measured on CPU: benchmarks/ray-overhead.md). " if args.per_group or args.one_off else
+                             "No Ray overhead added (benchmarks/ray_overhead.py measures it: pass it as --per-group "
+                             "and --one-off). ") + "One worker = one node with one GPU. "
         "Speedup is against the serial sum; the lower bound is max(serial / workers, longest group).",
         "",
         "## As measured (the miniature loads in 0.5 s: no cold read)",
