@@ -14,7 +14,8 @@ training/distill_smollm2_draft.py makes), else a copy of the F16 cut to its firs
 (`specsweep models prune`, not retrained). An --eagle3 or --small file that is absent is skipped
 with a note. n-gram types ignore the depth: each runs one server per quant at its own draft cap.
 
-Writes under --out: the models, sweep.toml, methods.db (resumable: run again to finish), the full
+Writes under --out: the models, methods.db (resumable: run again to finish; interrupted by SIGTERM,
+e.g. from `timeout`, it still writes the report and summary of what is stored), the full
 report (report/), and the summary (--summary, default DIR/methods-smollm2.md): per quant every
 method at every depth, mean ±1σ over reps with n, and the best method per quant.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 from specsweep.config import Drafting, ModelSpec, Sampling, SweepConfig, check_config
 from specsweep.engine.locate import resolve_engine
 from specsweep.engine.options import ServerSettings
+from specsweep.errors import Interrupted
 from specsweep.models import fetch_default_model, inspect_gguf
 from specsweep.progress import SweepProgress
 from specsweep.provenance import cpu_model, gpus
@@ -161,13 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     store = Store(config.db)
     sweep = Sweep(prepare(config, engine), store, out / "logs", progress=SweepProgress())
     print(f"sweep: {sweep.plan.n_requests} requests on {sweep.plan.n_servers} servers", flush=True)
-    result = sweep.execute()
-    write_report(store, result.run, out / "report")
-    report = build_report(store, result.run)
+    try:
+        run = sweep.execute().run
+    except Interrupted:  # SIGTERM from a time limit: report what is stored; the same command resumes
+        run = store.run(sweep.run.id)
+        notes.append("Interrupted before the end (see the run state): run the same command again to finish.")
+    write_report(store, run, out / "report")
+    report = build_report(store, run)
     path = args.summary or out / "methods-smollm2.md"
     path.write_text(summary(report, args, config, notes, time.monotonic() - started, engine))
     print(path.read_text())
-    return 0 if result.run.state == "complete" else 1
+    return 0 if run.state == "complete" else 1
 
 
 if __name__ == "__main__":
