@@ -65,13 +65,19 @@ def machine() -> str:
     return f"{', '.join(found)} (CUDA build)" if found else f"{cpu_model()}, CPU build"
 
 
+def engine_text(engine) -> str:
+    src = engine.provenance.get("source") or {}
+    built = f"{src.get('name')} {src.get('version')} (llama.cpp {src.get('commit')})" if src else engine.version()
+    return f"{built}, {engine.backend} build, {engine.server}"
+
+
 def summary(report, args, config: SweepConfig, notes: list[str], seconds: float, engine) -> str:
     n_prompts = len(report.prompt_ids)
     spec = {e["label"]: e.get("spec_type") for e in report.entries}
     gaps = {(g.model_label, g.drafting): g for g in report.method_gaps}
     lines = [f"# Drafting methods on SmolLM2-135M-Instruct: {machine()}", "",
              f"Command: `python benchmarks/methods_smollm2.py {' '.join(args.argv)}` ({seconds:.0f} s wall, "
-             f"{platform.node() or 'host'}). Engine {engine.version()} ({engine.backend}).",
+             f"{platform.node() or 'host'}). Engine: {engine_text(engine)}.",
              f"Protocol: mixed-5 ({n_prompts} prompts) × {args.max_tokens} tokens, temperature 0.3, thinking off, "
              f"{args.reps} reps (seed 1000 + rep), depths {DEPTHS[0]}-{DEPTHS[-1]} (0 = no speculation, shared by "
              "every method); run state " + f"**{report.run.state}**.", ""]
@@ -90,8 +96,8 @@ def summary(report, args, config: SweepConfig, notes: list[str], seconds: float,
         depth = f"– (≤{best.best.key.depth})" if best.drafting in report.ngram_methods else str(best.best.key.depth)
         lines.append(f"| {model} | {best.drafting} | {depth} | {_pm(best.best.speedup, 'x2')} | "
                      f"{_pm(best.best.acceptance, 'pct')} | {_pm(best.best.tau, 'f2')} | {behind} |")
-    lines += ["", f"Speedup = decode speed / depth-0 decode speed of the same quant, paired by rep; mean ±1σ over "
-                  f"n={args.reps} reps. ✱ = the runner-up's speedup gap to the best has a 95% prompt-bootstrap "
+    lines += ["", "Speedup = decode speed / depth-0 decode speed of the same quant, paired by rep; mean ±1σ over "
+                  "reps (n in the last column below). ✱ = the runner-up's speedup gap to the best has a 95% prompt-bootstrap "
                   "interval excluding 0.", "", "## Every cell", "",
               "| quant | method | spec type | n | acceptance | τ | draft length | steps drafting | decode tok/s | "
               "speedup | reps |", "|---|---|---|---|---|---|---|---|---|---|---|"]
