@@ -14,7 +14,8 @@ training/distill_smollm2_draft.py makes), else a copy of the F16 cut to its firs
 (`specsweep models prune`, not retrained). An --eagle3 or --small file that is absent is skipped
 with a note. n-gram types ignore the depth: each runs one server per quant at its own draft cap.
 
-Writes under --out: the models, sweep.toml, methods.db (resumable: run again to finish), the full
+Writes under --out: the models, methods.db (resumable: run again to finish; interrupted by SIGTERM,
+e.g. from `timeout`, it still writes the report and summary of what is stored), the full
 report (report/), and the summary (--summary, default DIR/methods-smollm2.md): per quant every
 method at every depth, mean ±1σ over reps with n, and the best method per quant.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 from specsweep.config import Drafting, ModelSpec, Sampling, SweepConfig, check_config
 from specsweep.engine.locate import resolve_engine
 from specsweep.engine.options import ServerSettings
+from specsweep.errors import Interrupted
 from specsweep.models import fetch_default_model, inspect_gguf
 from specsweep.progress import SweepProgress
 from specsweep.provenance import cpu_model, gpus
@@ -63,13 +65,19 @@ def machine() -> str:
     return f"{', '.join(found)} (CUDA build)" if found else f"{cpu_model()}, CPU build"
 
 
+def engine_text(engine) -> str:
+    src = engine.provenance.get("source") or {}
+    built = f"{src.get('name')} {src.get('version')} (llama.cpp {src.get('commit')})" if src else engine.version()
+    return f"{built}, {engine.backend} build, {engine.server}"
+
+
 def summary(report, args, config: SweepConfig, notes: list[str], seconds: float, engine) -> str:
     n_prompts = len(report.prompt_ids)
     spec = {e["label"]: e.get("spec_type") for e in report.entries}
     gaps = {(g.model_label, g.drafting): g for g in report.method_gaps}
     lines = [f"# Drafting methods on SmolLM2-135M-Instruct: {machine()}", "",
              f"Command: `python benchmarks/methods_smollm2.py {' '.join(args.argv)}` ({seconds:.0f} s wall, "
-             f"{platform.node() or 'host'}). Engine {engine.version()} ({engine.backend}).",
+             f"{platform.node() or 'host'}). Engine: {engine_text(engine)}.",
              f"Protocol: mixed-5 ({n_prompts} prompts) × {args.max_tokens} tokens, temperature 0.3, thinking off, "
              f"{args.reps} reps (seed 1000 + rep), depths {DEPTHS[0]}-{DEPTHS[-1]} (0 = no speculation, shared by "
              "every method); run state " + f"**{report.run.state}**.", ""]
@@ -88,8 +96,8 @@ def summary(report, args, config: SweepConfig, notes: list[str], seconds: float,
         depth = f"– (≤{best.best.key.depth})" if best.drafting in report.ngram_methods else str(best.best.key.depth)
         lines.append(f"| {model} | {best.drafting} | {depth} | {_pm(best.best.speedup, 'x2')} | "
                      f"{_pm(best.best.acceptance, 'pct')} | {_pm(best.best.tau, 'f2')} | {behind} |")
-    lines += ["", f"Speedup = decode speed / depth-0 decode speed of the same quant, paired by rep; mean ±1σ over "
-                  f"n={args.reps} reps. ✱ = the runner-up's speedup gap to the best has a 95% prompt-bootstrap "
+    lines += ["", "Speedup = decode speed / depth-0 decode speed of the same quant, paired by rep; mean ±1σ over "
+                  "reps (n in the last column below). ✱ = the runner-up's speedup gap to the best has a 95% prompt-bootstrap "
                   "interval excluding 0.", "", "## Every cell", "",
               "| quant | method | spec type | n | acceptance | τ | draft length | steps drafting | decode tok/s | "
               "speedup | reps |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -161,13 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     store = Store(config.db)
     sweep = Sweep(prepare(config, engine), store, out / "logs", progress=SweepProgress())
     print(f"sweep: {sweep.plan.n_requests} requests on {sweep.plan.n_servers} servers", flush=True)
-    result = sweep.execute()
-    write_report(store, result.run, out / "report")
-    report = build_report(store, result.run)
+    try:
+        run = sweep.execute().run
+    except Interrupted:  # SIGTERM from a time limit: report what is stored; the same command resumes
+        run = store.run(sweep.run.id)
+        notes.append("Interrupted before the end (see the run state): run the same command again to finish.")
+    write_report(store, run, out / "report")
+    report = build_report(store, run)
     path = args.summary or out / "methods-smollm2.md"
     path.write_text(summary(report, args, config, notes, time.monotonic() - started, engine))
     print(path.read_text())
-    return 0 if result.run.state == "complete" else 1
+    return 0 if run.state == "complete" else 1
 
 
 if __name__ == "__main__":
