@@ -353,12 +353,12 @@ def test_summary_interval_is_the_prompt_jackknife_t_interval():
 
 
 def test_too_few_prompts_give_no_interval_and_no_mark():
-    few = [r for r in _varied_records() if r.prompt_id in ("p0", "p1", "p2")]  # 3 < MIN_PROMPTS
+    few = [r for r in _varied_records() if r.prompt_id in ("p0", "p1")]  # 2 < MIN_PROMPTS
     assert summarize(few)[0].acceptance.ci_low is None
     cmp = paired_difference(few, [r.__class__(**{**r.__dict__, "model_label": "B",
                                                  "draft_n_accepted": r.draft_n_accepted - 20}) for r in few])
-    assert cmp.diff == pytest.approx(0.2) and cmp.n_prompts == 3
-    assert cmp.significant is None and cmp.ci_low is None  # a clear difference, but no mark on 3 prompts
+    assert cmp.diff == pytest.approx(0.2) and cmp.n_prompts == 2
+    assert cmp.significant is None and cmp.ci_low is None  # a clear difference, but no mark on 2 prompts
 
 
 def test_per_position_standard_error_is_over_prompts():

@@ -159,5 +159,5 @@ def test_draft_mtp_on_a_model_without_mtp_layers(tmp_path, capsys, model):
 
 def test_target_ci_with_too_few_prompts_for_an_interval(tmp_path, capsys, model):
     # --prompt-limit 1: no interval over prompts can be trusted, so no target can be met
-    assert_one_line(sweep(capsys, tmp_path, model, "--target-ci", "2"), "--target-ci needs at least 4 prompts")
+    assert_one_line(sweep(capsys, tmp_path, model, "--target-ci", "2"), "--target-ci needs at least 3 prompts")
     assert not (tmp_path / "r.db").exists()  # refused before anything was measured or stored

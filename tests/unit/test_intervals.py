@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from specsweep.analysis.intervals import (MIN_PROMPTS, PROMPT_BCA, PROMPT_BOOTSTRAP, PROMPT_T, REP_T, effective_df,
-                                          interval, jackknife_se, prompt_t, prompt_t_simple,
-                                          reported_interval, rep_t)
+from specsweep.analysis.intervals import (MIN_PROMPTS, PROMPT_BCA, PROMPT_BOOTSTRAP, PROMPT_T, TWO_WAY_T,
+                                          effective_df, interval, jackknife_se, prompt_t, prompt_t_simple,
+                                          rep_t, reported_interval)
 
 
 def ratio(s):
@@ -91,12 +91,26 @@ def test_bootstraps_are_deterministic_and_contain_the_estimate():
 
 
 def test_reported_interval_needs_min_prompts():
-    assert MIN_PROMPTS == 4
-    assert reported_interval(tables(SPREAD["num"][:3]), ratio) is None
-    assert reported_interval(tables(SPREAD["num"][:4]), ratio) == interval(PROMPT_T, tables(SPREAD["num"][:4]), ratio)
+    assert MIN_PROMPTS == 3
+    assert reported_interval(tables(SPREAD["num"][:2]), ratio) is None
+    assert reported_interval(tables(SPREAD["num"][:3]), ratio) == interval(PROMPT_T, tables(SPREAD["num"][:3]), ratio)
     # a prompt without any data does not count as one
-    padded = tables(np.vstack([SPREAD["num"][:3], np.zeros((2, 3))]), np.vstack([SPREAD["den"][:3], np.zeros((2, 3))]))
+    padded = tables(np.vstack([SPREAD["num"][:2], np.zeros((2, 3))]), np.vstack([SPREAD["den"][:2], np.zeros((2, 3))]))
     assert reported_interval(padded, ratio) is None
     with pytest.raises(ValueError):
         interval("nonsense", SPREAD, ratio)
 
+
+
+def test_two_way_adds_what_a_rep_shares_across_prompts():
+    rng = np.random.default_rng(1)
+    prompt_effect = rng.normal(0, 5, (6, 1))
+    # prompts independent: two-way is about the prompt interval
+    independent = tables(np.clip(50 + prompt_effect + rng.normal(0, 3, (6, 4)), 0, 100))
+    one, two = prompt_t(independent, ratio, 0.95), interval(TWO_WAY_T, independent, ratio)
+    assert 0.7 < (two[1] - two[0]) / (one[1] - one[0]) < 2.0
+    # every prompt of a rep moves together (a shared seed): only the two-way interval sees it
+    shared = tables(np.clip(50 + prompt_effect + np.array([[-8, 9, -6, 7]]), 0, 100))
+    one, two = prompt_t(shared, ratio, 0.95), interval(TWO_WAY_T, shared, ratio)
+    assert two[1] - two[0] > 3 * (one[1] - one[0])
+    assert two[0] < shared["num"].sum() / shared["den"].sum() < two[1]

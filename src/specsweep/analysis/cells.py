@@ -11,7 +11,6 @@ from ..records import RequestRecord
 from .estimates import (Estimate, _acceptance_parts, _canonical, _check_level, _decode_parts, _estimate,
                         _finite, _int_total, _is_ok, _matched_tables, _ratio_estimate, _rep_statistic, _safe_div,
                         _speedup_estimate, _tau_parts, _wall_parts)
-from .intervals import MIN_PROMPTS
 from .positions import PositionStat, per_position
 
 
@@ -46,7 +45,7 @@ class PairedComparison:
     label_b: str
     depth: int
     diff: float  # acceptance(a) − acceptance(b), mean over reps of the per-rep difference
-    ci_low: float | None  # t over prompts; None (and significant None) below MIN_PROMPTS prompts
+    ci_low: float | None  # t over prompts; None (and significant None) below intervals.MIN_PROMPTS prompts
     ci_high: float | None
     n_pairs: int  # (prompt_id, rep) pairs present in both
     significant: bool | None  # the interval excludes 0; None: too few prompts to say
@@ -132,8 +131,8 @@ def paired_difference(records_a: Iterable[RequestRecord], records_b: Iterable[Re
     """acceptance(a) − acceptance(b) on the (prompt_id, rep) pairs present (ok, with draft
     counts) in both. Per rep, the ratio-of-sums acceptance of each side over the shared prompts;
     diff = mean over reps of the difference. The interval is t over prompts (a prompt's pairs
-    are one sampling unit); significant = the interval excludes 0. Below ``MIN_PROMPTS`` prompts
-    there is no interval and ``significant`` is None: too few prompts to tell.
+    are one sampling unit); significant = the interval excludes 0. Without an interval (below
+    ``MIN_PROMPTS`` prompts) ``significant`` is None: too few prompts to tell.
 
     Both sides must be at one draft depth. Returns None when no pair has drafted tokens on both
     sides (nothing to compare).
@@ -154,15 +153,12 @@ def paired_difference(records_a: Iterable[RequestRecord], records_b: Iterable[Re
     diff = _estimate(point, None)
     if diff is None:
         return None
-    n_prompts = len({p for p, _ in common})
-    if ci is None and n_prompts >= MIN_PROMPTS:
-        return None  # enough prompts, but a leave-one-out value is undefined: nothing sound to show
     return PairedComparison(
         label_a="+".join(sorted({r.model_label for r in ok_a})),
         label_b="+".join(sorted({r.model_label for r in ok_b})),
         depth=depths.pop(),
         diff=diff.mean, ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None, n_pairs=len(common),
-        significant=(ci[0] > 0 or ci[1] < 0) if ci else None, n_prompts=n_prompts,
+        significant=(ci[0] > 0 or ci[1] < 0) if ci else None, n_prompts=len({p for p, _ in common}),
     )
 
 

@@ -15,6 +15,8 @@ between reps both widen the interval. Methods:
                       share such as acceptance. The tool's interval.
 ``prompt-t-simple``   the same with df = P − 1 and no logit: slightly narrow when prompts weigh
                       unequally (their generations differ in length).
+``two-way-t``         prompts and reps crossed: adds what a rep shares across its prompts (its seed,
+                      the machine's state while it ran) to the prompt jackknife.
 ``prompt-bootstrap``  percentile bootstrap over prompts: the tool's interval before; with 5 prompts
                       its quantiles are those of a normal, not of a t with 4 df, and it undercovers.
 ``prompt-bca``        bias-corrected and accelerated bootstrap over prompts (scipy.stats.bootstrap).
@@ -37,18 +39,21 @@ Interval = tuple[float, float]
 
 PROMPT_T = "prompt-t"
 PROMPT_T_SIMPLE = "prompt-t-simple"
+TWO_WAY_T = "two-way-t"
 PROMPT_BOOTSTRAP = "prompt-bootstrap"
 PROMPT_BCA = "prompt-bca"
 REP_T = "rep-t"
 
 REPORTED = PROMPT_T  # the interval behind every CI, significance mark and --target-ci
-# Fewer prompts than this and no interval is printed: with 2 or 3 prompts the jackknife's few
-# degrees of freedom make the coverage depend on how skewed the prompts are (coverage.md).
-MIN_PROMPTS = 4
+# Fewer prompts than this and no interval is printed. Two prompts leave the jackknife one degree
+# of freedom: the interval still covers when prompts vary normally (coverage.md) but spans tens of
+# points, and rests entirely on how two prompts happen to differ.
+MIN_PROMPTS = 3
 
 DESCRIPTION = {
     PROMPT_T: "t over prompts: jackknife SE, t with the prompts' effective df, logit scale for acceptance",
     PROMPT_T_SIMPLE: "t over prompts: jackknife SE, t with prompts − 1 df, symmetric",
+    TWO_WAY_T: "t over prompts and reps crossed (two-way jackknife, Satterthwaite df)",
     PROMPT_BOOTSTRAP: "percentile bootstrap over prompts",
     PROMPT_BCA: "BCa bootstrap over prompts",
     REP_T: "t over reps (prompts held fixed)",
@@ -198,6 +203,43 @@ def prompt_t_simple(tables: Tables, per_rep: PerRep, level: float) -> Interval |
     return _finite_interval(point - half, point + half)
 
 
+def two_way_t(tables: Tables, per_rep: PerRep, level: float, bounded: bool = False) -> Interval | None:
+    """Prompts and reps crossed (Cameron, Gelbach & Miller 2011): V = V_prompts + V_reps − V_cells,
+    each a delete-one jackknife (a prompt, a rep, a (prompt, rep) cell), at least the larger of the
+    first two; t with the Satterthwaite df of V_prompts (``effective_df``) and V_reps (R − 1).
+    For what a rep shares across prompts (its seed, the machine's state while it ran)."""
+    tables = _with_data(tables)
+    n_prompts, n_reps = next(iter(tables.values())).shape
+    if n_prompts < 2 or n_reps < 2:
+        return None
+    with np.errstate(all="ignore"):
+        values = per_rep({k: t.sum(axis=0) for k, t in tables.items()})  # [R]
+        left = per_rep({k: t.sum(axis=0)[None, :] - t for k, t in tables.items()})  # [P, R]: rep r without p
+    if not (np.isfinite(values).all() and np.isfinite(left).all()):
+        return None
+    point = float(values.mean())
+
+    def jackknife(estimates: np.ndarray) -> float:
+        n = estimates.size
+        return (n - 1) / n * float(np.sum((estimates - estimates.mean()) ** 2))
+
+    by_prompt = left.mean(axis=1)  # the estimate without prompt p: every rep's value without it
+    by_rep = (values.sum() - values) / (n_reps - 1)  # the estimate without rep r
+    # A cell's pull on the estimate, (values_r − left_pr) / R, scaled by (P−1)/P so that it is its
+    # own share of the sum (removing it also shrinks its rep's denominator): heteroskedastic V.
+    v_cells = float(np.sum(((n_prompts - 1) / n_prompts * (values[None, :] - left) / n_reps) ** 2))
+    v_prompts, v_reps = jackknife(by_prompt), jackknife(by_rep)
+    variance = max(v_prompts + v_reps - v_cells, v_prompts, v_reps)
+    df_prompts = effective_df(tables)
+    df = (v_prompts + v_reps) ** 2 / (v_prompts ** 2 / df_prompts + v_reps ** 2 / (n_reps - 1)) \
+        if v_prompts + v_reps > 0 else n_reps - 1
+    quantile, se = _t_quantile(level, max(1.0, df)), math.sqrt(variance)
+    if bounded and 0.0 < point < 1.0:
+        centre, half = special.logit(point), quantile * se / (point * (1.0 - point))
+        return _finite_interval(special.expit(centre - half), special.expit(centre + half))
+    return _finite_interval(point - quantile * se, point + quantile * se)
+
+
 def rep_t(tables: Tables, per_rep: PerRep, level: float) -> Interval | None:
     """mean over reps ± t(R−1) · sd / √R of the per-rep values."""
     values = rep_values(tables, per_rep)
@@ -217,6 +259,8 @@ def interval(method: str, tables: Tables, per_rep: PerRep, level: float = 0.95, 
         return prompt_t(tables, per_rep, level, bounded)
     if method == PROMPT_T_SIMPLE:
         return prompt_t_simple(tables, per_rep, level)
+    if method == TWO_WAY_T:
+        return two_way_t(tables, per_rep, level, bounded)
     if method == PROMPT_BOOTSTRAP:
         return prompt_bootstrap(tables, per_rep, level, n_boot, seed)
     if method == PROMPT_BCA:

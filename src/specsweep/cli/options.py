@@ -79,7 +79,7 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
                              "of the headline figures and of --target-ci (default: they count)")
     parser.add_argument("--target-ci", type=float, metavar="PP",
                         help="add reps until every acceptance interval (95%%, t over prompts) has a half-width "
-                             "≤ PP percentage points (needs at least 4 prompts)")
+                             "≤ PP percentage points (needs at least 3 prompts)")
     parser.add_argument("--max-reps", type=int, default=10, help="rep budget per cell for --target-ci")
     parser.add_argument("--max-tokens-total", type=int, help="generated-token budget for --target-ci")
 

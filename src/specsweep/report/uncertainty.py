@@ -24,7 +24,7 @@ MARK_NOTE = (f"95% t interval over prompts (how and why: All cells); ✱ = the i
 def significance(c: PairedComparison) -> str:
     """The significance cell: a mark only where an interval exists."""
     if c.significant is None:
-        return f"too few prompts ({c.n_prompts})"
+        return f"too few prompts ({c.n_prompts})" if c.n_prompts < MIN_PROMPTS else "no interval"
     return "**yes** ✱" if c.significant else "no"
 
 
