@@ -155,3 +155,9 @@ def test_missing_model_path(tmp_path, capsys):
 def test_draft_mtp_on_a_model_without_mtp_layers(tmp_path, capsys, model):
     assert_one_line(bad_model_run(capsys, tmp_path, f"smol={model}", "draft-mtp"), "MTP layers")
     assert not (tmp_path / "r-logs").exists()  # refused before any server started
+
+
+def test_target_ci_with_too_few_prompts_for_an_interval(tmp_path, capsys, model):
+    # --prompt-limit 1: no interval over prompts can be trusted, so no target can be met
+    assert_one_line(sweep(capsys, tmp_path, model, "--target-ci", "2"), "--target-ci needs at least 3 prompts")
+    assert not (tmp_path / "r.db").exists()  # refused before anything was measured or stored
