@@ -18,7 +18,7 @@ from specsweep.analysis.intervals import PROMPT_BOOTSTRAP
 from specsweep.records import encode_steps
 from specsweep.store import Store
 
-from tests.unit.test_analysis import rec
+from tests.records import rec
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sweep-run.db"
 
