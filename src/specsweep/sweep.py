@@ -213,7 +213,7 @@ class Sweep:
         finally:
             self.progress.stop()
             self.store.set_run_state(self.run.id, state, notes={
-                "skipped_models": self.result.skipped_models,
+                "skipped_models": self.result.skipped_models, "skipped_drafting": self.result.skipped_drafting,
                 "unconfirmed_drafting": self.result.unconfirmed_drafting})
         self.result.run = self.store.run(self.run.id)
         return self.result
