@@ -6,6 +6,13 @@ data). A dead server is restarted and the request retried a bounded number of
 times; a model whose server keeps dying is skipped with its cells marked
 failed, and the sweep goes on. SIGINT/SIGTERM abandon the request in flight,
 stop the server, and leave a consistent store that the same command resumes.
+
+Speed is measured on servers without the per-step trace log (its cost would sit inside every
+speed figure). A request's per-position counts then come from ``/metrics``, exact whenever every
+draft was full length; the few requests with shorter drafts (near ``max_tokens``) are replayed on
+a traced server of the same cell after the timed ones, and take their counts from the replay
+when it generated the same tokens. With ``parallel`` > 1 a cell runs on K slots of one traced
+server side by side (``specsweep.parallel``): acceptance only, speed not measured.
 """
 
 from __future__ import annotations
@@ -19,18 +26,23 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import __version__
-from .client import Outcome, chat_body, measure_request
+from .client import chat_body, measure_request
 from .config import DRAFT_MODEL_TYPES, Drafting, SweepConfig
-from .degeneration import THRESHOLDS, measure
+from .degeneration import THRESHOLDS
 from .engine.locate import Engine
+from .engine.memory import parse_load_log, sample_peak
 from .engine.options import ServerOptions, transport_fields
 from .engine.server import LlamaServer
 from .errors import EngineMissingError, Interrupted, RequestError, ServerError
 from .models import GGUFInfo, check_assistant, check_mtp, check_vocab, inspect_gguf
+from .overhead import Stopwatch
+from .parallel import run_parallel_group
+from .replay import replay_counts
 from .plan import Plan, PlannedRequest, ServerGroup, make_plan
 from .prompts import Prompt, load_prompts
 from .provenance import model_provenance, run_provenance
-from .records import RequestRecord, ServerRecord, encode_steps
+from .records import ServerRecord
+from .request_rows import empty_record, record_from
 from .store import RunRow, Store
 
 RUN_KEY_VERSION = 1
@@ -117,6 +129,8 @@ def run_key(prepared: Prepared) -> str:
         "prompts": [p.content_hash() for p in prepared.prompts],
         "sampling": sampling,
         "server": server,
+        # Side by side: what is measured differs (no speed), so such a sweep is its own run.
+        **({"parallel": cfg.parallel} if cfg.parallel > 1 else {}),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -212,6 +226,10 @@ class Sweep:
         self.run = open_run(prepared, store)
         self.result = SweepResult(self.run)
         self._walls: dict[str, float] = {}
+        self.clock = Stopwatch()  # the tool's own time per phase (specsweep.overhead)
+        self.on_gpu = prepared.engine.backend not in ("cpu", "unknown")
+        self._peaks: dict[int, tuple[int, str] | None] = {}  # server id -> memory sampled after its warm-up
+        self._last_metrics = None  # the /metrics scrape after the last request on the running server
 
     # timeouts scaled to the expected work -----------------------------------
     def start_timeout(self, options: ServerOptions) -> float:
@@ -236,6 +254,7 @@ class Sweep:
         self.result.skipped_done = self.plan.n_requests - len(todo)
         self.progress.start(total=self.plan.n_requests, completed=self.result.skipped_done)
         state = "interrupted"
+        started = time.perf_counter()
         try:
             with stop_signals_as_interrupt():
                 self._run_groups(self.plan.groups, done)
@@ -249,7 +268,9 @@ class Sweep:
             self.progress.stop()
             self.store.set_run_state(self.run.id, state, notes={
                 "skipped_models": self.result.skipped_models,
-                "unconfirmed_drafting": self.result.unconfirmed_drafting})
+                "unconfirmed_drafting": self.result.unconfirmed_drafting,
+                # The tool's own time of this invocation, by phase (benchmarks/gpu_speed.py reads it).
+                "overhead": {"wall_seconds": round(time.perf_counter() - started, 3), "phases": self.clock.to_json()}})
         self.result.run = self.store.run(self.run.id)
         return self.result
 
@@ -300,27 +321,48 @@ class Sweep:
     def _mark_skipped(self, group: ServerGroup, pending: list[PlannedRequest], cause: str = "") -> None:
         """A failed row for every cell of a model that was given up on: none is silently dropped."""
         for request in pending:
-            self._store_failure(request, 0, attempt=1,
+            self.store_failure(request, 0, attempt=1,
                                 error=f"skipped: llama-server for {group.model_label} kept failing{cause}")
             self.progress.advance()
 
-    def _start_server(self, group: ServerGroup) -> tuple[LlamaServer, int]:
-        log_path = self.logs_dir / f"run{self.run.id}-{group.model_label}-{group.drafting}-d{group.depth}.log"
+    def _start_server(self, group: ServerGroup, role: str = "timed") -> tuple[LlamaServer, int]:
+        """A server for ``group``: "timed" (untraced, one slot: speed), "replay" (traced, one slot:
+        per-step counts) or "parallel" (traced, ``config.parallel`` slots: acceptance only)."""
+        slots = self.config.parallel if role == "parallel" else 1
+        suffix = {"timed": "", "replay": "-replay", "parallel": f"-np{slots}"}[role]
+        log_path = self.logs_dir / f"run{self.run.id}-{group.model_label}-{group.drafting}-d{group.depth}{suffix}.log"
         server = LlamaServer(self.prepared.engine.server, group.options, log_path,
-                             start_timeout=self.start_timeout(group.options))
+                             start_timeout=self.start_timeout(group.options), traced=role != "timed", slots=slots)
         spawned = time.time()
-        server.start()
-        try:
-            confirmed = self._warm_up(server, group)
-        except BaseException:
-            server.stop()
-            raise
+        with self.clock.phase("server_start"):
+            server.start()
+            try:
+                confirmed = self._warm_up(server, group)
+            except BaseException:
+                server.stop()
+                raise
+            peak = sample_peak(server.pid, self.on_gpu)
         record = ServerRecord(run_id=self.run.id, model_label=group.model_label, spec_type=group.spec_type,
                               depth=group.depth, argv=server.argv, build_info=server.props.get("build_info"),
                               props=server.props, log_path=str(log_path), started_at=spawned,
                               start_seconds=round(time.time() - spawned, 3), drafting_confirmed=confirmed,
-                              drafting=group.drafting)
-        return server, self.store.add_server(record)
+                              drafting=group.drafting, role=role, traced=int(server.traced), slots=slots,
+                              memory=parse_load_log(server.load_log()),
+                              peak_memory_bytes=peak[0] if peak else None, peak_memory_source=peak[1] if peak else None)
+        server_id = self.store.add_server(record)
+        self._peaks[server_id] = peak
+        return server, server_id
+
+    def _stop_server(self, server: LlamaServer, server_id: int, reason: str) -> None:
+        """Sample the server's memory once more (its peak), then stop it and say why."""
+        with self.clock.phase("server_stop"):
+            peak = sample_peak(server.pid, self.on_gpu) if server.alive() else None
+            first = self._peaks.get(server_id)
+            if first is not None and (peak is None or (peak[1] == first[1] and first[0] > peak[0])):
+                peak = first
+            server.stop()
+            self.store.server_stopped(server_id, reason, peak)
+            self._last_metrics = None
 
     def _warm_up(self, server: LlamaServer, group: ServerGroup) -> int | None:
         """One short unrecorded request; also checks that the server speculates iff asked to."""
@@ -328,11 +370,13 @@ class Sweep:
         reported = server.props.get("model_path")
         if reported and Path(reported).resolve() != expected_model:
             raise ServerError(f"llama-server reports model {reported}, expected {expected_model}")
-        if server.props.get("total_slots") not in (None, 1):
-            raise ServerError(f"llama-server runs {server.props.get('total_slots')} slots, expected 1")
+        if server.props.get("total_slots") not in (None, server.slots):
+            raise ServerError(f"llama-server runs {server.props.get('total_slots')} slots, expected {server.slots}")
         body = chat_body(WARMUP_MESSAGES, 8, self.config.sampling.temperature, self.config.sampling.seed,
                          self.config.sampling.thinking)
-        outcome = measure_request(server, body, timeout=self.request_timeout(group.model_label) + 60.0)
+        outcome = measure_request(server, body, timeout=self.request_timeout(group.model_label) + 60.0,
+                                  read_metrics=True)
+        self._last_metrics = outcome.metrics_after if server.slots == 1 else None
         drafted = outcome.metrics_delta.get("spec_decode_num_draft_tokens_total", 0)
         if group.depth == 0:
             if drafted:
@@ -345,6 +389,9 @@ class Sweep:
         return 1
 
     def _run_group(self, group: ServerGroup, pending: list[PlannedRequest]) -> None:
+        if self.config.parallel > 1:
+            run_parallel_group(self, group, pending)
+            return
         retries = self.config.server.retries
         attempts = self.store.attempts(self.run.id)
         server, server_id = None, 0
@@ -358,16 +405,15 @@ class Sweep:
                     attempt += 1
                     if server is None or not server.alive():
                         if server is not None:
-                            server.stop()
-                            self.store.server_stopped(server_id, "died")
+                            self._stop_server(server, server_id, "died")
                         try:
                             server, server_id = self._start_server(group)
                             start_failures = 0
                         except (ServerError, RequestError) as exc:
                             server = None
                             start_failures += 1
-                            self._store_failure(request, 0, attempt, f"server start failed: {exc}",
-                                                getattr(exc, "log_tail", ""))
+                            self.store_failure(request, 0, attempt, f"server start failed: {exc}",
+                                               getattr(exc, "log_tail", ""))
                             if start_failures > retries:
                                 self._skip_model(group, pending, request, exc)
                                 return
@@ -377,8 +423,9 @@ class Sweep:
                 self.progress.advance()
         finally:
             if server is not None:
-                server.stop()
-                self.store.server_stopped(server_id, "done")
+                self._stop_server(server, server_id, "done")
+        if group.depth > 0:
+            replay_counts(self, group)
 
     def _skip_model(self, group: ServerGroup, pending: list[PlannedRequest], failed_at: PlannedRequest,
                     exc: Exception) -> None:
@@ -392,80 +439,34 @@ class Sweep:
                          sampling.thinking)
         started = time.time()
         try:
-            outcome = measure_request(server, body, timeout=self.request_timeout(request.model_label))
+            # At depth 0 there is nothing for /metrics to count: its scrape would be pure overhead.
+            outcome = measure_request(server, body, timeout=self.request_timeout(request.model_label),
+                                      before=self._last_metrics, clock=self.clock, read_metrics=request.depth > 0)
         except (RequestError, ServerError) as exc:
+            self._last_metrics = None
             tail = getattr(exc, "log_tail", "") or server.log_tail()
             if isinstance(exc, RequestError) and server.alive():
                 server.stop()  # a hung or confused server is restarted before the retry
-            self._store_failure(request, server_id, attempt, str(exc), tail, started)
+            self.store_failure(request, server_id, attempt, str(exc), tail, started)
             return False
-        self.store.add_request(self._record(request, server_id, attempt, started, outcome))
-        self._walls[request.model_label] = max(self._walls.get(request.model_label, 0.0), outcome.wall_ms)
+        self._last_metrics = outcome.metrics_after
+        with self.clock.phase("record"):
+            record = record_from(self.run.id, server_id, request, attempt, started, outcome)
+        with self.clock.phase("store"):
+            self.store.add_request(record)
+        self.note_wall(request.model_label, outcome.wall_ms)
         self.result.performed += 1
         return True
 
-    def _store_failure(self, request: PlannedRequest, server_id: int, attempt: int, error: str,
-                       log_tail: str = "", started: float | None = None) -> None:
+    def note_wall(self, model_label: str, wall_ms: float) -> None:
+        self._walls[model_label] = max(self._walls.get(model_label, 0.0), wall_ms)
+
+    def store_failure(self, request: PlannedRequest, server_id: int, attempt: int, error: str,
+                      log_tail: str = "", started: float | None = None) -> None:
         message = error if not log_tail else f"{error}\n--- server log tail ---\n{log_tail}"
-        self.store.add_request(_empty_record(self.run.id, server_id, request, attempt, started or time.time(),
-                                             message))
+        self.store.add_request(empty_record(self.run.id, server_id, request, attempt, started or time.time(),
+                                            message))
         self.result.failed += 1
-
-    def _record(self, request: PlannedRequest, server_id: int, attempt: int, started: float,
-                outcome: Outcome) -> RequestRecord:
-        t = outcome.timings
-        choice = (outcome.response.get("choices") or [{}])[0]
-        usage = outcome.response.get("usage") or {}
-        m = outcome.metrics_delta
-        log = outcome.log
-        return RequestRecord(
-            run_id=self.run.id, server_id=server_id, model_label=request.model_label,
-            spec_type=request.spec_type, depth=request.depth, rep=request.rep, seed=request.seed,
-            prompt_id=request.prompt.id, category=request.prompt.category, attempt=attempt, status="ok",
-            error=None, started_at=started, wall_ms=round(outcome.wall_ms, 3),
-            finish_reason=choice.get("finish_reason"), prompt_n=t.get("prompt_n"), prompt_ms=t.get("prompt_ms"),
-            predicted_n=t.get("predicted_n"), predicted_ms=t.get("predicted_ms"),
-            predicted_per_second=t.get("predicted_per_second"), draft_n=t.get("draft_n", 0),
-            draft_n_accepted=t.get("draft_n_accepted", 0),
-            m_draft_tokens=int(m.get("spec_decode_num_draft_tokens_total", 0)),
-            m_accepted=int(m.get("spec_decode_num_accepted_tokens_total", 0)),
-            m_steps=int(m.get("spec_decode_num_drafts_total", 0)), m_accepted_per_pos=outcome.accepted_per_pos,
-            log_steps=len(log.steps) if log.complete else None,
-            log_drafted=log.drafted if log.complete else None,
-            log_accepted=log.accepted if log.complete else None,
-            log_drafted_per_pos=log.drafted_per_pos() if log.complete else None,
-            log_accepted_per_pos=log.accepted_per_pos() if log.complete else None,
-            log_summary_drafted=log.summary_drafted, log_summary_accepted=log.summary_accepted,
-            max_draft_len=max((d for _, d in log.steps), default=0) if log.complete else None,
-            completion_tokens=usage.get("completion_tokens"), crosscheck=outcome.crosscheck(),
-            content=(choice.get("message") or {}).get("content"),
-            log_step_pairs=encode_steps(log.steps) if log.complete else None, drafting=request.drafting,
-            **_degeneration_fields(outcome.tokens, choice.get("finish_reason"), t.get("predicted_n")),
-        )
-
-
-def _degeneration_fields(tokens: list[tuple[int, object]] | None, finish_reason: str | None,
-                         predicted_n: int | None) -> dict:
-    """The RequestRecord's degen_* fields; none (not measured) without tokens."""
-    if tokens is None:
-        return {}
-    # predicted_n counts the end-of-generation token of a request that stopped by itself; it has no text.
-    generated = predicted_n - (finish_reason == "stop") if isinstance(predicted_n, int) else None
-    m = measure([i for i, _ in tokens], [p for _, p in tokens], hit_max_tokens=finish_reason == "length",
-                generated=generated)
-    return {"degen_tokens": m.tokens, "degen_repeat_share": m.repeat_share, "degen_longest_repeat": m.longest_repeat,
-            "degen_whitespace_share": m.whitespace_share, "degen_tail_loop": m.tail_loop,
-            "degenerate": int(m.degenerate)}
-
-
-def _empty_record(run_id: int, server_id: int, request: PlannedRequest, attempt: int, started: float,
-                  error: str) -> RequestRecord:
-    empty = {name: None for name in RequestRecord.__dataclass_fields__}
-    empty.update(run_id=run_id, server_id=server_id, model_label=request.model_label,
-                 spec_type=request.spec_type, depth=request.depth, rep=request.rep, seed=request.seed,
-                 prompt_id=request.prompt.id, category=request.prompt.category, attempt=attempt,
-                 status="failed", error=error, started_at=started, drafting=request.drafting)
-    return RequestRecord(**empty)
 
 
 def estimate_seconds(plan: Plan, store: Store | None, done: set[tuple]) -> float | None:
