@@ -33,7 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ from specsweep.analysis import by_drafting, paired_difference, parse_size, summa
 from specsweep.client import chat_body, measure_request
 from specsweep.config import Drafting, Sampling, SweepConfig, check_config
 from specsweep.engine.locate import resolve_engine
+from specsweep.engine.memory import gpu_used_bytes
 from specsweep.engine.options import ServerOptions, ServerSettings
 from specsweep.engine.server import LlamaServer
 from specsweep.modelspec import ModelSpec
@@ -104,7 +105,7 @@ def trace_tax(engine, target: Path, assistant: Path, scale: Scale, settings: Ser
     for depth in scale.tax_depths:
         options = ServerOptions(model=target, draft_model=assistant if depth else None,
                                 spec_type="draft-mtp" if depth else None, draft_n_max=depth or None,
-                                settings=settings)
+                                settings=settings if depth else replace(settings, draft_gpu_layers=None))
         for rnd in range(scale.tax_rounds):
             for traced in ((True, False) if rnd % 2 == 0 else (False, True)):
                 name = f"tax-d{depth}-r{rnd}-{'traced' if traced else 'untraced'}.log"
@@ -279,8 +280,11 @@ def write_markdown(out: Path, facts: dict) -> str:
         lines.append(f"| {m['model']} | {m['depth']} | {_mib(m['device_buffers'])} | {_mib(m['host_buffers'])} | "
                      f"{_mib(k.get('model'))} | {_mib(k.get('kv'))} | {_mib(k.get('compute'))} | "
                      f"{', '.join(str(x) for x in m['offloaded'])} | {_mib(m['measured'])} | {m['source']} |")
+    idle = facts.get("idle_gpu_bytes")
     lines += ["", "nvidia-smi's figure for a process includes the CUDA context and library workspaces; the peak "
-              "resident set (CPU) includes the program itself and the mapped model file's touched pages.", "",
+              "resident set (CPU) includes the program itself and the mapped model file's touched pages."
+              + (f" Before any server started the GPUs had {_mib(idle)} MiB in use (in every nvidia-smi-device "
+                 "figure)." if idle is not None else ""), "",
               "## 5. Speed against memory, and the budget choice", "",
               "Report of the sequential run: `report/report.md` (memory section), `report/memory_frontier.png`.", ""]
     for budget in facts["budgets"]:
@@ -301,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     for stale in args.out.glob("bench.db*"):
         stale.unlink()
     settings = _settings(scale, on_gpu)
+    idle_gpu = gpu_used_bytes()  # before any server: what "nvidia-smi-device" figures include besides the server
     target, assistant = trained_file("gemma4-mini", "target"), trained_file("gemma4-mini", "assistant")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -342,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"depths {', '.join(map(str, scale.depths))}, {scale.reps} reps; server settings "
                      f"{' '.join(settings.argv())}"),
         "k": scale.parallel, "scale_settings": asdict(scale), "trace_tax": tax, "sequential": seq, "parallel": par,
-        "agreement": agree, "memory": memory, "budgets": budgets, "total_seconds": time.perf_counter() - started,
+        "agreement": agree, "memory": memory, "idle_gpu_bytes": idle_gpu, "budgets": budgets, "total_seconds": time.perf_counter() - started,
         "runs": {"sequential": seq_sweep.run.id, "parallel": par_sweep.run.id},
     }
     (args.out / "gpu-speed.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")

@@ -227,7 +227,7 @@ class Sweep:
         self.result = SweepResult(self.run)
         self._walls: dict[str, float] = {}
         self.clock = Stopwatch()  # the tool's own time per phase (specsweep.overhead)
-        self.on_gpu = prepared.engine.backend not in ("cpu", "unknown")
+        self.on_gpu = prepared.engine.backend != "cpu"  # an engine of unknown build may use a GPU: ask nvidia-smi
         self._peaks: dict[int, tuple[int, str] | None] = {}  # server id -> memory sampled after its warm-up
         self._last_metrics = None  # the /metrics scrape after the last request on the running server
 
@@ -278,6 +278,8 @@ class Sweep:
         for group in groups:
             pending = [r for r in group.requests if r.cell not in done]
             if not pending:
+                if group.depth > 0 and self.config.parallel == 1:
+                    replay_counts(self, group)  # replays an earlier invocation left pending
                 continue
             if group.model_label in self.result.skipped_models:
                 self._mark_skipped(group, pending)

@@ -104,31 +104,44 @@ def peak_rss_bytes(pid: int) -> int | None:
     return None
 
 
-def gpu_process_bytes(pid: int) -> int | None:
-    """Device memory ``nvidia-smi`` reports for the process (summed over GPUs); None without one."""
+def _nvidia_smi(query: str) -> list[list[str]] | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20)
+        out = subprocess.run(["nvidia-smi", query, "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                             timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:
         return None
-    total, seen = 0, False
-    for line in out.stdout.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 2 and parts[0] == str(pid) and parts[1].isdigit():
-            total += int(parts[1]) * MIB
-            seen = True
-    return total if seen else None
+    return [[p.strip() for p in line.split(",")] for line in out.stdout.splitlines() if line.strip()]
+
+
+def gpu_process_bytes(pid: int) -> int | None:
+    """Device memory ``nvidia-smi`` reports for the process (summed over GPUs); None without one."""
+    rows = _nvidia_smi("--query-compute-apps=pid,used_memory") or []
+    sizes = [int(size) * MIB for found, size in (r for r in rows if len(r) == 2) if found == str(pid) and size.isdigit()]
+    return sum(sizes) if sizes else None
+
+
+def gpu_used_bytes() -> int | None:
+    """Memory in use on every GPU together (``memory.used``); None without a GPU."""
+    rows = _nvidia_smi("--query-gpu=memory.used")
+    sizes = [int(r[0]) * MIB for r in rows or [] if r and r[0].isdigit()]
+    return sum(sizes) if sizes else None
 
 
 def sample_peak(pid: int | None, on_gpu: bool) -> tuple[int, str] | None:
-    """(bytes, source) for the process now: device memory on a GPU host, else its peak resident set."""
+    """(bytes, source) for the process now: on a GPU host the device memory ``nvidia-smi`` lists
+    for it, or, where the process is not listed (a container's PIDs are not the host's), the
+    memory in use on the GPUs ("nvidia-smi-device": one server runs at a time); else its peak
+    resident set."""
     if pid is None:
         return None
     if on_gpu:
         used = gpu_process_bytes(pid)
         if used is not None:
             return used, "nvidia-smi"
+        used = gpu_used_bytes()
+        if used is not None:
+            return used, "nvidia-smi-device"
     rss = peak_rss_bytes(pid)
     return (rss, "rss") if rss is not None else None

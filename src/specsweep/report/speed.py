@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .model import Report
 
 SOURCES = {"nvidia-smi": "peak device memory of the server process (nvidia-smi)",
+           "nvidia-smi-device": "peak memory in use on the GPU while the server ran alone (nvidia-smi)",
            "rss": "peak resident set of the server process (VmHWM)",
            "buffers": "buffers llama.cpp logged at load", "file size": "model file size"}
 
