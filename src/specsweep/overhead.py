@@ -44,6 +44,11 @@ class Stopwatch:
             self.seconds[name] = self.seconds.get(name, 0.0) + seconds
             self.counts[name] = self.counts.get(name, 0) + other.counts.get(name, 0)
 
+    @classmethod
+    def from_json(cls, data: dict) -> "Stopwatch":
+        """The stopwatch ``to_json`` wrote (a worker's reading, sent to the driver)."""
+        return cls({name: v["seconds"] for name, v in data.items()}, {name: v["count"] for name, v in data.items()})
+
     def to_json(self) -> dict:
         return {name: {"seconds": round(self.seconds[name], 6), "count": self.counts[name]}
                 for name in sorted(self.seconds, key=lambda n: (PHASES.index(n) if n in PHASES else len(PHASES), n))}
