@@ -237,7 +237,8 @@ class Sweep:
                            if pending or self.recorder.needs_replay(group)], self.recorder)
 
     def _run_adaptive(self, target: AdaptiveTarget) -> None:
-        """More reps for the cells whose bootstrap interval is still wider than the target."""
+        """More reps for the cells whose acceptance interval (t over prompts, the one the report
+        prints) is still wider than the target."""
         from .analysis import by_drafting, summarize
         reps = {(g.model_label, g.drafting, g.depth): self.config.sampling.reps for g in self.plan.groups}
         while True:
@@ -250,7 +251,7 @@ class Sweep:
                 acc = cell.acceptance
                 key = (cell.key.model_label, cell.key.spec_type, cell.key.depth)  # spec_type: the label here
                 if cell.key.depth == 0 or acc is None or acc.ci_low is None:
-                    continue
+                    continue  # no interval: the CLI refuses --target-ci with too few prompts
                 if (acc.ci_high - acc.ci_low) / 2 > target.half_width:
                     wide.append(key)
             if not wide:

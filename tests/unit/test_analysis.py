@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+import scipy.stats
 
 from specsweep.analysis import (
     CellKey,
@@ -27,33 +29,9 @@ from specsweep.analysis import (
     summarize,
     summarize_by_category,
 )
-from specsweep.records import RequestRecord, decode_steps, encode_steps
+from specsweep.records import decode_steps, encode_steps
 
-
-def rec(**overrides) -> RequestRecord:
-    """A complete, plausible ok record at depth 2; tests override what they look at."""
-    values = dict(
-        run_id=1, server_id=1, model_label="Q5_K_S", spec_type="draft-mtp", depth=2, rep=0, seed=1000,
-        prompt_id="p0", category="code", attempt=1, status="ok", error=None, started_at=100.0,
-        wall_ms=1200.0, finish_reason="length", prompt_n=20, prompt_ms=10.0,
-        predicted_n=200, predicted_ms=1000.0, predicted_per_second=200.0,
-        draft_n=100, draft_n_accepted=80,
-        m_draft_tokens=100, m_accepted=80, m_steps=50, m_accepted_per_pos=[45, 35],
-        log_steps=None, log_drafted=None, log_accepted=None,
-        log_drafted_per_pos=None, log_accepted_per_pos=None,
-        log_summary_drafted=None, log_summary_accepted=None,
-        max_draft_len=2, completion_tokens=200, crosscheck="ok", content="x",
-    )
-    values.update(overrides)
-    return RequestRecord(**values)
-
-
-def baseline(**overrides) -> RequestRecord:
-    """A depth-0 (no speculation) record."""
-    values = dict(spec_type="none", depth=0, draft_n=0, draft_n_accepted=0, m_draft_tokens=0,
-                  m_accepted=0, m_steps=0, m_accepted_per_pos=None, max_draft_len=None)
-    values.update(overrides)
-    return rec(**values)
+from tests.records import baseline, rec
 
 
 def cell(summaries, model, depth, spec_type=None):
@@ -95,7 +73,7 @@ def test_rep_acceptance_is_ratio_of_sums_not_mean_of_ratios():
     assert rep_acceptance(records) == {0: pytest.approx(54 / 100)}
     assert rep_acceptance(records)[0] != pytest.approx(mean_of_ratios)
     assert pooled_acceptance(records) == pytest.approx(0.54)
-    summary = summarize(records, n_boot=0)[0]
+    summary = summarize(records, intervals=False)[0]
     assert summary.acceptance.mean == pytest.approx(0.54)
 
 
@@ -105,20 +83,20 @@ def test_reported_acceptance_is_mean_and_sample_sd_over_reps_with_n():
         records.append(rec(rep=rep, seed=1000 + rep, prompt_id="p0", draft_n=50, draft_n_accepted=accepted // 2))
         records.append(rec(rep=rep, seed=1000 + rep, prompt_id="p1", draft_n=50,
                            draft_n_accepted=accepted - accepted // 2))
-    acc = summarize(records, n_boot=0)[0].acceptance
+    acc = summarize(records, intervals=False)[0].acceptance
     assert acc.n == 3
     assert acc.mean == pytest.approx(0.85)
     assert acc.sd == pytest.approx(0.05)  # ddof=1: sqrt((0.05² + 0 + 0.05²) / 2)
     assert acc.fmt_pct(with_n=True) == "85.0 ±5.0% (n=3)"
-    assert acc.ci_low is None and acc.ci_high is None  # n_boot=0: no interval
+    assert acc.ci_low is None and acc.ci_high is None  # intervals=False: no interval
 
-    single = summarize(records[:2], n_boot=0)[0].acceptance
+    single = summarize(records[:2], intervals=False)[0].acceptance
     assert single.n == 1 and single.sd == 0.0
 
 
 def test_depth_zero_and_nothing_drafted_have_no_acceptance():
     summaries = summarize([baseline(), rec(depth=3, draft_n=0, draft_n_accepted=0, m_steps=0,
-                                           m_accepted=0, m_accepted_per_pos=[])], n_boot=0)
+                                           m_accepted=0, m_accepted_per_pos=[])], intervals=False)
     base, spec = cell(summaries, "Q5_K_S", 0), cell(summaries, "Q5_K_S", 3)
     assert base.acceptance is None and base.tau is None and base.per_position == []
     assert spec.acceptance is None and spec.tau is None
@@ -134,7 +112,7 @@ def test_tau_per_rep_then_mean():
         rec(rep=0, prompt_id="p1", m_steps=10, m_accepted=20),  # rep 0: 1 + 80/50 = 2.6
         rec(rep=1, prompt_id="p0", m_steps=50, m_accepted=70),  # rep 1: 1 + 70/50 = 2.4
     ]
-    s = summarize(records, n_boot=0)[0]
+    s = summarize(records, intervals=False)[0]
     assert s.tau.n == 2
     assert s.tau.mean == pytest.approx(2.5)
     assert s.tau.sd == pytest.approx(math.sqrt(0.02))
@@ -143,7 +121,7 @@ def test_tau_per_rep_then_mean():
 
 def test_tau_prefers_trace_log_tally_over_metrics():
     r = rec(m_steps=40, m_accepted=60, log_steps=50, log_accepted=50)
-    assert summarize([r], n_boot=0)[0].tau.mean == pytest.approx(2.0)
+    assert summarize([r], intervals=False)[0].tau.mean == pytest.approx(2.0)
 
 
 # --------------------------------------------------------------------------- speed and speedup
@@ -154,13 +132,13 @@ def test_decode_and_wall_speed_are_ratios_of_sums_per_rep():
         rec(prompt_id="p0", predicted_n=100, predicted_ms=1000.0, wall_ms=2000.0),
         rec(prompt_id="p1", predicted_n=300, predicted_ms=1000.0, wall_ms=2000.0),
     ]
-    s = summarize(records, n_boot=0)[0]
+    s = summarize(records, intervals=False)[0]
     assert s.decode_tps.mean == pytest.approx(200.0)  # 400 tokens / 2 s
     assert s.wall_tps.mean == pytest.approx(100.0)
     skewed = [rec(prompt_id="p0", predicted_n=100, predicted_ms=100.0),
               rec(prompt_id="p1", predicted_n=100, predicted_ms=900.0)]
     # 200 tokens / 1 s, not the mean of per-request speeds (1000 + 111) / 2
-    assert summarize(skewed, n_boot=0)[0].decode_tps.mean == pytest.approx(200.0)
+    assert summarize(skewed, intervals=False)[0].decode_tps.mean == pytest.approx(200.0)
 
 
 def test_speedup_is_paired_by_rep():
@@ -170,7 +148,7 @@ def test_speedup_is_paired_by_rep():
         rec(rep=0, predicted_n=100, predicted_ms=500.0),  # 200 tok/s: ×2
         rec(rep=1, predicted_n=100, predicted_ms=200.0),  # 500 tok/s: ×2.5
     ]
-    summaries = summarize(records, n_boot=0)
+    summaries = summarize(records, intervals=False)
     spec = cell(summaries, "Q5_K_S", 2)
     assert spec.speedup.n == 2
     assert spec.speedup.mean == pytest.approx(2.25)  # unpaired: mean 350 / mean 150 = 2.33
@@ -187,7 +165,7 @@ def test_speedup_uses_only_prompts_present_on_both_sides_and_none_without_baseli
         rec(prompt_id="p1", predicted_n=100, predicted_ms=100.0),  # no baseline partner: left out
         rec(model_label="other", predicted_n=100, predicted_ms=500.0),
     ]
-    summaries = summarize(records, n_boot=0)
+    summaries = summarize(records, intervals=False)
     assert cell(summaries, "Q5_K_S", 2).speedup.mean == pytest.approx(2.0)
     assert cell(summaries, "other", 2).speedup is None
 
@@ -203,8 +181,7 @@ def test_per_position_with_short_drafts_uses_drafted_per_pos():
     assert [s.drafted_steps for s in stats] == [10, 8, 4]
     assert [s.accepted for s in stats] == [8, 6, 2]  # the log wins over /metrics
     assert [s.p_uncond for s in stats] == pytest.approx([0.8, 0.75, 0.5])
-    assert stats[0].se == pytest.approx(math.sqrt(0.8 * 0.2 / 10))
-    assert stats[2].se == pytest.approx(math.sqrt(0.5 * 0.5 / 4))
+    assert stats[0].se is None and stats[2].se is None  # one prompt: no standard error over prompts
     # Drafts ended at 1 and at 2 tokens, and without per-step pairs the steps that reached
     # positions 1 and 2 are unknown: no α is made up from p_i / p_(i−1).
     assert stats[0].alpha_cond == pytest.approx(0.8) and stats[0].cond_steps == 10
@@ -227,7 +204,7 @@ def test_conditional_acceptance_from_step_pairs_with_short_drafts():
     assert [s.p_uncond for s in stats] == pytest.approx([0.8, 1.0])
     assert [s.cond_steps for s in stats] == [10, 5]
     assert [s.alpha_cond for s in stats] == pytest.approx([0.8, 1.0])
-    assert stats[0].alpha_se == pytest.approx(math.sqrt(0.8 * 0.2 / 10)) and stats[1].alpha_se == 0.0
+    assert stats[0].alpha_se is None and stats[1].alpha_se is None  # one prompt
     steps = [(0, 2), (1, 2), (2, 2), (2, 2)]
     stats = per_position([rec(depth=2, log_step_pairs=encode_steps(steps))])
     assert stats[1].cond_steps == 3 and stats[1].alpha_cond == pytest.approx(2 / 3)
@@ -249,7 +226,7 @@ def test_per_position_falls_back_to_m_steps_for_every_position():
     stats = per_position([rec(depth=3, m_steps=10, m_accepted_per_pos=[8], max_draft_len=3)])
     assert [s.drafted_steps for s in stats] == [10, 10, 10]
     assert [s.accepted for s in stats] == [8, 0, 0]
-    assert stats[1].se == 0.0
+    assert stats[1].se is None
     assert stats[0].alpha_cond == pytest.approx(0.8)
     assert [s.alpha_cond for s in stats[1:]] == [None, None]  # no trace log: who reached i is unknown
 
@@ -279,7 +256,7 @@ def test_failed_records_are_excluded_but_counted():
             rec(rep=1, prompt_id="p0", draft_n=100, draft_n_accepted=90)]
     failed = rec(rep=2, prompt_id="p1", status="failed", error="timeout", draft_n=100, draft_n_accepted=0,
                  predicted_n=1, predicted_ms=1e6)
-    s = summarize(good + [failed], n_boot=0)[0]
+    s = summarize(good + [failed], intervals=False)[0]
     assert (s.n_requests, s.n_failed, s.n_reps) == (2, 1, 2)
     assert s.acceptance.mean == pytest.approx(0.85) and s.acceptance.n == 2
     assert s.drafted_tokens == 200 and s.accepted_tokens == 170
@@ -296,7 +273,7 @@ def test_only_failures_give_a_counted_cell_with_no_statistics():
 def test_effective_depth_is_longest_draft_seen():
     records = [rec(spec_type="ngram-simple", depth=4, max_draft_len=48),
                rec(spec_type="ngram-simple", depth=4, max_draft_len=12, prompt_id="p1")]
-    assert summarize(records, n_boot=0)[0].effective_depth == 48
+    assert summarize(records, intervals=False)[0].effective_depth == 48
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -324,14 +301,52 @@ def test_bootstrap_ci_contains_point_estimate_and_is_deterministic():
     assert bootstrap_ci(records, pooled_acceptance, n_boot=500, seed=7)[0] <= pooled_acceptance(records)
 
 
-def test_summary_interval_matches_generic_bootstrap_with_same_seed():
+def test_summary_interval_is_the_prompt_jackknife_t_interval():
+    """The printed CI, worked by hand: leave each prompt out, recompute the rep-mean acceptance,
+    jackknife variance (P−1)/P Σ (θ_(−p) − mean)², half-width t(P−1, 0.975) × its root (every
+    prompt drafted alike, so df = P − 1), on the logit scale for acceptance; linear for τ."""
     records = _varied_records()
-    s = summarize(records, n_boot=400, seed=3)[0]
-    ci = bootstrap_ci(records, mean_rep_acceptance, n_boot=400, seed=3)
-    assert (s.acceptance.ci_low, s.acceptance.ci_high) == pytest.approx(ci)
-    assert s.acceptance.ci_low <= s.acceptance.mean <= s.acceptance.ci_high
+    s = summarize(records)[0]
+    prompts = sorted({r.prompt_id for r in records})
+    q = scipy.stats.t.ppf(0.975, len(prompts) - 1)
+
+    def jackknife(statistic):
+        left_out = np.array([statistic([r for r in records if r.prompt_id != p]) for p in prompts])
+        return math.sqrt((len(prompts) - 1) / len(prompts) * np.sum((left_out - left_out.mean()) ** 2))
+
+    acc = s.acceptance.mean
+    assert acc == pytest.approx(mean_rep_acceptance(records))
+    half = q * jackknife(mean_rep_acceptance) / (acc * (1 - acc))
+    logit = math.log(acc / (1 - acc))
+    assert (s.acceptance.ci_low, s.acceptance.ci_high) == pytest.approx(
+        (1 / (1 + math.exp(-(logit - half))), 1 / (1 + math.exp(-(logit + half)))))
+    half = q * jackknife(lambda rs: 1000 * np.mean([sum(r.predicted_n for r in rs if r.rep == k)
+                                                    / sum(r.predicted_ms for r in rs if r.rep == k) for k in range(3)]))
+    assert (s.decode_tps.ci_low, s.decode_tps.ci_high) == pytest.approx((s.decode_tps.mean - half,
+                                                                         s.decode_tps.mean + half))
     for est in (s.tau, s.decode_tps, s.wall_tps):
         assert est.ci_low <= est.mean <= est.ci_high
+
+
+def test_too_few_prompts_give_no_interval_and_no_mark():
+    few = [r for r in _varied_records() if r.prompt_id in ("p0", "p1")]  # 2 < MIN_PROMPTS
+    assert summarize(few)[0].acceptance.ci_low is None
+    cmp = paired_difference(few, [r.__class__(**{**r.__dict__, "model_label": "B",
+                                                 "draft_n_accepted": r.draft_n_accepted - 20}) for r in few])
+    assert cmp.diff == pytest.approx(0.2) and cmp.n_prompts == 2
+    assert cmp.significant is None and cmp.ci_low is None  # a clear difference, but no mark on 2 prompts
+
+
+def test_per_position_standard_error_is_over_prompts():
+    """Two prompts' steps disagree far more than binomial noise: the SE over prompts says so."""
+    records = [rec(prompt_id=f"p{p}", rep=rep, depth=1, log_drafted_per_pos=[100], log_accepted_per_pos=[acc])
+               for p, acc in enumerate([90, 85, 30, 35, 60]) for rep in range(2)]
+    stat = per_position(records)[0]
+    binomial = math.sqrt(0.6 * 0.4 / 1000)
+    assert stat.p_uncond == pytest.approx(0.6)
+    left_out = np.array([(600 - acc) / 400 for acc in (90, 85, 30, 35, 60)])
+    assert stat.se == pytest.approx(math.sqrt(4 / 5 * np.sum((left_out - left_out.mean()) ** 2)))
+    assert stat.se > 5 * binomial
 
 
 def test_bootstrap_ci_edge_cases():
@@ -348,7 +363,7 @@ def test_bootstrap_ci_edge_cases():
 
 def test_paired_difference_of_a_model_against_itself_is_zero_and_not_significant():
     records = _varied_records()
-    cmp = paired_difference(records, records, n_boot=300)
+    cmp = paired_difference(records, records)
     assert cmp.diff == 0.0 and (cmp.ci_low, cmp.ci_high) == (0.0, 0.0)
     assert not cmp.significant
     assert cmp.n_pairs == 18 and cmp.depth == 2
@@ -357,7 +372,7 @@ def test_paired_difference_of_a_model_against_itself_is_zero_and_not_significant
 def test_paired_difference_detects_a_clear_difference():
     a = _varied_records("Q5_K_S", shift=0)
     b = _varied_records("IQ2_M", shift=-10)
-    cmp = paired_difference(a, b, n_boot=500)
+    cmp = paired_difference(a, b)
     assert cmp.label_a == "Q5_K_S" and cmp.label_b == "IQ2_M"
     assert cmp.diff == pytest.approx(0.10)
     assert cmp.ci_low > 0 and cmp.significant
@@ -366,10 +381,10 @@ def test_paired_difference_detects_a_clear_difference():
 def test_paired_difference_uses_only_shared_pairs():
     a = _varied_records("A")
     b = [r for r in _varied_records("B") if r.prompt_id != "p0"]
-    assert paired_difference(a, b, n_boot=50).n_pairs == 15
-    assert paired_difference(a, [], n_boot=50) is None
+    assert paired_difference(a, b).n_pairs == 15
+    assert paired_difference(a, []) is None
     with pytest.raises(ValueError):
-        paired_difference(a, [rec(depth=3)], n_boot=50)
+        paired_difference(a, [rec(depth=3)])
 
 
 def test_neighbour_comparisons_follow_model_order_per_depth():
@@ -380,7 +395,7 @@ def test_neighbour_comparisons_follow_model_order_per_depth():
             records.append(r.__class__(**{**r.__dict__, "depth": 1, "started_at": 100.0 * i + 50}))
         records.append(baseline(model_label=model, started_at=100.0 * i))
     assert model_order(list(reversed(records))) == ["Q5_K_S", "IQ4_XS", "IQ2_M"]
-    comps = neighbour_comparisons(records, n_boot=200)
+    comps = neighbour_comparisons(records)
     assert [(c.depth, c.label_a, c.label_b) for c in comps] == [
         (1, "Q5_K_S", "IQ4_XS"), (1, "IQ4_XS", "IQ2_M"), (2, "Q5_K_S", "IQ4_XS"), (2, "IQ4_XS", "IQ2_M")]
     assert comps[1].significant and comps[1].diff == pytest.approx(0.10)
@@ -397,7 +412,7 @@ def test_summarize_sorts_by_model_appearance_then_baseline_spec_type_depth():
         baseline(model_label="early", started_at=30.0),
         rec(model_label="early", spec_type="draft-simple", depth=1, started_at=40.0),
     ]
-    keys = [c.key for c in summarize(records, n_boot=0)]
+    keys = [c.key for c in summarize(records, intervals=False)]
     assert keys == [CellKey("early", "none", 0), CellKey("early", "draft-mtp", 1),
                     CellKey("early", "draft-mtp", 3), CellKey("early", "draft-simple", 1),
                     CellKey("late", "draft-mtp", 2)]
@@ -408,7 +423,7 @@ def test_summarize_by_category_uses_the_category_baseline():
         baseline(category="code", predicted_ms=1000.0), rec(category="code", predicted_ms=500.0),
         baseline(category="math", predicted_ms=1000.0), rec(category="math", predicted_ms=250.0),
     ]
-    by_cat = summarize_by_category(records, n_boot=0)
+    by_cat = summarize_by_category(records, intervals=False)
     assert sorted(by_cat) == ["code", "math"]
     assert cell(by_cat["code"], "Q5_K_S", 2).speedup.mean == pytest.approx(2.0)
     assert cell(by_cat["math"], "Q5_K_S", 2).speedup.mean == pytest.approx(4.0)
@@ -506,7 +521,7 @@ def test_recommend_end_to_end_from_records():
         for rep in range(3):
             records.append(baseline(model_label=model, rep=rep, predicted_ms=1000.0))
             records.append(rec(model_label=model, rep=rep, predicted_ms=ms + 20 * rep))
-    r = recommend(summarize(records, n_boot=0), {"big": 2, "small": 1})
+    r = recommend(summarize(records, intervals=False), {"big": 2, "small": 1})
     assert r.model_label == "big" and r.depth == 2
     assert r.speedup.n == 3 and r.speedup.mean == pytest.approx(
         sum(1000.0 / (400.0 + 20 * rep) for rep in range(3)) / 3)
@@ -516,6 +531,6 @@ def test_recommend_end_to_end_from_records():
 def test_order_invariance_holds_bitwise_for_float_sums():
     # (0.1 + 0.2) + 0.3 != (0.3 + 0.2) + 0.1 in floating point: summing in input order would leak it
     records = [rec(prompt_id="p0", predicted_ms=ms, wall_ms=ms, predicted_n=1) for ms in (0.1, 0.2, 0.3)]
-    forward = summarize(records, n_boot=50)
-    assert summarize(list(reversed(records)), n_boot=50) == forward
-    assert summarize(records[1:] + records[:1], n_boot=50) == forward
+    forward = summarize(records)
+    assert summarize(list(reversed(records))) == forward
+    assert summarize(records[1:] + records[:1]) == forward

@@ -112,7 +112,7 @@ def test_any_record_set(records, rnd):
 
 
 def check_no_crash_and_no_nan_or_inf(records):
-    summaries = summarize(records, n_boot=N_BOOT)
+    summaries = summarize(records)
     assert_all_finite(summaries)
     assert sum(c.n_requests + c.n_failed for c in summaries) == len(records)
     for c in summaries:
@@ -121,10 +121,10 @@ def check_no_crash_and_no_nan_or_inf(records):
         for s in c.per_position:
             assert s.drafted_steps >= 0 and s.accepted >= 0
             assert s.se is None or s.se >= 0
-    assert_all_finite(summarize_by_category(records, n_boot=N_BOOT))
+    assert_all_finite(summarize_by_category(records))
     assert_all_finite(per_position(records))
     assert_all_finite(rep_acceptance(records))
-    assert_all_finite(neighbour_comparisons(records, n_boot=N_BOOT))
+    assert_all_finite(neighbour_comparisons(records))
     assert_all_finite(bootstrap_ci(records, pooled_acceptance, n_boot=N_BOOT))
     assert_all_finite(recommend(summaries, {"A": 3, "B": 2}))
     cost = estimate_draft_cost(summaries)
@@ -136,11 +136,11 @@ def check_no_crash_and_no_nan_or_inf(records):
 def check_results_do_not_depend_on_record_order(records, rnd):
     shuffled = list(records)
     rnd.shuffle(shuffled)
-    assert summarize(shuffled, n_boot=N_BOOT, seed=5) == summarize(records, n_boot=N_BOOT, seed=5)
-    assert summarize_by_category(shuffled, n_boot=N_BOOT) == summarize_by_category(records, n_boot=N_BOOT)
+    assert summarize(shuffled) == summarize(records)
+    assert summarize_by_category(shuffled) == summarize_by_category(records)
     assert per_position(shuffled) == per_position(records)
     assert rep_acceptance(shuffled) == rep_acceptance(records)
-    assert neighbour_comparisons(shuffled, n_boot=N_BOOT) == neighbour_comparisons(records, n_boot=N_BOOT)
+    assert neighbour_comparisons(shuffled) == neighbour_comparisons(records)
     assert (bootstrap_ci(shuffled, mean_rep_acceptance, n_boot=N_BOOT)
             == bootstrap_ci(records, mean_rep_acceptance, n_boot=N_BOOT))
 
@@ -150,13 +150,13 @@ def check_paired_difference_against_itself_is_zero(records):
     for r in records:
         by_depth.setdefault(r.depth, []).append(r)
     for group in by_depth.values():
-        cmp = paired_difference(group, group, n_boot=N_BOOT)
+        cmp = paired_difference(group, group)
         if cmp is not None:
             assert cmp.diff == 0.0 and not cmp.significant
 
 
 def check_only_failures_are_counted_and_nothing_else(records):
-    summaries = summarize(records, n_boot=N_BOOT)
+    summaries = summarize(records)
     assert sum(c.n_failed for c in summaries) == len(records)
     for c in summaries:
         assert c.n_requests == 0 and c.n_reps == 0
@@ -165,7 +165,7 @@ def check_only_failures_are_counted_and_nothing_else(records):
     assert per_position(records) == []
     assert rep_acceptance(records) == {}
     assert bootstrap_ci(records, pooled_acceptance, n_boot=N_BOOT) is None
-    assert neighbour_comparisons(records, n_boot=N_BOOT) == []
+    assert neighbour_comparisons(records) == []
     assert recommend(summaries, {"A": 1}) is None
 
 

@@ -8,55 +8,10 @@ model: the models are tiny GGUF files written here, the engine a shell script th
 from __future__ import annotations
 
 import sqlite3
-import stat
 
-import numpy as np
 import pytest
 
-from specsweep.cli import main
-
-
-def run_main(capsys, *argv) -> tuple[int, str]:
-    code = main([str(a) for a in argv])
-    return code, capsys.readouterr().err
-
-
-def assert_one_line(result, needle: str) -> None:
-    code, err = result
-    assert code == 2, (code, err)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), err
-    assert needle in lines[0], lines[0]
-
-
-def tiny_gguf(path, n_vocab: int):
-    import gguf
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_token_list([f"tok{i}" for i in range(n_vocab)])
-    writer.add_tensor("token_embd.weight", np.zeros((n_vocab, 8), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
-def fake_engine(tmp_path, spec_types: str = "none|draft-simple|ngram-simple"):
-    server = tmp_path / "llama-server"  # answers --help like the real one, lists only these types
-    server.write_text(f"#!/bin/sh\necho '--spec-type [{spec_types}]'\n")
-    server.chmod(server.stat().st_mode | stat.S_IEXEC)
-    return server
-
-
-@pytest.fixture
-def model(tmp_path):
-    return tiny_gguf(tmp_path / "model.gguf", 120)
-
-
-def sweep(capsys, tmp_path, model, *extra):
-    return run_main(capsys, "run", "--model", f"m={model}", "--spec-type", "ngram-simple", "--depths", "0,1",
-                    "--reps", "1", "--prompt-limit", "1", "--max-tokens", "8", "--db", tmp_path / "r.db",
-                    "--llama-server", fake_engine(tmp_path), *extra)
+from tests.cli_support import assert_one_line, fake_engine, run_main, sweep, tiny_gguf
 
 
 @pytest.mark.parametrize("text, where", [('name = "x"\n[drafting]\ndepths = = [0]\n', "line 3, column 10"),
@@ -155,3 +110,9 @@ def test_missing_model_path(tmp_path, capsys):
 def test_draft_mtp_on_a_model_without_mtp_layers(tmp_path, capsys, model):
     assert_one_line(bad_model_run(capsys, tmp_path, f"smol={model}", "draft-mtp"), "MTP layers")
     assert not (tmp_path / "r-logs").exists()  # refused before any server started
+
+
+def test_target_ci_with_too_few_prompts_for_an_interval(tmp_path, capsys, model):
+    # --prompt-limit 1: no interval over prompts can be trusted, so no target can be met
+    assert_one_line(sweep(capsys, tmp_path, model, "--target-ci", "2"), "--target-ci needs at least 3 prompts")
+    assert not (tmp_path / "r.db").exists()  # refused before anything was measured or stored

@@ -9,7 +9,7 @@ import pytest
 
 from specsweep.errors import EngineMissingError, UsageError
 from specsweep.executors.placement import Placement, slot_count, slots_per_node
-from tests.unit.test_cli_errors import assert_one_line, model, run_main, sweep  # noqa: F401 (fixture)
+from tests.cli_support import assert_one_line, sweep
 
 
 def node(node_id, cpus, gpus=0, alive=True):

@@ -94,3 +94,15 @@ def test_report_layers_import_downwards_only():
 def test_no_module_is_huge():
     sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
     assert not {name: n for name, n in sizes.items() if n > MAX_LINES}
+
+
+def test_no_test_module_imports_another():
+    """Shared test helpers live in helper modules (tests/cli_support.py, tests/records.py …),
+    never in a test module: importing one runs its tests' module-level code and hides coupling."""
+    offenders = []
+    for path in sorted((SRC.parent / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            offenders += [f"{path.name}: {n}" for n in names if n.rpartition(".")[2].startswith("test_")]
+    assert offenders == []

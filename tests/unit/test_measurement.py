@@ -15,7 +15,7 @@ from specsweep.engine.memory import MIB, parse_load_log
 from specsweep.overhead import Stopwatch
 from specsweep.records import ServerRecord, encode_steps
 from specsweep.request_rows import counts_source, with_replay_counts
-from tests.unit.test_analysis import baseline, rec
+from tests.records import baseline, rec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -55,15 +55,15 @@ def test_speed_comes_from_untraced_requests_where_a_cell_has_them_and_never_from
     records = [baseline(rep=r, traced=0, predicted_ms=1000.0) for r in range(2)]
     records += [rec(rep=r, traced=1, predicted_ms=500.0) for r in range(2)]  # traced: slower by the log, say
     records += [rec(rep=r, traced=0, predicted_ms=400.0, prompt_id="p1") for r in range(2)]
-    cells = {c.key.depth: c for c in summarize(records, n_boot=20)}
+    cells = {c.key.depth: c for c in summarize(records)}
     assert cells[2].speed_from == "untraced" and cells[2].decode_tps.mean == pytest.approx(500.0)
     assert cells[2].acceptance.n == 2 and cells[2].n_requests == 4  # acceptance still counts every request
     shared = [replace(r, slots=4) for r in records]
-    cells = {c.key.depth: c for c in summarize(shared, n_boot=20)}
+    cells = {c.key.depth: c for c in summarize(shared)}
     assert cells[2].speed_from is None and cells[2].decode_tps is None and cells[2].speedup is None
     assert cells[2].acceptance is not None
     old = [replace(r, traced=None, slots=None) for r in records]  # stored before schema 6: traced, one slot
-    assert {c.speed_from for c in summarize(old, n_boot=20)} == {"traced"}
+    assert {c.speed_from for c in summarize(old)} == {"traced"}
 
 
 def test_replay_counts_are_taken_only_from_an_identical_generation():
@@ -168,13 +168,13 @@ def test_budget_picks_the_fastest_that_fits_and_the_cells_not_significantly_slow
                         rec(model_label="Q8", depth=2, rep=rep, prompt_id=f"p{prompt}",
                             predicted_ms=1000.0 + jitter + noise),
                         rec(model_label="Q2", depth=2, rep=rep, prompt_id=f"p{prompt}", predicted_ms=2000.0 + jitter)]
-    cells = {c.key.model_label: c for c in summarize(records, n_boot=200)}
+    cells = {c.key.model_label: c for c in summarize(records)}
     points = [MemoryPoint(cells[m].key, size, "rss", {}, cells[m].decode_tps)
               for m, size in (("Q2", 50), ("Q4", 100), ("Q8", 200))]
-    choice = budget_choice(points, records, budget_bytes=150, n_boot=200)
+    choice = budget_choice(points, records, budget_bytes=150)
     assert choice.best.key.model_label == "Q4" and (choice.fitting, choice.over) == (2, 1)
     assert choice.runners_up == []  # Q2 takes twice as long: significantly slower
-    wide = budget_choice(points, records, budget_bytes=10 ** 9, n_boot=200)
+    wide = budget_choice(points, records, budget_bytes=10 ** 9)
     assert wide.best.key.model_label == "Q4" and [r.point.key.model_label for r in wide.runners_up] == ["Q8"]
     assert wide.runners_up[0].ratio.ci_low < 1.0 <= wide.runners_up[0].ratio.ci_high
     assert budget_choice(points, records, budget_bytes=10).best is None

@@ -1,5 +1,5 @@
 """Statistics over RequestRecords: acceptance, τ, speed, speedup, per-position acceptance,
-prompt-level bootstrap intervals, paired model comparisons and the i.i.d.-acceptance model.
+intervals over prompts, paired model comparisons and the i.i.d.-acceptance model.
 
 Pure functions: no I/O, no printing. The definitions are the ones in design.md ("Definitions"):
 
@@ -26,11 +26,16 @@ Conventions used throughout:
 - Nothing returns NaN or inf. A statistic with no data is ``None``; every ``Estimate`` carries
   the n it rests on (n ≥ 1, sd = 0.0 when n == 1).
 
-Modules, imported in one direction: ``estimates`` (rep statistics, bootstrap) → ``positions``
-(per-position acceptance) → ``cells`` (cell summaries, paired comparisons) → ``theory`` (the
-i.i.d. model, recommendation), ``correlation`` (acceptance against fidelity), ``methods``
-(several drafting entries compared: ranking, target × drafter grid) and ``frontier`` (speed
-against memory, the fastest cell under a memory budget).
+- Intervals: a 95% CI of a rep mean is t over prompts (``intervals``: estimate ± t(P−1) ×
+  delete-one-prompt jackknife SE), none below ``MIN_PROMPTS`` prompts; per-position ± are
+  standard errors over prompts. Why this interval: benchmarks/coverage.md (harness: ``coverage``).
+
+Modules, imported in one direction: ``intervals`` (interval methods over sum tables) →
+``estimates`` (rep statistics) → ``positions`` (per-position acceptance) → ``cells`` (cell
+summaries, paired comparisons) → ``theory`` (the i.i.d. model, recommendation), ``correlation``
+(acceptance against fidelity), ``methods`` (several drafting entries compared: ranking, target ×
+drafter grid), ``frontier`` (speed against memory, the fastest cell under a memory budget) and
+``coverage`` (the harness that measures the intervals; not used by the tool).
 """
 
 from .cells import (CellKey, CellSummary, PairedComparison, model_order, neighbour_comparisons, paired_difference,
@@ -40,6 +45,7 @@ from .frontier import (BudgetChoice, MemoryPoint, RunnerUp, budget_choice, cell_
                        parse_size)
 from .methods import (DrafterGrid, MethodBest, SpeedupGap, Spread, by_drafting, drafter_grid, leader_comparisons,
                       rank_methods, speedup_gaps)
+from .intervals import MIN_PROMPTS, REPORTED
 from .estimates import (OK_STATUS, Estimate, bootstrap_ci, mean_rep_acceptance, pooled_acceptance,
                         rep_acceptance, speed_sample)
 from .positions import PositionRow, PositionStat, per_position, position_rows
@@ -47,7 +53,7 @@ from .theory import (Recommendation, TheoryRow, estimate_draft_cost, expected_to
                      fit_geometric_alpha, predicted_best_depth, predicted_speedup, recommend, theory_rows)
 
 __all__ = [
-    "OK_STATUS", "Estimate", "CellKey", "PositionStat", "PositionRow", "CellSummary", "PairedComparison",
+    "OK_STATUS", "MIN_PROMPTS", "REPORTED", "Estimate", "CellKey", "PositionStat", "PositionRow", "CellSummary", "PairedComparison",
     "Recommendation", "TheoryRow", "Correlation", "EXACT_SPEARMAN_MAX",
     "model_order", "rep_acceptance", "pooled_acceptance", "mean_rep_acceptance", "summarize",
     "summarize_by_category", "per_position", "position_rows", "bootstrap_ci", "paired_difference",

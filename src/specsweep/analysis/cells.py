@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from ..records import RequestRecord
-from .estimates import (Estimate, _acceptance_parts, _canonical, _check_boot_args, _decode_parts,
-                        _draft_length_parts, _drafting_share_parts, _estimate, _finite, _int_total, _is_ok,
-                        _matched_tables, _ratio_estimate, _rep_statistic, _safe_div, _speedup_estimate, _tau_parts,
-                        _wall_parts, speed_sample)
+from .estimates import (Estimate, _acceptance_parts, _canonical, _check_level, _decode_parts, _draft_length_parts,
+                        _drafting_share_parts, _estimate, _finite, _int_total, _is_ok, _matched_tables,
+                        _ratio_estimate, _rep_statistic, _safe_div, _speedup_estimate, _tau_parts, _wall_parts,
+                        speed_sample)
 from .positions import PositionStat, per_position
 
 
@@ -54,10 +54,11 @@ class PairedComparison:
     label_b: str
     depth: int
     diff: float  # acceptance(a) − acceptance(b), mean over reps of the per-rep difference
-    ci_low: float
-    ci_high: float
+    ci_low: float | None  # t over prompts; None (and significant None) below intervals.MIN_PROMPTS prompts
+    ci_high: float | None
     n_pairs: int  # (prompt_id, rep) pairs present in both
-    significant: bool  # the bootstrap interval excludes 0
+    significant: bool | None  # the interval excludes 0; None: too few prompts to say
+    n_prompts: int = 0  # prompts the pairs come from (the interval's sampling units)
 
 
 def model_order(records: Iterable[RequestRecord]) -> list[str]:
@@ -72,7 +73,7 @@ def model_order(records: Iterable[RequestRecord]) -> list[str]:
 
 
 def _summarize_cell(key: CellKey, cell: Sequence[RequestRecord], baseline: Sequence[RequestRecord],
-                    n_boot: int, seed: int, level: float) -> CellSummary:
+                    intervals: bool, level: float) -> CellSummary:
     ok = [r for r in cell if _is_ok(r)]
     timed, speed_from = speed_sample(ok)
     baseline, _ = speed_sample(baseline)
@@ -84,26 +85,26 @@ def _summarize_cell(key: CellKey, cell: Sequence[RequestRecord], baseline: Seque
         n_reps=len({r.rep for r in ok}),
         n_requests=len(ok),
         n_failed=len(cell) - len(ok),
-        acceptance=_ratio_estimate(ok, _acceptance_parts, lambda x: x, n_boot, seed, level)
+        acceptance=_ratio_estimate(ok, _acceptance_parts, lambda x: x, intervals, level, bounded=True)
         if speculative else None,
-        tau=_ratio_estimate(ok, _tau_parts, lambda x: 1.0 + x, n_boot, seed, level) if speculative else None,
-        decode_tps=_ratio_estimate(timed, _decode_parts, lambda x: 1000.0 * x, n_boot, seed, level),
-        wall_tps=_ratio_estimate(timed, _wall_parts, lambda x: 1000.0 * x, n_boot, seed, level),
-        speedup=_speedup_estimate(timed, baseline, n_boot, seed, level) if timed and baseline else None,
+        tau=_ratio_estimate(ok, _tau_parts, lambda x: 1.0 + x, intervals, level) if speculative else None,
+        decode_tps=_ratio_estimate(timed, _decode_parts, lambda x: 1000.0 * x, intervals, level),
+        wall_tps=_ratio_estimate(timed, _wall_parts, lambda x: 1000.0 * x, intervals, level),
+        speedup=_speedup_estimate(timed, baseline, intervals, level) if timed and baseline else None,
         per_position=per_position(ok) if speculative else [],
         effective_depth=max(lengths) if lengths else None,
         drafted_tokens=_int_total(r.draft_n for r in ok),
         accepted_tokens=_int_total(r.draft_n_accepted for r in ok),
         steps=_int_total(tau_steps),
-        draft_length=_ratio_estimate(ok, _draft_length_parts, lambda x: x, n_boot, seed, level)
+        draft_length=_ratio_estimate(ok, _draft_length_parts, lambda x: x, intervals, level)
         if speculative else None,
-        drafting_share=_ratio_estimate(ok, _drafting_share_parts, lambda x: x, n_boot, seed, level)
+        drafting_share=_ratio_estimate(ok, _drafting_share_parts, lambda x: x, intervals, level)
         if speculative else None,
         speed_from=speed_from if ok else None,
     )
 
 
-def _summarize(records: Sequence[RequestRecord], order: Sequence[str], n_boot: int, seed: int,
+def _summarize(records: Sequence[RequestRecord], order: Sequence[str], intervals: bool,
                level: float) -> list[CellSummary]:
     cells: dict[CellKey, list[RequestRecord]] = defaultdict(list)
     baselines: dict[str, list[RequestRecord]] = defaultdict(list)
@@ -115,45 +116,44 @@ def _summarize(records: Sequence[RequestRecord], order: Sequence[str], n_boot: i
     # Model order first; within a model the depth-0 baseline leads, then spec_type and depth.
     keys = sorted(cells, key=lambda k: (rank.get(k.model_label, len(rank)), k.model_label,
                                         k.depth != 0, k.spec_type, k.depth))
-    return [_summarize_cell(k, cells[k], baselines.get(k.model_label, []), n_boot, seed, level) for k in keys]
+    return [_summarize_cell(k, cells[k], baselines.get(k.model_label, []), intervals, level) for k in keys]
 
 
-def summarize(records: Iterable[RequestRecord], n_boot: int = 2000, seed: int = 0,
-              level: float = 0.95) -> list[CellSummary]:
+def summarize(records: Iterable[RequestRecord], intervals: bool = True, level: float = 0.95) -> list[CellSummary]:
     """One CellSummary per (model_label, spec_type, depth), sorted by model order of first
     appearance (see ``model_order``), depth 0 first, then spec_type and depth. Cells with only
-    failed requests are listed (their n_failed counts) with None statistics."""
-    _check_boot_args(n_boot, level)
+    failed requests are listed (their n_failed counts) with None statistics. ``intervals``: give
+    each Estimate its ``level`` interval (t over prompts, see ``intervals``)."""
+    _check_level(level)
     recs = _canonical(records)
-    return _summarize(recs, model_order(recs), n_boot, seed, level)
+    return _summarize(recs, model_order(recs), intervals, level)
 
 
-def summarize_by_category(records: Iterable[RequestRecord], n_boot: int = 2000, seed: int = 0,
+def summarize_by_category(records: Iterable[RequestRecord], intervals: bool = True,
                           level: float = 0.95) -> dict[str, list[CellSummary]]:
     """``summarize`` per prompt category (speedup against the same category's baseline), with
     the model order of the whole record set so tables line up. Keys sorted."""
-    _check_boot_args(n_boot, level)
+    _check_level(level)
     recs = _canonical(records)
     order = model_order(recs)
     by_category: dict[str, list[RequestRecord]] = defaultdict(list)
     for r in recs:
         by_category[r.category].append(r)
-    return {c: _summarize(by_category[c], order, n_boot, seed, level) for c in sorted(by_category)}
+    return {c: _summarize(by_category[c], order, intervals, level) for c in sorted(by_category)}
 
 
 def paired_difference(records_a: Iterable[RequestRecord], records_b: Iterable[RequestRecord],
-                      n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> PairedComparison | None:
+                      level: float = 0.95) -> PairedComparison | None:
     """acceptance(a) − acceptance(b) on the (prompt_id, rep) pairs present (ok, with draft
     counts) in both. Per rep, the ratio-of-sums acceptance of each side over the shared prompts;
-    diff = mean over reps of the difference. The interval resamples prompts (a prompt's pairs
-    move together); significant = the interval excludes 0.
+    diff = mean over reps of the difference. The interval is t over prompts (a prompt's pairs
+    are one sampling unit); significant = the interval excludes 0. Without an interval (below
+    ``MIN_PROMPTS`` prompts) ``significant`` is None: too few prompts to tell.
 
     Both sides must be at one draft depth. Returns None when no pair has drafted tokens on both
-    sides (nothing to compare) or no bootstrap replicate is defined.
+    sides (nothing to compare).
     """
-    _check_boot_args(n_boot, level)
-    if n_boot == 0:
-        raise ValueError("paired_difference needs n_boot >= 1 for its interval")
+    _check_level(level)
     ok_a = [r for r in _canonical(records_a) if _is_ok(r)]
     ok_b = [r for r in _canonical(records_b) if _is_ok(r)]
     if not ok_a or not ok_b:
@@ -165,22 +165,20 @@ def paired_difference(records_a: Iterable[RequestRecord], records_b: Iterable[Re
     if not common:
         return None
     point, ci = _rep_statistic({"na": na, "da": da, "nb": nb, "db": db},
-                               lambda s: _safe_div(s["na"], s["da"]) - _safe_div(s["nb"], s["db"]),
-                               n_boot, seed, level)
+                               lambda s: _safe_div(s["na"], s["da"]) - _safe_div(s["nb"], s["db"]), True, level)
     diff = _estimate(point, None)
-    if diff is None or ci is None:
+    if diff is None:
         return None
     return PairedComparison(
         label_a="+".join(sorted({r.model_label for r in ok_a})),
         label_b="+".join(sorted({r.model_label for r in ok_b})),
         depth=depths.pop(),
-        diff=diff.mean, ci_low=ci[0], ci_high=ci[1], n_pairs=len(common),
-        significant=ci[0] > 0 or ci[1] < 0,
+        diff=diff.mean, ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None, n_pairs=len(common),
+        significant=(ci[0] > 0 or ci[1] < 0) if ci else None, n_prompts=len({p for p, _ in common}),
     )
 
 
-def neighbour_comparisons(records: Iterable[RequestRecord], n_boot: int = 2000,
-                          seed: int = 0) -> list[PairedComparison]:
+def neighbour_comparisons(records: Iterable[RequestRecord]) -> list[PairedComparison]:
     """For each (spec_type, depth ≥ 1), paired_difference of each model against the next one in
     model order (e.g. Q5_K_S vs IQ4_XS, IQ4_XS vs IQ3_M …). Pairs with nothing to compare are
     left out. Sorted by spec_type, depth, then model order."""
@@ -195,7 +193,7 @@ def neighbour_comparisons(records: Iterable[RequestRecord], n_boot: int = 2000,
         by_model = groups[(spec_type, depth)]
         models = [m for m in order if m in by_model]
         for a, b in zip(models, models[1:]):
-            cmp = paired_difference(by_model[a], by_model[b], n_boot=n_boot, seed=seed)
+            cmp = paired_difference(by_model[a], by_model[b])
             if cmp is not None:
                 out.append(cmp)
     return out

@@ -1,6 +1,6 @@
 """Rep statistics and their intervals: ``Estimate`` (mean ± sd over reps with n), ratio-of-sums
-parts per record, the prompt-level bootstrap and acceptance per rep (definitions in
-``specsweep.analysis``)."""
+parts per record, the interval of a rep mean (``intervals``), a generic prompt-level bootstrap
+and acceptance per rep (definitions in ``specsweep.analysis``)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..records import RequestRecord
+from .intervals import percentile_interval, rep_values, reported_interval, resample_indices
 
 
 OK_STATUS = "ok"
@@ -20,7 +21,7 @@ OK_STATUS = "ok"
 
 @dataclass(frozen=True)
 class Estimate:
-    """Mean ± sample sd over reps, the number of reps n, and a prompt-level bootstrap interval.
+    """Mean ± sample sd over reps, the number of reps n, and the 95% interval of the mean.
 
     Construction refuses NaN/inf so that no undefined number can leave this module unnoticed.
     """
@@ -28,7 +29,8 @@ class Estimate:
     mean: float
     sd: float  # sample sd (ddof=1); 0.0 when n == 1 (n says so)
     n: int
-    ci_low: float | None = None  # 95% percentile interval from resampling prompts
+    # t over prompts (intervals.REPORTED); None when not asked for or below MIN_PROMPTS prompts
+    ci_low: float | None = None
     ci_high: float | None = None
 
     def __post_init__(self) -> None:
@@ -42,7 +44,7 @@ class Estimate:
         if (self.ci_low is None) != (self.ci_high is None):
             raise ValueError("ci_low and ci_high are given together or not at all")
         if self.ci_low is not None and not (math.isfinite(self.ci_low) and math.isfinite(self.ci_high)):
-            raise ValueError("bootstrap interval must be finite")
+            raise ValueError("the interval must be finite")
 
     @classmethod
     def from_values(cls, values: Iterable[float], ci: tuple[float, float] | None = None) -> Estimate | None:
@@ -173,50 +175,15 @@ def _estimate(per_rep: np.ndarray, ci: tuple[float, float] | None) -> Estimate |
                     ci_low=ci[0] if ci else None, ci_high=ci[1] if ci else None)
 
 
-def _check_boot_args(n_boot: int, level: float) -> None:
-    if n_boot < 0:
-        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+def _check_level(level: float) -> None:
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
 
 
-def _resample_indices(n_prompts: int, n_boot: int, seed: int) -> np.ndarray:
-    """[n_boot, n_prompts] prompt indices drawn with replacement. Both bootstrap paths (the
-    generic one over records and the vectorised one over sum tables) use this, so a seed gives
-    the same replicates in both."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, n_prompts, size=(n_boot, n_prompts))
-
-
-def _resample_counts(n_prompts: int, n_boot: int, seed: int) -> np.ndarray:
-    """[n_boot, n_prompts]: how often each prompt was drawn in each replicate."""
-    idx = _resample_indices(n_prompts, n_boot, seed)
-    counts = np.zeros((n_boot, n_prompts))
-    np.add.at(counts, (np.arange(n_boot)[:, None], idx), 1.0)
-    return counts
-
-
-def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float] | None:
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return None
-    tail = 100 * (1 - level) / 2
-    with np.errstate(all="ignore"):
-        low, high = np.percentile(values, [tail, 100 - tail])
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return None
-    return float(low), float(high)
-
-
-def _row_means(x: np.ndarray) -> np.ndarray:
-    """Mean over the finite entries of each row (the reps with a defined value); NaN if none."""
-    finite = np.isfinite(x)
-    count = finite.sum(axis=1)
-    total = np.where(finite, x, 0.0).sum(axis=1)
-    out = np.full(x.shape[0], np.nan)
-    with np.errstate(all="ignore"):
-        np.divide(total, count, out=out, where=count > 0)
-    return out
+def _check_boot_args(n_boot: int, level: float) -> None:
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    _check_level(level)
 
 
 def _sum_tables(records: Sequence[RequestRecord], prompts: Sequence[str], reps: Sequence[int],
@@ -238,23 +205,15 @@ def _sum_tables(records: Sequence[RequestRecord], prompts: Sequence[str], reps: 
 
 def _rep_statistic(tables: Mapping[str, np.ndarray],
                    per_rep: Callable[[Mapping[str, np.ndarray]], np.ndarray],
-                   n_boot: int, seed: int, level: float) -> tuple[np.ndarray, tuple[float, float] | None]:
-    """Per-rep values of a statistic built from per-(prompt, rep) sum tables, and the bootstrap
-    interval of their mean over reps.
-
-    A replicate redraws prompts with replacement; a prompt's row (all its reps) moves as one.
-    Sums over a replicate are then ``counts @ table``. Replicates in which no rep is defined
-    (e.g. only prompts that drafted nothing were drawn) are dropped.
-    """
-    with np.errstate(all="ignore"):
-        point = per_rep({k: t.sum(axis=0) for k, t in tables.items()})
-    n_prompts = next(iter(tables.values())).shape[0]
-    if n_boot == 0 or n_prompts == 0 or not np.isfinite(point).any():
+                   with_interval: bool, level: float,
+                   bounded: bool = False) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """Per-rep values of a statistic built from per-(prompt, rep) sum tables, and the interval the
+    tool prints for their mean over reps (``intervals.reported_interval``: t over prompts, None
+    below ``intervals.MIN_PROMPTS`` prompts; ``bounded``: a share in 0..1)."""
+    point = rep_values(tables, per_rep)
+    if not with_interval or not np.isfinite(point).any():
         return point, None
-    counts = _resample_counts(n_prompts, n_boot, seed)
-    with np.errstate(all="ignore"):
-        replicate_reps = per_rep({k: counts @ t for k, t in tables.items()})  # [n_boot, n_reps]
-    return point, _percentile_interval(_row_means(replicate_reps), level)
+    return point, reported_interval(tables, per_rep, level, bounded)
 
 
 def bootstrap_ci(records: Iterable[RequestRecord],
@@ -265,8 +224,9 @@ def bootstrap_ci(records: Iterable[RequestRecord],
     Each replicate draws prompt_ids with replacement (all reps' requests of a prompt move
     together) and recomputes ``statistic`` on the resulting records. Replicates where the
     statistic is None or not finite are dropped. Deterministic given ``seed``; the same seed
-    draws the same prompts as the intervals inside ``summarize``. Returns None when there are no
-    ok records, n_boot == 0, or the statistic is never defined.
+    draws the same prompts as ``intervals.prompt_bootstrap``. Returns None when there are no
+    ok records, n_boot == 0, or the statistic is never defined. With few prompts this interval
+    is too narrow (benchmarks/coverage.md): the tool prints ``intervals.REPORTED`` instead.
     """
     _check_boot_args(n_boot, level)
     ok = [r for r in _canonical(records) if _is_ok(r)]
@@ -277,12 +237,12 @@ def bootstrap_ci(records: Iterable[RequestRecord],
     if n_boot == 0 or not prompts:
         return None
     values = []
-    for row in _resample_indices(len(prompts), n_boot, seed):
+    for row in resample_indices(len(prompts), n_boot, seed):
         sample = [r for i in row for r in by_prompt[prompts[i]]]
         value = _finite(statistic(sample))
         if value is not None:
             values.append(value)
-    return _percentile_interval(np.asarray(values, dtype=float), level)
+    return percentile_interval(np.asarray(values, dtype=float), level)
 
 
 def rep_acceptance(records: Iterable[RequestRecord]) -> dict[int, float]:
@@ -304,8 +264,7 @@ def rep_acceptance(records: Iterable[RequestRecord]) -> dict[int, float]:
 
 
 def mean_rep_acceptance(records: Iterable[RequestRecord]) -> float | None:
-    """The reported acceptance: mean over reps of ``rep_acceptance``; None if nothing drafted.
-    (Use as the ``statistic`` of ``bootstrap_ci`` to reproduce CellSummary.acceptance's CI.)"""
+    """The reported acceptance: mean over reps of ``rep_acceptance``; None if nothing drafted."""
     values = list(rep_acceptance(records).values())
     return _finite(math.fsum(values) / len(values)) if values else None
 
@@ -318,13 +277,15 @@ def pooled_acceptance(records: Iterable[RequestRecord]) -> float | None:
 
 
 def _ratio_estimate(ok: Sequence[RequestRecord], parts, transform: Callable[[np.ndarray], np.ndarray],
-                    n_boot: int, seed: int, level: float) -> Estimate | None:
-    """Per rep transform(Σ num / Σ den), then mean ± sd over reps, with its bootstrap interval."""
+                    with_interval: bool, level: float, bounded: bool = False) -> Estimate | None:
+    """Per rep transform(Σ num / Σ den), then mean ± sd over reps, with its interval (``bounded``:
+    the values are shares in 0..1, as acceptance)."""
     prompts = sorted({r.prompt_id for r in ok})
     reps = sorted({r.rep for r in ok})
     num, den = _sum_tables(ok, prompts, reps, parts)
     point, ci = _rep_statistic({"num": num, "den": den},
-                               lambda s: transform(_safe_div(s["num"], s["den"])), n_boot, seed, level)
+                               lambda s: transform(_safe_div(s["num"], s["den"])), with_interval, level,
+                               bounded)
     return _estimate(point, ci)
 
 
@@ -344,7 +305,7 @@ def _matched_tables(records_a: Sequence[RequestRecord], records_b: Sequence[Requ
 
 
 def _speedup_estimate(ok: Sequence[RequestRecord], baseline: Sequence[RequestRecord],
-                      n_boot: int, seed: int, level: float) -> Estimate | None:
+                      with_interval: bool, level: float) -> Estimate | None:
     """Per rep: decode speed here / decode speed at depth 0, both over the same prompts (only
     (prompt, rep) pairs that succeeded on both sides), then mean ± sd over reps."""
     common, (n1, d1), (n0, d0) = _matched_tables(ok, baseline, _decode_parts)
@@ -353,5 +314,5 @@ def _speedup_estimate(ok: Sequence[RequestRecord], baseline: Sequence[RequestRec
     point, ci = _rep_statistic(
         {"n1": n1, "d1": d1, "n0": n0, "d0": d0},
         lambda s: _safe_div(_safe_div(s["n1"], s["d1"]), _safe_div(s["n0"], s["d0"])),
-        n_boot, seed, level)
+        with_interval, level)
     return _estimate(point, ci)

@@ -31,7 +31,7 @@ class MemoryPoint:
 @dataclass(frozen=True)
 class RunnerUp:
     point: MemoryPoint
-    ratio: Estimate | None  # decode speed / the best cell's, paired on (prompt, rep), with its bootstrap interval
+    ratio: Estimate | None  # decode speed / the best cell's, paired on (prompt, rep), with its t interval over prompts
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,11 @@ def mark_frontier(points: Sequence[MemoryPoint]) -> list[MemoryPoint]:
 
 
 def budget_choice(points: Sequence[MemoryPoint], records: Sequence[RequestRecord], budget_bytes: int,
-                  n_boot: int = 2000, seed: int = 0) -> BudgetChoice:
+                  level: float = 0.95) -> BudgetChoice:
     """The fastest cell (highest mean decode speed) whose memory fits ``budget_bytes``, and the
     other fitting cells whose decode speed is not significantly below it: their speed ratio to
-    the best, paired on (prompt, rep) with a prompt-level bootstrap interval, reaches 1.
+    the best, paired on (prompt, rep) with its interval over prompts (``analysis.intervals``),
+    reaches 1; with too few prompts for an interval there are no runners-up.
     ``records`` are the run's requests keyed like the points (spec type = drafting label)."""
     timed = [p for p in points if p.decode_tps is not None]
     fits = [p for p in timed if p.memory_bytes is not None and p.memory_bytes <= budget_bytes]
@@ -75,7 +76,7 @@ def budget_choice(points: Sequence[MemoryPoint], records: Sequence[RequestRecord
     for p in fits:
         if p is best:
             continue
-        ratio = _speedup_estimate(cell_records(p.key), best_records, n_boot, seed, 0.95)
+        ratio = _speedup_estimate(cell_records(p.key), best_records, True, level)
         if ratio is not None and ratio.ci_high is not None and ratio.ci_high >= 1.0:
             runners.append(RunnerUp(p, ratio))
     runners.sort(key=lambda r: -r.point.decode_tps.mean)

@@ -19,8 +19,9 @@ import numpy as np
 
 from ..records import RequestRecord
 from .cells import CellSummary, PairedComparison, paired_difference
-from .estimates import (Estimate, _acceptance_parts, _canonical, _decode_parts, _estimate, _is_ok,
-                        _percentile_interval, _rep_statistic, _resample_counts, _safe_div, _sum_tables)
+from .estimates import (Estimate, _acceptance_parts, _canonical, _decode_parts, _estimate, _is_ok, _rep_statistic,
+                        _safe_div, _sum_tables)
+from .intervals import MIN_PROMPTS, percentile_interval, reported_interval, resample_counts
 
 
 def by_drafting(records: Iterable[RequestRecord]) -> list[RequestRecord]:
@@ -60,8 +61,8 @@ def rank_methods(cells: Sequence[CellSummary]) -> list[MethodBest]:
     return out
 
 
-def leader_comparisons(records: Sequence[RequestRecord], ranking: Sequence[MethodBest], n_boot: int = 2000,
-                       seed: int = 0) -> list[tuple[str, str, PairedComparison]]:
+def leader_comparisons(records: Sequence[RequestRecord],
+                       ranking: Sequence[MethodBest]) -> list[tuple[str, str, PairedComparison]]:
     """(model, entry, comparison) of each entry's acceptance against its model's rank-1 entry at
     every depth both measured: leader − entry, paired on (prompt, rep). ``records`` as keyed by
     ``by_drafting``."""
@@ -78,8 +79,7 @@ def leader_comparisons(records: Sequence[RequestRecord], ranking: Sequence[Metho
         depths = sorted({d for (model, label, d) in cells if model == m.model_label and label == m.drafting}
                         & {d for (model, label, d) in cells if model == m.model_label and label == leader})
         for depth in depths:
-            cmp = paired_difference(cells[(m.model_label, leader, depth)], cells[(m.model_label, m.drafting, depth)],
-                                    n_boot=n_boot, seed=seed)
+            cmp = paired_difference(cells[(m.model_label, leader, depth)], cells[(m.model_label, m.drafting, depth)])
             if cmp is not None:
                 out.append((m.model_label, m.drafting, cmp))
     return out
@@ -89,9 +89,9 @@ def leader_comparisons(records: Sequence[RequestRecord], ranking: Sequence[Metho
 class SpeedupGap:
     """How far an entry's speedup at its best depth is behind its model's leader at the leader's
     best depth: leader − entry, per rep over the (prompt, rep) pairs all three cells share (the
-    two and the depth-0 baseline both speedups divide by), then mean over reps; the interval
-    resamples prompts. This is what the ranking rests on: an entry whose interval holds 0 is
-    not shown to be slower."""
+    two and the depth-0 baseline both speedups divide by), then mean over reps; the interval is
+    the tool's t over prompts (``intervals``). This is what the ranking rests on: an entry whose
+    interval holds 0 is not shown to be slower."""
 
     model_label: str
     drafting: str
@@ -108,8 +108,8 @@ class SpeedupGap:
         return self.ci_low is not None and (self.ci_low > 0 or self.ci_high < 0)
 
 
-def speedup_gaps(records: Sequence[RequestRecord], ranking: Sequence[MethodBest], n_boot: int = 2000,
-                 seed: int = 0, level: float = 0.95) -> list[SpeedupGap]:
+def speedup_gaps(records: Sequence[RequestRecord], ranking: Sequence[MethodBest],
+                 level: float = 0.95) -> list[SpeedupGap]:
     """One ``SpeedupGap`` per ranked entry below rank 1 (records as keyed by ``by_drafting``)."""
     cells: dict[tuple, list[RequestRecord]] = defaultdict(list)
     for r in _canonical(records):
@@ -138,7 +138,7 @@ def speedup_gaps(records: Sequence[RequestRecord], ranking: Sequence[MethodBest]
             base = _safe_div(t["base_n"], t["base_d"])
             return _safe_div(_safe_div(t["lead_n"], t["lead_d"]) - _safe_div(t["other_n"], t["other_d"]), base)
 
-        point, ci = _rep_statistic(tables, gap, n_boot, seed, level)
+        point, ci = _rep_statistic(tables, gap, True, level)
         diff = _estimate(point, None)
         if diff is not None:
             out.append(SpeedupGap(m.model_label, m.drafting, m.best.key.depth, lead.drafting, lead.best.key.depth,
@@ -148,15 +148,17 @@ def speedup_gaps(records: Sequence[RequestRecord], ranking: Sequence[MethodBest]
 
 @dataclass(frozen=True)
 class Spread:
-    """max − min of a set of marginal means, with its prompt-bootstrap interval."""
+    """max − min of a set of marginal means, with its percentile bootstrap interval over prompts
+    (None below MIN_PROMPTS prompts)."""
 
     value: float
     ci_low: float | None
     ci_high: float | None
 
     @property
-    def significant(self) -> bool:
-        return self.ci_low is not None and (self.ci_low > 0 or self.ci_high < 0)
+    def significant(self) -> bool | None:
+        """The interval excludes 0; None without an interval."""
+        return None if self.ci_low is None else (self.ci_low > 0 or self.ci_high < 0)
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ class DrafterGrid:
     """Acceptance of every target × drafter at one depth, and which axis moves it.
 
     Row (target) means average a target over the drafters, column (drafter) means a drafter over
-    the targets, per rep; ± sd over reps with n, intervals from resampling prompts. The spreads
+    the targets, per rep; ± sd over reps with n, intervals t over prompts (``intervals``). The spreads
     are max − min of those means; ``difference`` = target spread − drafter spread (> 0: the target
     quant moves acceptance more). A spread is never below 0, and noise alone makes it positive.
     """
@@ -186,10 +188,21 @@ def _spread(values: np.ndarray) -> np.ndarray:
     return values.max(axis=-1) - values.min(axis=-1)
 
 
+def _mean_ratio(n_cells: int):
+    """Per rep: the mean over ``n_cells`` cells of each cell's ratio of sums (tables n0, d0, n1 …)."""
+    def per_rep(sums):
+        ratios = np.stack([_safe_div(sums[f"n{k}"], sums[f"d{k}"]) for k in range(n_cells)])
+        with warnings.catch_warnings():  # a rep missing from every cell stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(ratios, axis=0)
+    return per_rep
+
+
 def drafter_grid(records: Iterable[RequestRecord], depth: int, targets: Sequence[str], drafters: Sequence[str],
                  n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> DrafterGrid | None:
     """The grid at ``depth`` from records keyed by ``by_drafting``; None unless every target ×
-    drafter cell has drafted tokens (marginal means over a ragged grid would compare unlike sets)."""
+    drafter cell has drafted tokens (marginal means over a ragged grid would compare unlike sets).
+    ``n_boot = 0``: no intervals; else the bootstrap draws of the spreads' intervals."""
     ok = [r for r in _canonical(records) if _is_ok(r) and r.depth == depth and r.model_label in targets
           and r.spec_type in drafters and _acceptance_parts(r) is not None]
     prompts = sorted({r.prompt_id for r in ok})
@@ -212,9 +225,19 @@ def drafter_grid(records: Iterable[RequestRecord], depth: int, targets: Sequence
         row_rep, col_rep = np.nanmean(per_rep, axis=1), np.nanmean(per_rep, axis=0)  # [T, reps], [D, reps]
         cell_mean = np.nanmean(per_rep, axis=2)  # [T, D]
     point_t, point_d = cell_mean.mean(axis=1), cell_mean.mean(axis=0)
+    T, D = range(len(targets)), range(len(drafters))
     intervals: dict[str, list] = {"cell": [], "t": [], "d": [], "ts": None, "ds": None, "diff": None}
     if n_boot:
-        counts = _resample_counts(len(prompts), n_boot, seed)  # [B, P]
+        def margin(cells: list[tuple[int, int]]):
+            return reported_interval({f"n{k}": num[c] for k, c in enumerate(cells)}
+                                     | {f"d{k}": den[c] for k, c in enumerate(cells)}, _mean_ratio(len(cells)), level,
+                                     bounded=True)
+        intervals |= {"cell": [[margin([(i, j)]) for j in D] for i in T],
+                      "t": [margin([(i, j) for j in D]) for i in T], "d": [margin([(i, j) for i in T]) for j in D]}
+    if n_boot and len(prompts) >= MIN_PROMPTS:
+        # A spread (max − min) is not a smooth statistic, so no jackknife: its interval stays a
+        # percentile bootstrap over prompts, whose coverage the harness does not measure.
+        counts = resample_counts(len(prompts), n_boot, seed)  # [B, P]
         with np.errstate(all="ignore"):
             boot_num = np.einsum("bp,tdpr->btdr", counts, num)
             boot_den = np.einsum("bp,tdpr->btdr", counts, den)
@@ -222,14 +245,9 @@ def drafter_grid(records: Iterable[RequestRecord], depth: int, targets: Sequence
             finite = np.isfinite(acc)
             cell_boot = np.where(finite, acc, 0.0).sum(axis=3) / np.maximum(finite.sum(axis=3), 1)
             cell_boot[finite.sum(axis=3) == 0] = np.nan  # [B, T, D]
-        t_boot, d_boot = cell_boot.mean(axis=2), cell_boot.mean(axis=1)
-        ts, ds = _spread(t_boot), _spread(d_boot)
-        intervals = {"cell": [[_percentile_interval(cell_boot[:, i, j], level) for j in range(len(drafters))]
-                              for i in range(len(targets))],
-                     "t": [_percentile_interval(t_boot[:, i], level) for i in range(len(targets))],
-                     "d": [_percentile_interval(d_boot[:, j], level) for j in range(len(drafters))],
-                     "ts": _percentile_interval(ts, level), "ds": _percentile_interval(ds, level),
-                     "diff": _percentile_interval(ts - ds, level)}
+        ts, ds = _spread(cell_boot.mean(axis=2)), _spread(cell_boot.mean(axis=1))
+        intervals |= {"ts": percentile_interval(ts, level), "ds": percentile_interval(ds, level),
+                      "diff": percentile_interval(ts - ds, level)}
 
     def ci(kind, *index):
         got = intervals[kind]

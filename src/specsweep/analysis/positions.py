@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import math
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from ..records import RequestRecord, decode_steps
-from .estimates import _canonical, _finite, _is_ok
+from .estimates import _canonical, _finite, _is_ok, _safe_div
+from .intervals import MIN_PROMPTS, jackknife_se, n_prompts_with_data
 
 
 @dataclass(frozen=True)
@@ -16,12 +19,12 @@ class PositionStat:
     drafted_steps: int  # steps whose draft had >= position+1 tokens (or the m_steps fallback)
     accepted: int  # steps that accepted the token at this position
     p_uncond: float | None  # accepted / drafted_steps
-    se: float | None  # binomial standard error of p_uncond: sqrt(p(1-p)/drafted_steps)
+    se: float | None  # standard error of p_uncond over prompts (jackknife); None below MIN_PROMPTS prompts
     # Steps that drafted >= position+1 tokens and accepted >= position (reached this position);
     # None when some request of the pool has no per-step data to count them exactly.
     cond_steps: int | None = None
     alpha_cond: float | None = None  # accepted / cond_steps
-    alpha_se: float | None = None  # sqrt(α(1-α)/cond_steps)
+    alpha_se: float | None = None  # as se, for alpha_cond
 
 
 def _step_counts(r: RequestRecord) -> tuple[list[int], list[int], list[int | None]] | None:
@@ -64,22 +67,33 @@ def _step_counts(r: RequestRecord) -> tuple[list[int], list[int], list[int | Non
     return [int(steps)] * span, acc + [0] * (span - len(acc)), [int(steps)] + [None] * (span - 1)
 
 
+def _prompt_se(num: Sequence[float], den: Sequence[float]) -> float | None:
+    """Standard error of Σ num / Σ den over prompts (one entry each): the delete-one-prompt
+    jackknife, as the intervals of ``intervals``; None below MIN_PROMPTS prompts with steps."""
+    tables = {"num": np.asarray(num, dtype=float)[:, None], "den": np.asarray(den, dtype=float)[:, None]}
+    if n_prompts_with_data(tables) < MIN_PROMPTS:
+        return None
+    got = jackknife_se(tables, lambda s: _safe_div(s["num"], s["den"]))
+    return got[0] if got else None
+
+
 def per_position(records: Iterable[RequestRecord]) -> list[PositionStat]:
     """Per draft position i (0-indexed), pooled over the ok records (see ``_step_counts``):
 
-    - p_uncond = accepted_i / drafted_i, se = sqrt(p(1−p)/drafted_i). Without the trace log the
-      /metrics fallback uses the verification steps for every position up to the longest draft;
-      it assumes full-length drafts, so it is biased low wherever drafts were cut short.
-    - alpha_cond = accepted_i / reached_i, alpha_se = sqrt(α(1−α)/reached_i): the share of the
-      steps that reached position i (drafted it, and accepted every earlier one) that accepted
-      it. None, with cond_steps None, when some record cannot count reached_i exactly: old rows
-      without per-step data never make this ratio up from p_i / p_(i−1).
+    - p_uncond = accepted_i / drafted_i. Without the trace log the /metrics fallback uses the
+      verification steps for every position up to the longest draft; it assumes full-length
+      drafts, so it is biased low wherever drafts were cut short.
+    - alpha_cond = accepted_i / reached_i: the share of the steps that reached position i
+      (drafted it, and accepted every earlier one) that accepted it. None, with cond_steps None,
+      when some record cannot count reached_i exactly: old rows without per-step data never
+      make this ratio up from p_i / p_(i−1).
+    - se and alpha_se: standard errors over prompts (``_prompt_se``). Steps of one generation
+      are not independent draws (a binomial SE over steps covered the truth in about half the
+      harness's replicates, benchmarks/coverage.md), prompts are.
 
     Trailing positions with no data are dropped.
     """
-    drafted: list[int] = []
-    accepted: list[int] = []
-    reached: list[int | None] = []
+    per_prompt: dict[str, list[list]] = defaultdict(lambda: [[], [], []])  # drafted, accepted, reached
 
     def add(target: list, values: Sequence) -> None:
         for i, v in enumerate(values):
@@ -93,26 +107,29 @@ def per_position(records: Iterable[RequestRecord]) -> list[PositionStat]:
         counts = _step_counts(r)
         if counts is None:
             continue
-        add(drafted, counts[0])
-        add(accepted, counts[1])
-        add(reached, counts[2])
+        for target, values in zip(per_prompt[r.prompt_id], counts):
+            add(target, values)
 
-    length = max(len(drafted), len(accepted))
-    for target in (drafted, accepted, reached):
-        target += [0] * (length - len(target))
-    while length and drafted[length - 1] == 0 and accepted[length - 1] == 0:
+    length = max((len(t) for tallies in per_prompt.values() for t in tallies[:2]), default=0)
+    for tallies in per_prompt.values():
+        for target in tallies:
+            target += [0] * (length - len(target))
+    drafted, accepted, reached = ([[tallies[k][i] for tallies in per_prompt.values()] for i in range(length)]
+                                  for k in range(3))
+    while length and sum(drafted[length - 1]) == 0 and sum(accepted[length - 1]) == 0:
         length -= 1
 
     stats = []
     for i in range(length):
-        d, a, n = drafted[i], accepted[i], reached[i]
+        d, a = sum(drafted[i]), sum(accepted[i])
+        n = None if any(v is None for v in reached[i]) else sum(reached[i])
         p = a / d if d > 0 else None
         alpha = a / n if n else None
         stats.append(PositionStat(
             position=i, drafted_steps=d, accepted=a, p_uncond=p,
-            se=math.sqrt(max(p * (1 - p), 0.0) / d) if p is not None else None,
+            se=_prompt_se(accepted[i], drafted[i]) if p is not None else None,
             cond_steps=n, alpha_cond=alpha,
-            alpha_se=math.sqrt(max(alpha * (1 - alpha), 0.0) / n) if alpha is not None else None))
+            alpha_se=_prompt_se(accepted[i], reached[i]) if alpha is not None else None))
     return stats
 
 
@@ -121,8 +138,8 @@ class PositionRow:
     """Acceptance at draft position ``position`` (0 = first drafted token) for one cell, or pooled
     over every depth of a model when ``depth`` is None. ``p`` = unconditional p_i, ``alpha`` =
     conditional α_i = accepted / alpha_steps, alpha_steps = steps that drafted ≥ i+1 tokens and
-    accepted ≥ i (None: the rows lack the per-step data to count them). SEs are binomial:
-    sqrt(p(1−p)/drafted_steps) and sqrt(α(1−α)/alpha_steps)."""
+    accepted ≥ i (None: the rows lack the per-step data to count them). SEs are over prompts
+    (``per_position``)."""
 
     model: str
     spec_type: str

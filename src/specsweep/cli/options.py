@@ -87,7 +87,8 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
                         help="acceptance only: K requests side by side on K slots of one server per cell; "
                              "per-request timings still count acceptance exactly, speed is not measured")
     parser.add_argument("--target-ci", type=float, metavar="PP",
-                        help="add reps until every acceptance interval's half-width is ≤ PP percentage points")
+                        help="add reps until every acceptance interval (95%%, t over prompts) has a half-width "
+                             "≤ PP percentage points (needs at least 3 prompts)")
     parser.add_argument("--max-reps", type=int, default=10, help="rep budget per cell for --target-ci")
     parser.add_argument("--max-tokens-total", type=int, help="generated-token budget for --target-ci")
 

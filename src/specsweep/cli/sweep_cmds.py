@@ -19,6 +19,7 @@ def cmd_run(args) -> int:
     from ..progress import SweepProgress, console
     from ..report import print_main_table
     from ..store import Store
+    from ..analysis import MIN_PROMPTS
     from ..sweep import AdaptiveTarget, Sweep, prepare
     config = config_from_args(args)
     engine = engine_from_args(args)
@@ -30,6 +31,9 @@ def cmd_run(args) -> int:
     if args.target_ci is not None:
         if args.target_ci <= 0:
             raise UsageError("--target-ci must be a positive number of percentage points")
+        if len(prepared.prompts) < MIN_PROMPTS:
+            raise UsageError(f"--target-ci needs at least {MIN_PROMPTS} prompts (this sweep has "
+                             f"{len(prepared.prompts)}): with fewer, no acceptance interval can be trusted")
         adaptive = AdaptiveTarget(args.target_ci / 100.0, args.max_reps, args.max_tokens_total)
     executor.connect()
     try:
@@ -52,7 +56,9 @@ def cmd_run(args) -> int:
     if result.reps_used:
         console.print("reps per cell: " + ", ".join(f"{k} {v}" for k, v in result.reps_used.items()))
     if result.budget_hit:
-        console.print(f"[yellow]budget reached before the target interval:[/yellow] {', '.join(result.budget_hit)}")
+        console.print(f"[yellow]budget reached before the target interval:[/yellow] {', '.join(result.budget_hit)} "
+                      "(the interval is over prompts: more reps narrow it only down to the spread between "
+                      "prompts, more prompts narrow it further)")
     for item in result.unconfirmed_drafting:
         console.print(f"[yellow]warning:[/yellow] no drafts on the warm-up for {item} "
                       "(normal for n-gram types on short text)")

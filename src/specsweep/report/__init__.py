@@ -3,9 +3,10 @@
 Imports run one way: ``model`` (``build_report``: the report model, from the store and
 ``specsweep.analysis``) → ``blocks`` / ``document`` (the report as document blocks) → ``render``
 (Markdown, HTML) → ``exports`` (every output file behind one exporter shape) and ``compare``;
-``plots`` depends on the report model only.
+``plots`` depends on the report model only; ``uncertainty`` words the intervals and marks.
 
-Outputs are deterministic for a given store: bootstrap intervals use a fixed seed, times come
+Outputs are deterministic for a given store: the t intervals are exact functions of it, the
+drafter grid's bootstrap uses a fixed seed, times come
 from the store (never "now"), and every collection is in a fixed order.
 """
 

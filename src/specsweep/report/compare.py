@@ -33,8 +33,8 @@ COMPARE_METRICS = (("acceptance", "pct", "Acceptance, percentage points"),
 
 def compare_cells(store_a: Store, run_a: RunRow, store_b: Store, run_b: RunRow) -> list[CompareRow]:
     """Match cells by model label, spec type and depth; a cell in one run only has diff None."""
-    cells_a = summarize(store_a.requests(run_a.id), n_boot=0)  # intervals are not used here
-    cells_b = summarize(store_b.requests(run_b.id), n_boot=0)
+    cells_a = summarize(store_a.requests(run_a.id), intervals=False)  # intervals are not used here
+    cells_b = summarize(store_b.requests(run_b.id), intervals=False)
     a = {c.key: c for c in cells_a}
     b = {c.key: c for c in cells_b}
     keys = list(dict.fromkeys([*a, *b]))

@@ -14,6 +14,7 @@ from .degeneration import degeneration_blocks
 from .speed import measurement_blocks, memory_blocks, recommendation_blocks, speed_note
 from .methods import drafting_blocks
 from .model import Report, ReportRow, drafting_entries, report_columns
+from .uncertainty import INTERVAL_NOTE, MARK_NOTE, POSITION_SE_NOTE, position_cell, pp_interval, significance
 
 
 def _row_keys(report: Report) -> tuple[list[tuple[str, str]], bool]:
@@ -181,12 +182,12 @@ def _position_blocks(report: Report) -> list:
                     unknown = True
                     row.append(UNKNOWN)
                 else:
-                    row.append(DASH if v is None else f"{100 * v:.1f} ±{100 * (s or 0):.1f}% (n={n})")
+                    row.append(DASH if v is None else position_cell(v, s, n))
             table.append(row)
         note = (f" {UNKNOWN} = cannot be computed: the run's requests were stored without per-step draft data "
                 "and some drafts ended at exactly i tokens, so the steps that reached position i are not known."
                 if value == "alpha" and unknown else "")
-        blocks.append(Table(header, table, f"{title}; ± binomial standard error, pooled over reps; n = {n_means}; "
+        blocks.append(Table(header, table, f"{title}, pooled over reps; {POSITION_SE_NOTE}; n = {n_means}; "
                                            f"i=0 is the first drafted token.{note}"))
     blocks.append(Image("per_position.png", "per-position acceptance"))
     return blocks
@@ -277,11 +278,10 @@ def _significance_blocks(report: Report) -> list:
     rows = []
     for spec, c in report.comparisons:
         rows.append([*([spec] if show_spec else []), str(c.depth), f"{c.label_b} − {c.label_a}",
-                     f"{_signed(-100 * c.diff, 1)} pp", f"[{_signed(-100 * c.ci_high, 1)}, {_signed(-100 * c.ci_low, 1)}] pp",
-                     str(c.n_pairs), "**yes** ✱" if c.significant else "no"])
+                     f"{_signed(-100 * c.diff, 1)} pp", pp_interval(c.ci_low, c.ci_high, negate=True),
+                     str(c.n_pairs), significance(c)])
     return blocks + [Table(header, rows, "Acceptance of each model minus the previous one in run order, paired "
-                                         "on (prompt, rep); 95% prompt-level bootstrap interval; ✱ = the "
-                                         "interval excludes 0.")]
+                                         f"on (prompt, rep); {MARK_NOTE}")]
 
 
 def _fidelity_blocks(report: Report, depths: Sequence[int]) -> list:
@@ -330,7 +330,7 @@ def _fidelity_blocks(report: Report, depths: Sequence[int]) -> list:
 
 def _all_cells_blocks(report: Report) -> list:
     header, rows, constant = _display_columns(report.rows)
-    note = "Every cell as exported to results.csv/json (mean ±1σ over n_reps reps; CIs are 95% prompt bootstrap)."
+    note = f"Every cell as exported to results.csv/json (mean ±1σ over n_reps reps). {INTERVAL_NOTE}"
     if constant:
         note += " Same in every row, so not shown: " + "; ".join(constant) + "."
     return [Heading(2, "All cells"), Table(header, rows, note)]

@@ -12,7 +12,7 @@ from .model import Report, _est
 class DraftingRow:
     """One drafting entry at one depth on one model, in a run with several entries: the "Drafting
     methods" section's figures, for drafting.csv and results.json. Fractions 0–1; mean ± sample
-    sd over reps (n = ``n_reps``) with 95% prompt-bootstrap intervals. ``rank`` orders a model's
+    sd over reps (n = ``n_reps``) with 95% t intervals over prompts. ``rank`` orders a model's
     entries by speedup at their best depth; ``vs_leader_*`` = acceptance of the model's rank-1
     entry − this one at this depth, paired on (prompt, rep)."""
 

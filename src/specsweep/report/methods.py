@@ -9,6 +9,7 @@ from collections import defaultdict
 from ..analysis import Spread
 from .blocks import DASH, Heading, Image, Para, Table, _pm, _signed
 from .model import Report
+from .uncertainty import MARK_NOTE, POSITION_SE_NOTE, position_cell, pp_interval, significance
 
 MAX_POSITIONS = 8  # n-gram drafts can be 48 long: the first positions carry the comparison
 
@@ -81,32 +82,32 @@ def _position_table(report: Report) -> list:
         cells = pooled.get((m.model_label, m.drafting), {})
         rows.append([m.model_label, m.drafting] + [
             DASH if cells.get(i) is None or cells[i].p is None
-            else f"{100 * cells[i].p:.1f} ±{100 * (cells[i].p_se or 0):.1f}% (n={cells[i].drafted_steps})"
+            else position_cell(cells[i].p, cells[i].p_se, cells[i].drafted_steps)
             for i in range(n_pos)])
     return [Table(["Model", "drafting", *[f"p_{i}" for i in range(n_pos)]], rows,
                   "Unconditional acceptance at draft position i (0 = first drafted token), pooled over the "
-                  "entry's depths and reps; ± binomial standard error; n = steps that drafted position i.")]
+                  f"entry's depths and reps; {POSITION_SE_NOTE}; n = steps that drafted position i.")]
 
 
 def _leader_table(report: Report) -> list:
     if not report.method_comparisons:
         return []
     leaders = {m.model_label: m.drafting for m in report.methods if m.rank == 1}
-    rows = [[model, f"{leaders[model]} − {label}", str(c.depth), _pp(c.diff), _interval(c.ci_low, c.ci_high),
-             str(c.n_pairs), "**yes** ✱" if c.significant else "no"]
+    rows = [[model, f"{leaders[model]} − {label}", str(c.depth), _pp(c.diff), pp_interval(c.ci_low, c.ci_high),
+             str(c.n_pairs), significance(c)]
             for model, label, c in report.method_comparisons]
     return [Table(["Model", "comparison", "depth", "acceptance difference", "95% CI", "pairs", "significant"], rows,
                   "Acceptance of each model's rank-1 entry minus each other entry at every depth both measured, "
-                  "paired on (prompt, rep); 95% prompt-level bootstrap interval; ✱ = the interval excludes 0.")]
+                  f"paired on (prompt, rep); {MARK_NOTE}")]
 
 
 def _spread_text(name: str, s: Spread | None) -> str:
-    return f"{name} {DASH}" if s is None else f"{name} {100 * s.value:.1f} pp {_interval(s.ci_low, s.ci_high)}"
+    return f"{name} {DASH}" if s is None else f"{name} {100 * s.value:.1f} pp {pp_interval(s.ci_low, s.ci_high)}"
 
 
 def _verdict(d: Spread | None) -> str:
     if d is None or d.ci_low is None:
-        return "no interval, so no verdict"
+        return "no interval (too few prompts), so no verdict"
     if not d.significant:
         return "neither moves acceptance significantly more than the other"
     return ("the **target quant** moves acceptance more" if d.value > 0
@@ -120,8 +121,10 @@ def _grid_blocks(report: Report) -> list:
                     Para("Acceptance of every target with every drafting entry at one depth. A target's mean "
                          "averages it over the drafters, a drafter's mean over the targets (per rep, then mean ±1σ "
                          "over reps); the spread of each set of means (max − min) says how far that axis moves "
-                         "acceptance. Intervals: 95% prompt-level bootstrap (a spread is ≥ 0 and noise alone "
-                         "makes it positive, so compare the two).")]
+                         "acceptance. Cell and mean intervals: 95% t over prompts (see All cells). A spread "
+                         "(max − min) is not a smooth statistic, so its interval is a 95% percentile bootstrap "
+                         "over prompts, whose coverage is not measured and which runs narrow with few prompts; "
+                         "a spread is ≥ 0 and noise alone makes it positive, so compare the two.")]
     for g in report.grids:
         n = sorted({e.n for e in g.cells.values() if e is not None})
         rows = [[t, *[_pm(g.cells[(t, d)], "pct") for d in g.drafters], _pm(g.target_means[t], "pct")]

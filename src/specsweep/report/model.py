@@ -22,7 +22,7 @@ from ..records import RequestRecord
 from ..store import RunRow, Store
 
 
-N_BOOT = 2000
+N_BOOT = 2000  # bootstrap draws of the drafter grid's spread intervals (every other interval is t over prompts)
 
 
 BOOT_SEED = 0  # fixed: the same store always gives the same intervals (golden files rely on it)
@@ -55,9 +55,10 @@ class ReportRow:
     """One (model, spec type, depth) cell of a run. Fractions are 0–1 (not %), speeds tok/s.
 
     ``*_mean``/``*_sd`` are mean ± sample sd over reps (n = ``n_reps``), ``*_ci_low/high`` the
-    95% prompt-level bootstrap interval of the mean. ``vs_prev_*`` compares acceptance with the
-    previous model (in run order) at the same spec type and depth: this − previous, paired on
-    (prompt, rep), significant when the bootstrap interval excludes 0.
+    95% interval of the mean, t over prompts (``analysis.intervals``; none below its
+    MIN_PROMPTS prompts). ``vs_prev_*`` compares acceptance with the previous model (in run
+    order) at the same spec type and depth: this − previous, paired on (prompt, rep),
+    significant when that interval excludes 0 (None: too few prompts to tell).
     """
 
     model: str = _col(doc="model label")
@@ -279,8 +280,7 @@ def _cell_key(c: CellSummary) -> tuple[str, str, int]:
 def _comparisons(records: Sequence[RequestRecord], spec_types: Sequence[str]) -> list[tuple[str, PairedComparison]]:
     # One call per spec type, so each comparison knows its drafting type (PairedComparison does not).
     return [(spec, cmp) for spec in spec_types
-            for cmp in neighbour_comparisons([r for r in records if r.spec_type == spec], n_boot=N_BOOT,
-                                             seed=BOOT_SEED)]
+            for cmp in neighbour_comparisons([r for r in records if r.spec_type == spec])]
 
 
 @dataclass(frozen=True)
@@ -382,8 +382,8 @@ def _report_rows(report_cells: Sequence[CellSummary], completeness: Sequence[Cel
             kld_mean=fid.get("kld_mean"), top1_pct=fid.get("top1_pct"),
             vs_prev_model=cmp.label_a if cmp else None,
             vs_prev_diff=-cmp.diff if cmp else None,
-            vs_prev_ci_low=-cmp.ci_high if cmp else None,
-            vs_prev_ci_high=-cmp.ci_low if cmp else None,
+            vs_prev_ci_low=-cmp.ci_high if cmp and cmp.ci_high is not None else None,
+            vs_prev_ci_high=-cmp.ci_low if cmp and cmp.ci_low is not None else None,
             vs_prev_significant=cmp.significant if cmp else None,
             **_degenerate_fields(_cell_key(c), views)))
     return rows
@@ -396,14 +396,14 @@ def _views(records: Sequence[RequestRecord], excluded: bool) -> _Views:
         if r.degenerate is not None:
             counts[(r.model_label, r.spec_type, r.depth)][0] += 1
             counts[(r.model_label, r.spec_type, r.depth)][1] += r.degenerate == 1
-    all_cells = summarize(records, n_boot=N_BOOT, seed=BOOT_SEED)
+    all_cells = summarize(records)
     spec_types = _spec_types(all_cells)
     all_comparisons = _comparisons(records, spec_types)
     clean = [r for r in records if r.degenerate != 1]
     if len(clean) == len(records):  # none degenerate (or none measured): the same figures, computed once
         clean_cells, clean_comparisons = all_cells, all_comparisons
     else:
-        clean_cells = summarize(clean, n_boot=N_BOOT, seed=BOOT_SEED)
+        clean_cells = summarize(clean)
         clean_comparisons = _comparisons(clean, spec_types)
     return _Views(excluded, all_cells, clean_cells, all_comparisons, clean_comparisons,
                   {k: (v[0], v[1]) for k, v in counts.items()})
@@ -465,8 +465,8 @@ def build_report(store: Store, run: RunRow, budget_bytes: int | None = None) -> 
     if len(labels) > 1:
         methods = rank_methods(cells)
         extra = dict(entries=entries, methods=methods,
-                     method_comparisons=leader_comparisons(headline, methods, n_boot=N_BOOT, seed=BOOT_SEED),
-                     method_gaps=speedup_gaps(headline, methods, n_boot=N_BOOT, seed=BOOT_SEED),
+                     method_comparisons=leader_comparisons(headline, methods),
+                     method_gaps=speedup_gaps(headline, methods),
                      grids=[g for d in report_depths(cells) if d > 0
                             for g in [drafter_grid(headline, d, models, _labels_at(cells, labels, d), n_boot=N_BOOT,
                                                    seed=BOOT_SEED)] if g])
@@ -475,10 +475,10 @@ def build_report(store: Store, run: RunRow, budget_bytes: int | None = None) -> 
     memory = cell_memory(cells, memory_by_cell(store.servers(run.id), sizes))
     extra["memory"] = memory
     if budget_bytes is not None:
-        extra["budget"] = budget_choice(memory, headline, budget_bytes, n_boot=N_BOOT, seed=BOOT_SEED)
+        extra["budget"] = budget_choice(memory, headline, budget_bytes)
     return Report(
         run=run, records=records, cells=cells, rows=rows, models=models,
-        by_category=summarize_by_category(headline, n_boot=N_BOOT, seed=BOOT_SEED),
+        by_category=summarize_by_category(headline),
         comparisons=comparisons, positions=positions,
         theory=theory_rows(cells, positions, models, spec_types),
         recommendation=recommend(cells, sizes),
