@@ -12,8 +12,18 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-# The phases, in the order a request passes through them.
-PHASES = ("metrics", "request", "log", "tokenize", "record", "store", "replay", "server_start", "server_stop")
+# The phases, in the order a request passes through them, then the per-server ones.
+PHASES = ("metrics", "request", "log", "tokenize", "record", "store", "replay", "server_start", "server_rows",
+          "server_stop")
+# Not the tool's per-request cost: the requests themselves (engine time), the traced replays, and
+# what each server costs once (start and warm-up, its store rows, its stop).
+NOT_PER_REQUEST = ("request", "replay", "server_start", "server_rows", "server_stop")
+
+
+def per_request_tool_phases(phases: dict) -> dict[str, float]:
+    """Seconds of the tool's own per-request phases (scrapes, log reads, tokenizing, rows, store
+    writes) from a ``Stopwatch.to_json`` reading."""
+    return {name: v["seconds"] for name, v in phases.items() if name not in NOT_PER_REQUEST}
 
 
 @dataclass

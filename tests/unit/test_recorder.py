@@ -96,6 +96,7 @@ def test_rows_with_pending_counts_are_replayed_on_a_server_of_their_own_after_th
     assert [(s.role, s.stop_reason, s.peak_memory_bytes) for s in servers] == [("timed", "done", 1234),
                                                                               ("replay", "done", None)]
     assert recorder.clock.seconds["request"] == pytest.approx(1.5) and recorder.clock.counts["store"] == 5
+    assert recorder.clock.counts["server_rows"] == 4  # per server, not per request: apart from "store"
     assert not recorder.needs_replay(group)  # nothing left for the next run of the sweep
 
 

@@ -161,10 +161,12 @@ class GroupRun:
         cause = None
         for event in events:
             if isinstance(event, ServerStarted):
-                self._server_ids[event.key] = rec.store.add_server(event.record)
+                with rec.clock.phase("server_rows"):
+                    self._server_ids[event.key] = rec.store.add_server(event.record)
             elif isinstance(event, ServerStopped):
                 if event.key in self._server_ids:
-                    rec.store.server_stopped(self._server_ids.pop(event.key), event.reason, event.peak_memory)
+                    with rec.clock.phase("server_rows"):
+                        rec.store.server_stopped(self._server_ids.pop(event.key), event.reason, event.peak_memory)
             elif isinstance(event, RequestDone):
                 record = replace(event.record, server_id=self._server_ids.get(event.record.server_id, 0))
                 with rec.clock.phase("store"):

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from ..analysis import MemoryPoint
+from ..overhead import per_request_tool_phases
 from .blocks import DASH, Bullets, Heading, Image, Para, Table, _plural, _pm, _size
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def measurement_blocks(report: "Report") -> list:
     phases = overhead.get("phases") or {}
     if phases:
         request_s = (phases.get("request") or {}).get("seconds", 0.0)
-        tool = {k: v["seconds"] for k, v in phases.items() if k not in ("request", "server_start", "server_stop", "replay")}
+        tool = per_request_tool_phases(phases)
         items.append(f"The tool's own time in the last invocation: {sum(tool.values()):.2f} s outside "
                      f"{request_s:.1f} s of requests (" + ", ".join(f"{k} {v:.2f} s" for k, v in tool.items()) + ").")
     return [Heading(2, "Measurement"), Bullets(items)] if items else []
