@@ -55,6 +55,12 @@ def test_parallel_run_stores_the_same_cells_and_marks_speed_not_measured(model_p
     assert report.returncode == 0, report.stderr
     assert "**Speed not measured:** this run ran 2 requests side by side" in report.stdout
     speed = report.stdout.split("## Speed\n", 1)[1].split("\n## ", 1)[0]
-    figures = [cell.strip() for line in speed.splitlines() if line.startswith("| Q4_1 |")
-               for cell in line.split("|")[2:-1]]
-    assert figures and set(figures) == {"–"}  # every speed figure of the run: none
+    # Each table is followed by its caption; τ (tokens per target step) counts acceptance, not speed.
+    blocks = [b.strip() for b in speed.split("\n\n") if b.strip()]
+    tables = [(table, caption) for table, caption in zip(blocks, blocks[1:]) if table.startswith("|")]
+    figures = [cell.strip() for table, caption in tables if not caption.startswith("_Mean acceptance length")
+               for line in table.splitlines() if line.startswith("| Q4_1 |") for cell in line.split("|")[2:-1]]
+    assert len(tables) == 4 and figures and set(figures) == {"–"}  # every speed figure of the run: none
+    tau = [line for table, caption in tables if caption.startswith("_Mean acceptance length")
+           for line in table.splitlines() if line.startswith("| Q4_1 |")]
+    assert len(tau) == 1 and "–" not in tau[0]  # measured side by side all the same
