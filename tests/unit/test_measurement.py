@@ -199,3 +199,23 @@ def test_stopwatch_counts_nested_time_once():
             pass
     assert set(clock.seconds) == {"request", "metrics"} and clock.counts == {"request": 1, "metrics": 1}
     assert clock.to_json()["metrics"]["count"] == 1 and list(clock.to_json()) == ["metrics", "request"]
+
+
+@pytest.mark.parametrize("budget_mib, drawn", [(80, True), (24 * 1024, False)])
+def test_frontier_plot_draws_the_budget_line_only_where_it_keeps_the_cells_readable(budget_mib, drawn):
+    from types import SimpleNamespace
+
+    from specsweep.analysis import BudgetChoice
+    from specsweep.report import plots
+    speed = Estimate(mean=100.0, sd=5.0, n=3)
+    points = mark_frontier([MemoryPoint(CellKey("Q4", "none", 0), 50 * MIB, "rss", {}, speed),
+                            MemoryPoint(CellKey("Q8", "none", 0), 100 * MIB, "rss", {}, replace(speed, mean=120.0))])
+    report = SimpleNamespace(memory=points, budget=BudgetChoice(budget_mib * MIB, points[0], [], 1, 1),
+                             run=SimpleNamespace(id=1))
+    plt = plots._pyplot()
+    fig = plots._memory_frontier(plt, report)
+    ax = fig.axes[0]
+    lines = [line for line in ax.get_lines() if list(line.get_xdata()) == [budget_mib, budget_mib]]
+    assert bool(lines) == drawn and ax.get_xlim()[1] < (200 if not drawn else 120)  # the cells keep the width
+    assert drawn or any("memory budget 24.00 GiB" in t.get_text() for t in ax.texts)
+    plt.close(fig)

@@ -255,7 +255,14 @@ def _memory_frontier(plt, report: Report):
             ax.annotate(f"{p.key.model_label} d{p.key.depth}", (p.memory_bytes / mib, p.decode_tps.mean),
                         textcoords="offset points", xytext=(4, 6), fontsize="small")
     if report.budget is not None:
-        ax.axvline(report.budget.budget_bytes / mib, color="tab:red", linewidth=1.2, label="memory budget")
+        budget = report.budget.budget_bytes / mib
+        largest = max((p.memory_bytes / mib for p in points), default=budget)
+        if budget > 1.5 * largest:  # to scale, the line would squash every cell against the y axis
+            shown = f"{budget / 1024:.2f} GiB" if budget >= 1024 else f"{budget:.0f} MiB"
+            ax.annotate(f"memory budget {shown} →", xy=(0.99, 0.02), xycoords="axes fraction", ha="right",
+                        color="tab:red", fontsize=8)
+        else:
+            ax.axvline(budget, color="tab:red", linewidth=1.2, label="memory budget")
     if not points:
         ax.text(0.5, 0.5, "no cell has both a memory figure and a speed", ha="center", va="center",
                 transform=ax.transAxes)
