@@ -142,8 +142,37 @@ def prune_layers(engine, model: Path, keep: int, keep_last: int = 0, qtype: str 
     inputs = {"kind": "pruned", "source_sha256": sha256_file_memo(model), "kept_layers": list(layers),
               "type": qtype, "engine": engine_version_of(engine)}
     make_cached(out, argv, inputs, {"source": str(model), "provenance": f"layers {list(layers)} of {model.name} "
-                                    f"({info.block_count} layers), not retrained"})
+                                    f"({info.block_count} layers), not retrained"},
+                finish=lambda path: slice_layer_arrays(path, layers, info.block_count))
     return out
+
+
+def slice_layer_arrays(path: Path, layers: list[int], block_count: int) -> list[str]:
+    """Keep only the kept layers' entries of per-layer metadata arrays, which llama-quantize
+    --prune-layers leaves whole (Gemma-4's attention.head_count_kv and sliding_window_pattern:
+    the engine then refuses the file, "wrong array length"). Rewrites ``path`` when one needs it;
+    returns the keys sliced."""
+    import gguf
+    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
+
+    reader = gguf.GGUFReader(path)
+    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE).contents()
+    new = {}
+    for field in reader.fields.values():
+        if (field.name.startswith(f"{arch}.") and field.types[0] == gguf.GGUFValueType.ARRAY
+                and len(field.data) == block_count):
+            values = field.contents()
+            new[field.name] = MetadataDetails(gguf.GGUFValueType.ARRAY, [values[i] for i in layers],
+                                              sub_type=field.types[-1])
+    if not new:
+        return []
+    keys = sorted(new)
+    tmp = path.with_name(path.name + ".sliced")
+    writer = gguf.GGUFWriter(tmp, arch=arch, endianess=reader.endianess)
+    copy_with_new_metadata(reader, writer, new, [])
+    del reader  # its memory map of the old file
+    os.replace(tmp, path)
+    return keys
 
 
 def compute_imatrix(engine, model: Path, out: Path, text: Path | None = None, chunks: int | None = None,

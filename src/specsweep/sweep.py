@@ -222,7 +222,7 @@ class Sweep:
         finally:
             self.progress.stop()
             self.store.set_run_state(self.run.id, state, notes={
-                "skipped_models": self.result.skipped_models,
+                "skipped_models": self.result.skipped_models, "skipped_drafting": self.result.skipped_drafting,
                 "unconfirmed_drafting": self.result.unconfirmed_drafting,
                 # The tool's own time of this invocation, by phase (benchmarks/gpu_speed.py reads it).
                 "overhead": {"wall_seconds": round(time.perf_counter() - started, 3),

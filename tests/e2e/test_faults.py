@@ -7,6 +7,7 @@ tool, and a model whose server dies at every start (skipped, the sweep goes on).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -161,3 +162,33 @@ def test_model_that_keeps_crashing_is_skipped_and_the_sweep_goes_on(model_path, 
     assert len(broken_cells) == 4  # every planned cell of the broken model is marked, none silently dropped
     assert query(db, "SELECT COUNT(*) FROM requests WHERE model_label = 'broken' AND status = 'ok'")[0][0] == 0
     assert query(db, "SELECT state FROM runs")[0][0] == "partial"
+
+
+def unknown_architecture_copy(model: Path, path: Path) -> Path:
+    """The model with its architecture renamed in place: complete, same vocabulary, so every check
+    before a server passes, but llama-server cannot load it (as a pruned file with stale per-layer
+    metadata fails)."""
+    data = bytearray(model.read_bytes())
+    key = b"general.architecture"
+    at = data.index(key) + len(key) + 4 + 8  # value type (u32), string length (u64), then the name
+    assert data[at:at + 5] == b"llama"
+    data[at:at + 5] = b"llamx"
+    path.write_bytes(data)
+    return path
+
+
+def test_a_draft_file_that_cannot_load_skips_only_its_own_entry(model_path, tmp_path, no_orphans):
+    """A broken drafter fails its servers; the model's baseline and its other drafting entry are
+    still measured (before, the whole model was given up on)."""
+    db = tmp_path / "f.db"
+    broken = unknown_architecture_copy(model_path, tmp_path / "broken-draft.gguf")
+    result = run_cli("run", "--model", f"m={model_path}", "--drafting", f"bad=draft-simple:{broken}",
+                     "--drafting", "ngram=ngram-simple", "--depths", "0,1", "--reps", "1", "--prompt-limit", "2",
+                     "--max-tokens", "8", "--threads", "2", "--db", db)
+    assert result.returncode == 1, result.stderr  # partial: the bad entry's cells failed
+    counts = dict(((d, s), n) for d, s, n in query(
+        db, "SELECT drafting, status, COUNT(*) FROM requests GROUP BY drafting, status"))
+    assert counts[("none", "ok")] == 2 and counts[("ngram", "ok")] == 2
+    assert counts[("bad", "failed")] >= 2 and ("bad", "ok") not in counts
+    notes = json.loads(query(db, "SELECT notes_json FROM runs")[0][0])
+    assert notes["skipped_drafting"] == ["m · bad"] and notes["skipped_models"] == []

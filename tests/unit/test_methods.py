@@ -260,3 +260,32 @@ def test_prune_layers_drops_the_other_layers_once(tmp_path):
     calls = (tmp_path / "calls").read_text().splitlines()
     assert out == again == tmp_path / "p.gguf" and out.is_file()
     assert calls == [f"--allow-requantize --prune-layers 2,3,4 {model} {out} Q8_0"]  # made once: keeps 0, 1, 5
+
+
+def test_pruning_slices_per_layer_metadata_arrays(tmp_path):
+    """llama-quantize --prune-layers keeps per-layer arrays whole; the engine then refuses the file
+    (found on Gemma-4: "head_count_kv has wrong array length; expected 4, got 24")."""
+    import gguf
+    import numpy as np
+    from specsweep.quantize import slice_layer_arrays
+    path = tmp_path / "pruned.gguf"
+    writer = gguf.GGUFWriter(path, "gemma4")
+    writer.add_block_count(3)  # what llama-quantize writes: the new count, the old arrays
+    writer.add_array("gemma4.attention.head_count_kv", [2, 2, 2, 1, 2, 2])
+    writer.add_array("gemma4.attention.sliding_window_pattern", [True, True, True, False, True, False])
+    writer.add_array("gemma4.some_pair", [7, 8])  # not per-layer: left as it is
+    writer.add_token_list(["a", "b", "c", "d", "e", "f"])  # as long as the layers, but not the arch's
+    writer.add_tensor("blk.0.weight", np.arange(8, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert slice_layer_arrays(path, [0, 1, 5], block_count=6) == [
+        "gemma4.attention.head_count_kv", "gemma4.attention.sliding_window_pattern"]
+    reader = gguf.GGUFReader(path)
+    assert reader.get_field("gemma4.attention.head_count_kv").contents() == [2, 2, 2]
+    assert reader.get_field("gemma4.attention.sliding_window_pattern").contents() == [True, True, False]
+    assert reader.get_field("gemma4.some_pair").contents() == [7, 8]
+    assert len(reader.get_field("tokenizer.ggml.tokens").contents()) == 6
+    assert np.array_equal(reader.tensors[0].data, np.arange(8, dtype=np.float32))
+    assert slice_layer_arrays(path, [0, 1, 2], block_count=6) == []  # nothing left to slice: untouched

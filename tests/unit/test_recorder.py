@@ -138,5 +138,7 @@ def test_side_by_side_cell_given_up_marks_the_unsettled_requests_failed(setup):
         run.apply(call, events)
     assert calls == ["begin", "start_parallel", "collect"]  # no end: the worker has no server left
     rows = recorder.store.requests(recorder.run.id)
-    assert [r.error for r in rows] == ["server start failed: x"] + ["skipped: llama-server for Q8 kept failing (x)"] * 2
-    assert recorder.result.skipped_models == ["Q8"] and run.missing() == []
+    given_up = "Q8 · draft-simple"  # a drafter's server: only the model with that drafting entry is given up
+    assert [r.error for r in rows] == (["server start failed: x"]
+                                       + [f"skipped: llama-server for {given_up} kept failing (x)"] * 2)
+    assert recorder.result.skipped_drafting == [given_up] and run.missing() == []

@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import EngineError, SpecsweepError
@@ -51,8 +52,10 @@ def run_tool(argv: list[str], log: Path) -> None:
                           hint=f"full log: {log}")
 
 
-def make_cached(out: Path, argv: list[str], inputs: dict, notes: dict | None = None) -> bool:
-    """Run ``argv`` to make ``out`` unless its sidecar shows the same inputs; True if it ran."""
+def make_cached(out: Path, argv: list[str], inputs: dict, notes: dict | None = None,
+                finish: Callable[[Path], None] | None = None) -> bool:
+    """Run ``argv`` to make ``out`` unless its sidecar shows the same inputs; True if it ran.
+    ``finish(out)`` amends the tool's output before the sidecar vouches for it."""
     if _up_to_date(out, inputs):
         return False
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +64,8 @@ def make_cached(out: Path, argv: list[str], inputs: dict, notes: dict | None = N
     run_tool(argv, out.with_name(out.name + ".log"))
     if not out.exists():
         raise EngineError(f"{Path(argv[0]).name} exited 0 but wrote no {out}")
+    if finish is not None:
+        finish(out)
     record = {"inputs": inputs, "argv": argv, "size_bytes": out.stat().st_size,
               "seconds": round(time.monotonic() - started, 2), **(notes or {})}
     _sidecar(out).write_text(json.dumps(record, indent=2) + "\n")

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..config import SweepConfig
+from ..config import BASELINE, SweepConfig
 from ..overhead import Stopwatch
 from ..plan import PlannedRequest, ServerGroup
 from ..prompts import Prompt
@@ -42,7 +42,8 @@ class SweepResult:
     performed: int = 0
     failed: int = 0
     skipped_done: int = 0
-    skipped_models: list[str] = field(default_factory=list)
+    skipped_models: list[str] = field(default_factory=list)  # whose server failed without a drafter
+    skipped_drafting: list[str] = field(default_factory=list)  # "MODEL · ENTRY": failed only with that drafter
     unconfirmed_drafting: list[str] = field(default_factory=list)
     budget_hit: list[str] = field(default_factory=list)  # --target-ci cells that stopped at the budget
     reps_used: dict[str, int] = field(default_factory=dict)
@@ -54,6 +55,14 @@ class Call:
 
     method: str
     args: tuple = ()
+
+
+def skip_key(group: ServerGroup) -> str:
+    """What a server that keeps failing to start gives up on: the model when it ran without a
+    drafter, else only that model with that drafting entry (a broken draft file must not take the
+    model's other methods down with it)."""
+    return group.model_label if group.depth == 0 or group.drafting == BASELINE else \
+        f"{group.model_label} · {group.drafting}"
 
 
 class Recorder:
@@ -77,10 +86,12 @@ class Recorder:
                 and bool(self.store.pending_counts(self.run.id, group.model_label, group.drafting, group.depth)))
 
     def open(self, group: ServerGroup, pending: list[PlannedRequest], where: str = "") -> "GroupRun | None":
-        """The group's run, or None when its model was given up on earlier (its cells are marked failed)."""
-        if group.model_label in self.result.skipped_models:
-            self.mark_failed(pending, f"skipped: llama-server for {group.model_label} kept failing")
-            return None
+        """The group's run, or None when its model, or its model with this drafter, was given up on
+        earlier (its cells are marked failed)."""
+        for given_up in (group.model_label, skip_key(group)):
+            if given_up in self.result.skipped_models + self.result.skipped_drafting:
+                self.mark_failed(pending, f"skipped: llama-server for {given_up} kept failing")
+                return None
         return GroupRun(self, group, pending, where)
 
     def mark_failed(self, requests: list[PlannedRequest], error: str) -> None:
@@ -194,9 +205,11 @@ class GroupRun:
             self.next_index += 1
         if cause is not None:
             self.gave_up = True
-            if self.group.model_label not in rec.result.skipped_models:  # two slots may both give it up
-                rec.result.skipped_models.append(self.group.model_label)
-            rec.mark_failed(self.missing(), f"skipped: llama-server for {self.group.model_label} kept failing{cause}")
+            key = skip_key(self.group)
+            skipped = rec.result.skipped_models if key == self.group.model_label else rec.result.skipped_drafting
+            if key not in skipped:  # two slots may both give it up
+                skipped.append(key)
+            rec.mark_failed(self.missing(), f"skipped: llama-server for {key} kept failing{cause}")
             self.next_index = len(self.pending)
             self.settled = {r.cell for r in self.pending}
 
