@@ -16,6 +16,7 @@ the engine there). The driver's round trip for one call to a slot is timed on it
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import signal
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import scipy.stats
 
 from specsweep.config import Drafting, Sampling, SweepConfig
 from specsweep.engine.locate import resolve_engine
@@ -36,6 +39,7 @@ from specsweep.store import Store
 from specsweep.sweep import Sweep, prepare
 
 SIZES = (4, 8)  # model labels: 8 and 16 groups
+REPEATS = 3  # each (executor, size) this often, interleaved, so the slopes come with a standard error
 
 
 def config(model: Path, labels: int, db: Path) -> SweepConfig:
@@ -44,9 +48,9 @@ def config(model: Path, labels: int, db: Path) -> SweepConfig:
                        sampling=Sampling(max_tokens=8, reps=1), server=ServerSettings(threads=1), db=db)
 
 
-def timed_sweep(engine, model: Path, labels: int, executor, work: Path) -> tuple[float, int]:
-    """Wall seconds of one whole sweep (connect to the end), and its server groups."""
-    cfg = config(model, labels, work / f"{executor.name}-{labels}.db")
+def timed_sweep(engine, model: Path, labels: int, executor, work: Path, repeat: int) -> tuple[float, int]:
+    """Wall seconds of one whole sweep (connect to the end) into a new database, and its server groups."""
+    cfg = config(model, labels, work / f"{executor.name}-{labels}-{repeat}.db")
     prepared = prepare(cfg, engine)
     started = time.perf_counter()
     executor.connect()
@@ -59,10 +63,10 @@ def timed_sweep(engine, model: Path, labels: int, executor, work: Path) -> tuple
     return time.perf_counter() - started, sweep.plan.n_servers
 
 
-def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
-    (x1, y1), (x2, y2) = points
-    slope = (y2 - y1) / (x2 - x1)
-    return slope, y1 - slope * x1
+def fit(points: list[tuple[int, float]]) -> tuple[float, float, float]:
+    """Least-squares slope, intercept and the slope's standard error."""
+    result = scipy.stats.linregress(*zip(*points))
+    return result.slope, result.intercept, result.stderr
 
 
 def round_trip_ms(address: str, engine) -> float:
@@ -96,41 +100,53 @@ def main(argv: list[str] | None = None) -> int:
     walls: dict[str, list[tuple[int, float]]] = {"local": [], "ray": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for labels in SIZES:
+            for repeat, labels in [(r, size) for r in range(REPEATS) for size in SIZES]:
                 for name in ("local", "ray"):
                     executor = (LocalExecutor(engine) if name == "local"
                                 else RayExecutor(engine, address=cluster.address, cpus_per_server=1.0))
-                    wall, groups = timed_sweep(engine, model, labels, executor, Path(tmp))
+                    wall, groups = timed_sweep(engine, model, labels, executor, Path(tmp), repeat)
                     walls[name].append((groups, wall))
                     print(f"{name}: {groups} groups in {wall:.2f} s", flush=True)
         trip = round_trip_ms(cluster.address, engine)
     finally:
         cluster.shutdown()
-    (local_slope, local_icpt), (ray_slope, ray_icpt) = fit(walls["local"]), fit(walls["ray"])
-    rows = [f"| {name} | " + " | ".join(f"{w:.2f}" for _, w in walls[name]) + f" | {slope:.3f} | {icpt:.2f} |"
-            for name, (slope, icpt) in (("local", (local_slope, local_icpt)), ("ray", (ray_slope, ray_icpt)))]
-    groups = " | ".join(f"{g} groups, s" for g, _ in walls["local"])
+    fits = {name: fit(walls[name]) for name in walls}
+    (local_slope, local_icpt, local_se), (ray_slope, ray_icpt, ray_se) = fits["local"], fits["ray"]
+    overhead, overhead_se = ray_slope - local_slope, math.hypot(local_se, ray_se)
+
+    def runs(name: str, groups: int) -> str:
+        got = [w for g, w in walls[name] if g == groups]
+        return " / ".join(f"{w:.2f}" for w in got)
+
+    sizes = sorted({g for g, _ in walls["local"]})
+    rows = [f"| {name} | " + " | ".join(runs(name, g) for g in sizes)
+            + f" | {slope:.3f} ±{se:.3f} | {icpt:.2f} |" for name, (slope, icpt, se) in fits.items()]
+    per_request_call = 2 + 1  # setup + end + one request per group here
     lines = [
         "# Ray executor: scheduling overhead per server group against the local executor",
         "",
         f"Command: `flock /tmp/specsweep-cpu.lock .venv/bin/python benchmarks/ray_overhead.py` · "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}",
-        f"Machine: {cpu_model()}, {platform.machine()}, {os.cpu_count()} cores; engine {engine.version()} "
-        f"({engine.backend}); Ray {__import__('ray').__version__}, local cluster: head (0 CPUs) + 1 worker node "
-        "(1 CPU, one server slot)",
+        f"Machine: {cpu_model()}, {platform.machine()}, {os.cpu_count()} cores; pinned llama.cpp CPU build; "
+        f"Ray {__import__('ray').__version__}, local cluster: head (0 CPUs) + 1 worker node (1 CPU, one server slot)",
         "",
         "Plan: the default model under 4 or 8 labels × depths 0, 1 (draft-simple, drafting itself), 1 rep × "
-        "1 prompt × 8 tokens, --threads 1: one request per group, so the per-group cost is as visible as it gets. "
-        "Wall time is the whole sweep, from connecting to the last row.",
+        f"1 prompt × 8 tokens, --threads 1: one request per group, so the per-group cost is as visible as it gets. "
+        f"Each executor ran each size {REPEATS} times, interleaved. Wall time is the whole sweep, from "
+        "connecting to the last row.",
         "",
-        f"| executor | {groups} | seconds per group (slope) | one-off seconds (intercept) |",
-        "|---|---|---|---|---|",
+        "| executor | " + " | ".join(f"{g} groups: wall s per run" for g in sizes)
+        + " | seconds per group (least-squares slope ±SE) | one-off seconds (intercept) |",
+        "|---|" + "---|" * len(sizes) + "---|---|",
         *rows,
         "",
-        f"**Ray's overhead per group: {ray_slope - local_slope:+.3f} s** (slope difference); one-off "
-        f"{ray_icpt - local_icpt:+.2f} s (connect, the slot's worker process, the engine check on the node). "
-        f"A group costs the driver 2 + its requests calls to its slot; one call's round trip is "
-        f"{trip:.2f} ms (mean of 200).",
+        f"**Ray's overhead per group: {overhead:+.3f} ±{overhead_se:.3f} s** (slope difference ±SE: "
+        f"{'not distinguishable from zero' if abs(overhead) < 2 * overhead_se else 'measurable'} on a group "
+        f"that itself takes ~{local_slope:.1f} s, mostly the server start); one-off {ray_icpt - local_icpt:+.2f} s "
+        "(connect, the slot's worker process, the engine check on the node). Directly: a group costs the "
+        f"driver 2 + its requests calls to its slot, and one call's round trip is {trip:.2f} ms (mean of 200), "
+        f"so {per_request_call} × {trip:.2f} ms = {per_request_call * trip / 1000:.3f} s per group here and "
+        f"{17 * trip / 1000:.3f} s for a published-protocol group of 15 requests.",
         "",
     ]
     args.out.write_text("\n".join(lines))

@@ -58,7 +58,7 @@ def drafting_blocks(report: Report) -> list:
     blocks.append(Table(header, rows, "Speedup = decode speed / the model's depth-0 decode speed, paired by rep; "
                                       "behind leader = the rank-1 entry's speedup at its best depth − this entry's "
                                       "at its best depth, per rep on shared (prompt, rep) pairs, with its 95% "
-                                      "prompt-level bootstrap interval (✱ = excludes 0: significantly slower); "
+                                      "t interval over prompts (✱ = excludes 0: significantly slower); "
                                       "acceptance and τ at the same depth; draft length = drafted tokens per step "
                                       "that drafted; steps drafting = share of target decode steps that carried a "
                                       f"draft{ngram}. Mean ±1σ over n reps."))

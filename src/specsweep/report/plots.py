@@ -164,9 +164,9 @@ def _per_position(plt, report: Report):
         for ax in (ax1, ax2):
             ax.text(0.5, 0.5, "no per-position counts", ha="center", va="center", transform=ax.transAxes)
     ticks = list(range(n_max)) if n_max <= 16 else None
-    _finish(ax1, "Unconditional p_i = accepted at i / steps that drafted ≥ i+1\n(± binomial SE)",
+    _finish(ax1, "Unconditional p_i = accepted at i / steps that drafted ≥ i+1\n(± standard error over prompts)",
             "draft position i (0 = first drafted token)", "acceptance at position i (%)", ticks)
-    _finish(ax2, "Conditional α_i = accepted ≥ i+1 / reached i (drafted ≥ i+1, accepted ≥ i)\n(± binomial SE over steps that reached i)",
+    _finish(ax2, "Conditional α_i = accepted ≥ i+1 / reached i (drafted ≥ i+1, accepted ≥ i)\n(± standard error over prompts)",
             "draft position i (0 = first drafted token)", "acceptance given all earlier accepted (%)", ticks)
     fig.suptitle(f"Acceptance by draft position, pooled over depths and reps · run {report.run.id}")
     return fig
@@ -227,9 +227,11 @@ def _drafting_methods(plt, report: Report):
                 ax_pos.errorbar([p.position + dx for p in pts], [100 * p.p for p in pts],
                                 yerr=[100 * (p.p_se or 0) for p in pts], marker="o", capsize=3, linewidth=1.4,
                                 color=color, label=label)
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.45 * (high - low))  # headroom: the legend of every entry sits above the data
         _finish(ax, model, "draft depth n (--spec-draft-n-max)", "acceptance rate (%)", depths)
         _finish(ax_pos, f"{model}: by draft position (pooled over depths)",
-                "draft position i (0 = first drafted token)", "acceptance at position i (%, ± binomial SE)",
+                "draft position i (0 = first drafted token)", "acceptance at position i (%, ± SE over prompts)",
                 list(range(max((p.position for p in used_pos), default=0) + 1)))
     fig.suptitle(f"Drafting methods · run {report.run.id} (acceptance mean ±1σ over reps, {_n_text(used)})")
     return fig
