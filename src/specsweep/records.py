@@ -150,11 +150,18 @@ def record_columns(cls) -> list[tuple[str, str]]:
     return columns
 
 
-@functools.lru_cache(maxsize=None)  # asked for every field of every row read back
-def is_json_field(cls, name: str) -> bool:
+@functools.lru_cache(maxsize=None)
+def _json_fields(cls) -> frozenset[str]:
+    # One get_type_hints per class: it evaluates every annotation string (about 3 ms per call),
+    # and once per field it was most of the first row's store write.
     hints = get_type_hints(cls)
-    text = str(hints[name])
-    return text.startswith(("list", "dict")) or "list[" in text or "dict" in text
+    return frozenset(name for name, hint in hints.items()
+                     if (text := str(hint)).startswith(("list", "dict")) or "list[" in text or "dict" in text)
+
+
+def is_json_field(cls, name: str) -> bool:
+    """Stored as JSON text (lists and dicts); asked for every field of every row written or read."""
+    return name in _json_fields(cls)
 
 
 def to_row(record) -> list[Any]:
