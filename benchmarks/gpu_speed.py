@@ -245,7 +245,10 @@ def overhead(store: Store, run_id: int, wall: float) -> dict:
             "counts_from": {s: sum(1 for r in records if str(r.counts_from) == s)
                             for s in sorted({str(r.counts_from) for r in records})},
             "tool": tool, "tool_total": tool_total, "tool_share": tool_total / requests if requests else None,
-            "in_request_share": (requests - timed_work) / requests if requests else None}
+            "in_request_share": (requests - timed_work) / requests if requests else None,
+            # everything beyond the server-timed work (tool time and the HTTP inside each request), per
+            # server-timed second
+            "beyond_timed_work_share": (tool_total + requests - timed_work) / timed_work if timed_work else None}
 
 
 def agreement(store: Store, seq_run: int, par_run: int) -> list[dict]:
@@ -342,6 +345,7 @@ def summary_of(facts: dict) -> dict:
     speedup = seq.get("wall") / par["wall"] if par.get("wall") and seq.get("wall") else None
     return {"machine": facts.get("machine"), "engine": facts.get("engine"), "trace_tax": tax,
             "tool_share": seq.get("tool_share"), "in_request_share": seq.get("in_request_share"),
+            "beyond_timed_work_share": seq.get("beyond_timed_work_share"),
             "sequential_wall": seq.get("wall"), "parallel_wall": par.get("wall"), "parallel_speedup": speedup,
             "cells_agreeing": f"{sum(a['agree'] is True for a in agree)}/{len(agree)}",
             "memory": [(m["model"], m["depth"], m["device_buffers"] or m["host_buffers"], m["measured"], m["source"])

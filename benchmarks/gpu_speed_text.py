@@ -65,7 +65,8 @@ def _overhead(facts: dict) -> list[str]:
               "(excluding what each server costs once, and the replays); goal under 1%. Inside the requests, "
               f"{_pct(seq['in_request_share'])} of their time is beyond the server-timed work (HTTP, the server's "
               "request handling)"
-              + (f"; a `GET /health` round trip takes {health:.2f} ms (median of 30)." if health else "."), ""]
+              + (f"; a `GET /health` round trip takes {health:.2f} ms (median of 30)" if health else "")
+              + f". Both together: {_pct(seq.get('beyond_timed_work_share'))} of the server-timed work.", ""]
     return lines
 
 
