@@ -342,7 +342,8 @@ def summary_of(facts: dict) -> dict:
            | {"ci": [round(x, 4) for x in v["geo_ci"]], "pairs": v["pairs"]}
            for m, by_depth in ((facts.get("trace_tax") or {}).get("by_model") or {}).items()
            for d, v in by_depth.items()}
-    speedup = seq.get("wall") / par["wall"] if par.get("wall") and seq.get("wall") else None
+    complete = seq.get("state") == par.get("state") == "complete"
+    speedup = seq["wall"] / par["wall"] if complete and par.get("wall") and seq.get("wall") else None
     return {"machine": facts.get("machine"), "engine": facts.get("engine"), "trace_tax": tax,
             "tool_share": seq.get("tool_share"), "in_request_share": seq.get("in_request_share"),
             "beyond_timed_work_share": seq.get("beyond_timed_work_share"),
@@ -468,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     seq, par = facts.get("sequential") or {}, facts.get("parallel") or {}
     facts["goals_met"] = {
         "tool_share_under_1pct": seq.get("tool_share") is not None and seq["tool_share"] < GOAL_TOOL_SHARE,
-        "parallel_3x": bool(par.get("wall")) and seq["wall"] / par["wall"] >= GOAL_PARALLEL,
+        "parallel_3x": (seq.get("state") == par.get("state") == "complete"
+                        and seq["wall"] / par["wall"] >= GOAL_PARALLEL),
         "acceptance_agrees": bool(facts.get("agreement")) and all(a["agree"] is True for a in facts["agreement"])}
     text = save(out, facts)
     if args.work is None:
