@@ -1,10 +1,14 @@
-"""One measured request: send it, time it, and count speculation three ways.
+"""One measured request: send it, time it, and count speculation.
 
 Around each request we read ``/metrics`` (counter deltas belong to this request
-because the server has one slot and requests are sequential) and the slice of
-the server log written during it (``LLAMA_TRACE=1`` logs one
-"accepted a/b draft tokens" line per verification step). The response's own
-``timings`` is the third tally; ``crosscheck`` says whether all three agree.
+because the server has one slot and requests are sequential; the scrape after one
+request is the scrape before the next). On a traced server (``LLAMA_TRACE=1``) we
+also read the slice of the server log written during it: one "accepted a/b draft
+tokens" line per verification step. The response's own ``timings`` is the third
+tally; ``crosscheck`` says whether the tallies there are agree. A request on a
+server with several slots (``--parallel``) is pinned to one slot (``id_slot``):
+its log lines are the ones of that slot, and ``/metrics`` is not read (its
+counters mix the slots).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import httpx
 
 from .engine.server import LlamaServer
 from .errors import RequestError
+from .overhead import NullStopwatch, Stopwatch
 
+SLOT_RE = re.compile(r"\bid\s+(\d+) \| task")
 STEP_RE = re.compile(r"accepted\s+(\d+)/\s*(\d+) draft tokens(?!,)( \(restore checkpoint\))?")
 SUMMARY_RE = re.compile(r"draft acceptance = [\d.]+ \(\s*(\d+) accepted /\s*(\d+) generated\)")
 REQUEST_END_RE = re.compile(r"stop processing: n_tokens")
@@ -50,10 +56,15 @@ class LogTally:
         return [sum(1 for a, _ in self.steps if a > i) for i in range(depth)]
 
 
-def parse_log_slice(text: str) -> LogTally:
+def parse_log_slice(text: str, slot: int | None = None) -> LogTally:
+    """The steps logged in ``text``; with ``slot``, only the lines of that server slot."""
     tally = LogTally()
     replay_pending = False
     for line in text.splitlines():
+        if slot is not None:
+            tagged = SLOT_RE.search(line)
+            if tagged is None or int(tagged.group(1)) != slot:
+                continue
         step = STEP_RE.search(line)
         if step:
             if replay_pending:
@@ -85,49 +96,73 @@ def log_size(path: Path) -> int:
         return 0
 
 
+Metrics = tuple[dict[str, float], dict[int, float]]  # one /metrics scrape, as parse_metrics gives it
+
+
 @dataclass
 class Outcome:
     """What one request produced; the sweep turns it into a RequestRecord."""
 
     wall_ms: float
     response: dict
-    metrics_delta: dict[str, float]
+    metrics_delta: dict[str, float]  # empty when /metrics was not read (several slots)
     accepted_per_pos: list[int]
     log: LogTally
     tokens: list[tuple[int, object]] | None = None  # the generated text tokenized again: (id, piece)
+    traced: bool = True  # the server logged every step
+    metrics_after: Metrics | None = None  # the scrape after the request: the next request's "before"
+    # Draft positions /metrics has a counter for: the server's longest possible draft (n_max), so a
+    # request whose drafts were all full length has draft_n == steps × n_max.
+    n_max: int | None = None
+
+    @property
+    def metrics_read(self) -> bool:
+        return self.metrics_after is not None
+
+    def all_drafts_full(self) -> bool:
+        """Every draft of this request had n_max tokens: then /metrics alone gives its exact
+        per-position counts (drafted_i = steps at every position)."""
+        if not self.metrics_read:
+            return False
+        drafted = self.metrics_delta.get("spec_decode_num_draft_tokens_total", 0)
+        steps = self.metrics_delta.get("spec_decode_num_drafts_total", 0)
+        if drafted == 0:
+            return steps == 0
+        return self.n_max is not None and drafted == steps * self.n_max
 
     @property
     def timings(self) -> dict:
         return self.response.get("timings") or {}
 
     def crosscheck(self) -> str:
-        """"ok" when timings, /metrics and the log agree exactly; otherwise what differs."""
+        """"ok" when the tallies this request has (timings, /metrics, the trace log) agree exactly;
+        otherwise what differs."""
         t = self.timings
+        logged = self.log.complete
         problems = []
         tallies = {
-            "drafted": (t.get("draft_n", 0), self.metrics_delta.get("spec_decode_num_draft_tokens_total", 0),
-                        self.log.drafted if self.log.complete else None),
-            "accepted": (t.get("draft_n_accepted", 0),
-                         self.metrics_delta.get("spec_decode_num_accepted_tokens_total", 0),
-                         self.log.accepted if self.log.complete else None),
+            "drafted": (t.get("draft_n", 0), "spec_decode_num_draft_tokens_total", self.log.drafted),
+            "accepted": (t.get("draft_n_accepted", 0), "spec_decode_num_accepted_tokens_total", self.log.accepted),
         }
-        for name, (timing, metric, logged) in tallies.items():
-            values = [int(timing), int(metric)] + ([int(logged)] if logged is not None else [])
+        for name, (timing, metric, log_value) in tallies.items():
+            metric_value = int(self.metrics_delta.get(metric, 0)) if self.metrics_read else None
+            values = [v for v in (int(timing), metric_value, log_value if logged else None) if v is not None]
             if len(set(values)) > 1:
-                problems.append(f"{name}: timings={timing} metrics={int(metric)} log={logged}")
-        steps = int(self.metrics_delta.get("spec_decode_num_drafts_total", 0))
-        if self.log.complete and steps != len(self.log.steps):
-            problems.append(f"steps: metrics={steps} log={len(self.log.steps)}")
-        if self.log.complete and self.log.summary_drafted is not None and (
+                problems.append(f"{name}: timings={timing} metrics={metric_value} log={log_value if logged else None}")
+        if logged and self.metrics_read:
+            steps = int(self.metrics_delta.get("spec_decode_num_drafts_total", 0))
+            if steps != len(self.log.steps):
+                problems.append(f"steps: metrics={steps} log={len(self.log.steps)}")
+        if logged and self.log.summary_drafted is not None and (
                 self.log.summary_drafted != t.get("draft_n") or self.log.summary_accepted != t.get("draft_n_accepted")):
             problems.append(f"server summary {self.log.summary_accepted}/{self.log.summary_drafted}")
-        if self.log.complete and self.accepted_per_pos and self.log.accepted_per_pos():
-            logged = self.log.accepted_per_pos()
-            width = max(len(logged), len(self.accepted_per_pos))
+        if logged and self.accepted_per_pos and self.log.accepted_per_pos():
+            from_log = self.log.accepted_per_pos()
+            width = max(len(from_log), len(self.accepted_per_pos))
             pad = lambda xs: list(xs) + [0] * (width - len(xs))  # noqa: E731
-            if pad(logged) != pad(self.accepted_per_pos):
-                problems.append(f"per-position: metrics={self.accepted_per_pos} log={logged}")
-        if not self.log.complete:
+            if pad(from_log) != pad(self.accepted_per_pos):
+                problems.append(f"per-position: metrics={self.accepted_per_pos} log={from_log}")
+        if self.traced and not logged:
             problems.append("server log slice incomplete")
         return "ok" if not problems else "; ".join(problems)
 
@@ -170,43 +205,74 @@ def chat_body(messages, max_tokens: int, temperature: float, seed: int, thinking
     }
 
 
-def measure_request(server: LlamaServer, body: dict, timeout: float, log_wait: float = 5.0) -> Outcome:
-    """Send one chat completion and collect all three tallies; RequestError on any failure."""
+def _scrape(server: LlamaServer, when: str) -> Metrics:
     try:
-        before, pos_before = server.metrics()
+        return server.metrics()
     except httpx.HTTPError as exc:
-        server.check_alive("before the request")
-        raise RequestError(f"cannot read /metrics: {exc}") from None
-    offset = log_size(server.log_path)
-    started = time.perf_counter()
-    try:
-        response = server.client.post("/v1/chat/completions", json=body, timeout=timeout)
-    except httpx.TimeoutException:
-        raise RequestError(f"request timed out after {timeout:.0f} s") from None
-    except httpx.HTTPError as exc:
-        server.check_alive("during the request")
-        raise RequestError(f"request failed: {exc}") from None
-    wall_ms = (time.perf_counter() - started) * 1000.0
-    if response.status_code != 200:
-        server.check_alive("during the request")
-        raise RequestError(f"HTTP {response.status_code}: {response.text[:200]}")
-    try:
-        payload = response.json()
-        after, pos_after = server.metrics()
-    except (ValueError, httpx.HTTPError) as exc:
-        server.check_alive("after the request")
-        raise RequestError(f"bad response or metrics: {exc}") from None
-    # The log is written by a background thread: wait briefly for this request's last line.
-    deadline = time.monotonic() + log_wait
-    while True:
-        tally = parse_log_slice(read_log_from(server.log_path, offset))
-        if tally.complete or time.monotonic() > deadline:
-            break
-        time.sleep(0.005)
-    positions = sorted(set(pos_after) | set(pos_before))
-    per_pos = [int(pos_after.get(p, 0) - pos_before.get(p, 0)) for p in positions]
-    while per_pos and per_pos[-1] == 0:
-        per_pos.pop()
+        server.check_alive(when)
+        raise RequestError(f"cannot read /metrics {when}: {exc}") from None
+
+
+def measure_request(server: LlamaServer, body: dict, timeout: float, log_wait: float = 5.0,
+                    before: Metrics | None = None, slot: int | None = None,
+                    clock: Stopwatch | None = None, read_metrics: bool | None = None) -> Outcome:
+    """Send one chat completion and collect its tallies; RequestError on any failure.
+
+    ``before``: the /metrics scrape that ends the previous request on this server, when nothing
+    ran in between (saves a scrape). ``slot``: pin the request to this slot of a server with
+    several (its log lines are then told apart by slot). ``read_metrics``: scrape /metrics around
+    the request; by default only on a server with one slot (the counters mix the slots of a server
+    with several). ``clock`` times each phase (``specsweep.overhead``)."""
+    clock = clock or NullStopwatch()
+    skip_metrics = server.slots > 1 if read_metrics is None else not read_metrics
+    if slot is not None:
+        body = {**body, "id_slot": slot}
+    if not skip_metrics and before is None:
+        with clock.phase("metrics"):
+            before = _scrape(server, "before the request")
+    offset = log_size(server.log_path) if server.traced else 0
+    with clock.phase("request"):
+        started = time.perf_counter()
+        try:
+            response = server.client.post("/v1/chat/completions", json=body, timeout=timeout)
+        except httpx.TimeoutException:
+            raise RequestError(f"request timed out after {timeout:.0f} s") from None
+        except httpx.HTTPError as exc:
+            server.check_alive("during the request")
+            raise RequestError(f"request failed: {exc}") from None
+        wall_ms = (time.perf_counter() - started) * 1000.0
+        if response.status_code != 200:
+            server.check_alive("during the request")
+            raise RequestError(f"HTTP {response.status_code}: {response.text[:200]}")
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise RequestError(f"bad response: {exc}") from None
+    after = None
+    if not skip_metrics:
+        with clock.phase("metrics"):
+            after = _scrape(server, "after the request")
+    tally = LogTally()
+    if server.traced:
+        with clock.phase("log"):
+            # The log is written by a background thread: wait briefly for this request's last line.
+            deadline = time.monotonic() + log_wait
+            while True:
+                tally = parse_log_slice(read_log_from(server.log_path, offset), slot)
+                if tally.complete or time.monotonic() > deadline:
+                    break
+                time.sleep(0.002)
+    delta, per_pos, n_max = {}, [], None
+    if after is not None:
+        (values_before, pos_before), (values_after, pos_after) = before, after
+        delta = _delta(values_after, values_before)
+        positions = sorted(set(pos_after) | set(pos_before))
+        n_max = len(positions) or None
+        per_pos = [int(pos_after.get(p, 0) - pos_before.get(p, 0)) for p in positions]
+        while per_pos and per_pos[-1] == 0:
+            per_pos.pop()
     text = generated_text(payload)  # tokenized after the timed part: it costs the request nothing
-    return Outcome(wall_ms=wall_ms, response=payload, metrics_delta=_delta(after, before),
-                   accepted_per_pos=per_pos, log=tally, tokens=tokenize(server, text) if text is not None else None)
+    with clock.phase("tokenize"):
+        tokens = tokenize(server, text) if text is not None else None
+    return Outcome(wall_ms=wall_ms, response=payload, metrics_delta=delta, accepted_per_pos=per_pos, log=tally,
+                   tokens=tokens, traced=server.traced, metrics_after=after, n_max=n_max)

@@ -21,6 +21,7 @@ KNOWN_SPEC_TYPES = ("draft-simple", "draft-eagle3", "draft-mtp", "draft-dflash",
                     "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache")
 DRAFT_MODEL_TYPES = ("draft-simple", "draft-eagle3", "draft-dflash", "draft-dspark")
 MAX_DEPTH = 64  # llama.cpp drafts far fewer tokens than this per step
+MAX_PARALLEL = 64  # slots of one server side by side (--parallel)
 NGRAM_PREFIX = "ngram-"  # n-gram types draft from the context: no draft file, and they ignore n_max
 BASELINE = "none"  # spec type and drafting label of depth 0 (no speculation), shared by every entry
 LABEL_RE = re.compile(r"^[A-Za-z0-9_.+\-]+$")
@@ -105,6 +106,9 @@ class SweepConfig:
     # Several drafting methods on the same models, prompts and seeds (``[[drafting]]`` tables,
     # repeatable ``--drafting``); when given, they replace ``drafting``.
     drafting_axis: tuple[Drafting, ...] = ()
+    # Requests side by side on one server (K slots, ``--parallel K``): an acceptance-only sweep.
+    # Each request's timings still count its own drafts exactly; its speed is not measured.
+    parallel: int = 1
 
     def drafting_entries(self) -> tuple[Drafting, ...]:
         return self.drafting_axis or (self.drafting,)
@@ -139,7 +143,8 @@ def apply_protocol(config: "SweepConfig", name: str) -> "SweepConfig":
 
 
 SECTIONS = {"drafting": Drafting, "sampling": Sampling, "server": ServerSettings}
-TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", "protocol", "exclude_degenerate", *SECTIONS}
+TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", "protocol", "exclude_degenerate", "parallel",
+             *SECTIONS}
 HF_MODEL_KEYS = {"hf", "quants"}  # [[models]] from the Hugging Face cache (labels come from the quants)
 MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"origin"} | HF_MODEL_KEYS
 DRAFTING_KEYS = {f.name for f in fields(Drafting)}
@@ -223,6 +228,8 @@ def check_config(config: SweepConfig) -> SweepConfig:
         raise ConfigError(f"exclude_degenerate must be true or false, got {config.exclude_degenerate!r}")
     if config.prompt_limit is not None and config.prompt_limit < 1:
         raise ConfigError(f"prompt_limit must be ≥ 1, got {config.prompt_limit}")
+    if isinstance(config.parallel, bool) or not isinstance(config.parallel, int) or not 1 <= config.parallel <= MAX_PARALLEL:
+        raise ConfigError(f"parallel must be a whole number of slots from 1 to {MAX_PARALLEL}, got {config.parallel!r}")
     return config
 
 
@@ -365,7 +372,7 @@ def load_toml(path: Path, protocol: str | None = None) -> SweepConfig:
         prompt_limit=data.get("prompt_limit"),
         db=(base / data["db"]) if "db" in data else Path("specsweep.db"), name=data.get("name"),
         protocol=protocol, exclude_degenerate=data.get("exclude_degenerate", False), drafting_axis=axis,
-        **sections))
+        parallel=data.get("parallel", 1), **sections))
 
 
 def _hf_models(path: Path, base: Path, entry: dict) -> list[ModelSpec]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -37,9 +38,21 @@ def gpus() -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
 
 
+def cuda_version() -> str | None:
+    """The CUDA version the driver supports, from ``nvidia-smi``'s banner; None without one."""
+    try:
+        out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"CUDA Version:\s*([\d.]+)", out.stdout) if out.returncode == 0 else None
+    return match.group(1) if match else None
+
+
 def hardware() -> dict:
     import os
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "gpus": gpus(),
+    found = gpus()
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "gpus": found,
+            **({"cuda_version": cuda_version()} if found else {}),
             "platform": platform.platform(), "python": sys.version.split()[0]}
 
 

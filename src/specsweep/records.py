@@ -74,6 +74,15 @@ class RequestRecord:
     # The drafting entry (its label; the spec type unless named), "none" at depth 0: two entries
     # may share a spec type (draft-mtp with the assistant at F16 and at Q8_0). Schema 5.
     drafting: str | None = None
+    # How this request was measured (schema 6; every row stored before ran traced on one slot).
+    traced: int | None = None  # 1 = its server logged every step (LLAMA_TRACE): its speed carries that cost
+    slots: int | None = None  # requests its server ran side by side (--parallel); speed is measured only at 1
+    # Where the per-position counts come from: "trace" (this request's own trace log), "metrics"
+    # (/metrics deltas, exact because every draft was full length), "replay" (the trace log of a
+    # traced replay of the same prompt and seed that generated the same tokens), "pending" (a replay
+    # is still due), "approx" (the replay failed or differed: /metrics assuming full-length drafts).
+    # None at depth 0.
+    counts_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,13 @@ class ServerRecord:
     stopped_at: float | None = None
     stop_reason: str | None = None
     drafting: str | None = None  # as RequestRecord.drafting
+    # Schema 6: what the server was for, and the memory it used.
+    role: str | None = None  # "timed" (untraced; traced before schema 6), "replay" (traced, for counts), "parallel"
+    traced: int | None = None
+    slots: int | None = None
+    memory: dict | None = None  # buffers from the server's load log (specsweep.engine.memory.parse_load_log)
+    peak_memory_bytes: int | None = None  # largest memory in use by the server process, sampled
+    peak_memory_source: str | None = None  # "nvidia-smi" (device memory) or "rss" (peak resident set, VmHWM)
 
 
 def encode_steps(steps) -> str:
@@ -134,11 +150,18 @@ def record_columns(cls) -> list[tuple[str, str]]:
     return columns
 
 
-@functools.lru_cache(maxsize=None)  # asked for every field of every row read back
-def is_json_field(cls, name: str) -> bool:
+@functools.lru_cache(maxsize=None)
+def _json_fields(cls) -> frozenset[str]:
+    # One get_type_hints per class: it evaluates every annotation string (about 3 ms per call),
+    # and once per field it was most of the first row's store write.
     hints = get_type_hints(cls)
-    text = str(hints[name])
-    return text.startswith(("list", "dict")) or "list[" in text or "dict" in text
+    return frozenset(name for name, hint in hints.items()
+                     if (text := str(hint)).startswith(("list", "dict")) or "list[" in text or "dict" in text)
+
+
+def is_json_field(cls, name: str) -> bool:
+    """Stored as JSON text (lists and dicts); asked for every field of every row written or read."""
+    return name in _json_fields(cls)
 
 
 def to_row(record) -> list[Any]:

@@ -28,9 +28,16 @@ REQUEST_FIELDS_ADDED = {
     4: ("degen_tokens", "degen_repeat_share", "degen_longest_repeat", "degen_whitespace_share", "degen_tail_loop",
         "degenerate"),
 }
-# ... and the drafting entry (migration 5) of requests and servers.
+# ... the drafting entry (migration 5) of requests and servers, and how each was measured (migration 6).
+MEASUREMENT_FIELDS = {"requests": ("traced", "slots", "counts_from"),
+                      "servers": ("role", "traced", "slots", "memory", "peak_memory_bytes", "peak_memory_source")}
+# What a traced replay fills into a request measured untraced (Store.set_counts).
+COUNT_FIELDS = ("log_steps", "log_drafted", "log_accepted", "log_drafted_per_pos", "log_accepted_per_pos",
+                "log_summary_drafted", "log_summary_accepted", "max_draft_len", "crosscheck", "log_step_pairs",
+                "counts_from")
 ADDED_LATER = {"requests": tuple(name for names in REQUEST_FIELDS_ADDED.values() for name in names)
-               + ("drafting",), "servers": ("drafting",)}
+               + ("drafting",) + MEASUREMENT_FIELDS["requests"],
+               "servers": ("drafting",) + MEASUREMENT_FIELDS["servers"]}
 
 
 def _create_table(conn: sqlite3.Connection, table: str, cls) -> None:
@@ -84,9 +91,23 @@ def _m5_drafting(conn: sqlite3.Connection) -> None:
         conn.execute(f"UPDATE {table} SET drafting = spec_type")
 
 
+def _m6_measurement(conn: sqlite3.Connection) -> None:
+    """How each request and server was measured: traced or not, slots side by side, where the
+    per-position counts come from, and each server's memory. Every row from before ran with the
+    trace on one slot, its counts from its own trace log (when the log slice was complete)."""
+    for table, cls in (("requests", RequestRecord), ("servers", ServerRecord)):
+        types = dict(record_columns(cls))
+        for name in MEASUREMENT_FIELDS[table]:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {types[name]}")
+        conn.execute(f"UPDATE {table} SET traced = 1, slots = 1")
+    conn.execute("UPDATE servers SET role = 'timed'")
+    conn.execute("UPDATE requests SET counts_from = CASE WHEN depth = 0 THEN NULL"
+                 " WHEN log_steps IS NOT NULL THEN 'trace' ELSE 'approx' END WHERE status = 'ok'")
+
+
 # Append only: a database at version k has had exactly the first k applied.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_fidelity, _m3_step_pairs,
-                                                          _m4_degeneration, _m5_drafting]
+                                                          _m4_degeneration, _m5_drafting, _m6_measurement]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -261,10 +282,14 @@ class Store:
     def add_server(self, record: ServerRecord) -> int:
         return self._insert("servers", record)
 
-    def server_stopped(self, server_id: int, reason: str) -> None:
+    def server_stopped(self, server_id: int, reason: str, peak_memory: tuple[int, str] | None = None) -> None:
+        """``peak_memory``: (bytes, source) sampled just before the stop."""
+        peak, source = peak_memory or (None, None)
         with self.transaction():
-            self.conn.execute("UPDATE servers SET stopped_at = ?, stop_reason = ? WHERE id = ?",
-                              (time.time(), reason, server_id))
+            self.conn.execute("UPDATE servers SET stopped_at = ?, stop_reason = ?,"
+                              " peak_memory_bytes = COALESCE(?, peak_memory_bytes),"
+                              " peak_memory_source = COALESCE(?, peak_memory_source) WHERE id = ?",
+                              (time.time(), reason, peak, source, server_id))
 
     def add_request(self, record: RequestRecord) -> int:
         return self._insert("requests", record)
@@ -273,6 +298,21 @@ class Store:
         sql = "SELECT * FROM requests WHERE run_id = ?" + (" AND status = ?" if status else "") + " ORDER BY id"
         args = (run_id, status) if status else (run_id,)
         return [from_row(RequestRecord, dict(r)) for r in self.conn.execute(sql, args)]
+
+    def pending_counts(self, run_id: int, model_label: str, drafting: str, depth: int) -> list[tuple[int, RequestRecord]]:
+        """(row id, record) of the ok requests of one cell whose per-position counts await a traced replay."""
+        rows = self.conn.execute("SELECT * FROM requests WHERE run_id = ? AND model_label = ? AND"
+                                 " COALESCE(drafting, spec_type) = ? AND depth = ? AND status = 'ok' AND"
+                                 " counts_from = 'pending' ORDER BY id", (run_id, model_label, drafting, depth))
+        return [(r["id"], from_row(RequestRecord, dict(r))) for r in rows]
+
+    def set_counts(self, request_id: int, record: RequestRecord) -> None:
+        """Write the per-position counts (the trace-log fields, ``max_draft_len``, ``crosscheck`` and
+        ``counts_from``) of ``record`` into an existing request row; nothing else of it changes."""
+        row = dict(zip((f.name for f in fields(record)), to_row(record)))
+        with self.transaction():
+            self.conn.execute(f"UPDATE requests SET {', '.join(f'{n} = ?' for n in COUNT_FIELDS)} WHERE id = ?",
+                              (*(row[n] for n in COUNT_FIELDS), request_id))
 
     def servers(self, run_id: int) -> list[ServerRecord]:
         rows = self.conn.execute("SELECT * FROM servers WHERE run_id = ? ORDER BY id", (run_id,))

@@ -7,6 +7,9 @@ server is restarted and the request retried a bounded number of times; a model w
 keeps dying is skipped with its cells marked failed, and the sweep goes on. SIGINT/SIGTERM
 abandon the requests in flight, stop the servers, and leave a consistent store that the same
 command resumes.
+
+Speed comes from untraced servers, per-position counts from ``/metrics`` or a traced replay, and
+``parallel`` > 1 runs each cell's requests side by side for acceptance only (``executors.worker``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -115,6 +119,8 @@ def run_key(prepared: Prepared) -> str:
         "prompts": [p.content_hash() for p in prepared.prompts],
         "sampling": sampling,
         "server": server,
+        # Side by side: what is measured differs (no speed), so such a sweep is its own run.
+        **({"parallel": cfg.parallel} if cfg.parallel > 1 else {}),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -192,7 +198,9 @@ class Sweep:
         self.plan: Plan = make_plan(self.config, prepared.prompts, reps=reps)
         self.run = open_run(prepared, store)
         self.result = SweepResult(self.run)
-        self.recorder = Recorder(store, self.run, self.config, logs_dir, self.progress, self.result)
+        # An engine of unknown build may use a GPU: its servers' memory is asked of nvidia-smi.
+        self.recorder = Recorder(store, self.run, self.config, logs_dir, self.progress, self.result,
+                                 prompts=prepared.prompts, on_gpu=prepared.engine.backend != "cpu")
 
     # the run ------------------------------------------------------------------
     def execute(self, adaptive: AdaptiveTarget | None = None) -> SweepResult:
@@ -201,6 +209,7 @@ class Sweep:
         self.result.skipped_done = self.plan.n_requests - len(todo)
         self.progress.start(total=self.plan.n_requests, completed=self.result.skipped_done)
         state = "interrupted"
+        started = time.perf_counter()
         try:
             with stop_signals_as_interrupt():
                 self._run_groups(self.plan.groups, done)
@@ -214,13 +223,18 @@ class Sweep:
             self.progress.stop()
             self.store.set_run_state(self.run.id, state, notes={
                 "skipped_models": self.result.skipped_models, "skipped_drafting": self.result.skipped_drafting,
-                "unconfirmed_drafting": self.result.unconfirmed_drafting})
+                "unconfirmed_drafting": self.result.unconfirmed_drafting,
+                # The tool's own time of this invocation, by phase (benchmarks/gpu_speed.py reads it).
+                "overhead": {"wall_seconds": round(time.perf_counter() - started, 3),
+                             "phases": self.recorder.clock.to_json()}})
         self.result.run = self.store.run(self.run.id)
         return self.result
 
     def _run_groups(self, groups, done: set[tuple]) -> None:
         work = [(group, [r for r in group.requests if r.cell not in done]) for group in groups]
-        self.executor.run([(group, pending) for group, pending in work if pending], self.recorder)
+        # A group with nothing to measure may still have replays an interrupted run left pending.
+        self.executor.run([(group, pending) for group, pending in work
+                           if pending or self.recorder.needs_replay(group)], self.recorder)
 
     def _run_adaptive(self, target: AdaptiveTarget) -> None:
         """More reps for the cells whose acceptance interval (t over prompts, the one the report

@@ -31,16 +31,20 @@ def test_mtp_head_and_ngram_in_one_sweep(tmp_path, no_orphans):
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     stored = rows(db, "SELECT drafting, spec_type, depth, status, draft_n, draft_n_accepted, m_draft_tokens,"
-                      " log_drafted, m_accepted, log_accepted, max_draft_len FROM requests")
+                      " log_drafted, m_accepted, log_accepted, max_draft_len, counts_from FROM requests")
     by_label = {label: [r for r in stored if r[0] == label] for label in ("none", "mtp", "ngram")}
     # one baseline, shared; the n-gram type ignores the depth: one server, keyed by its own cap
     assert [len(v) for v in by_label.values()] == [2, 4, 2] and len(stored) == 8
     assert all(r[3] == "ok" for r in stored)
-    for _, spec, depth, _, drafted, accepted, m_drafted, l_drafted, m_acc, l_acc, longest in by_label["mtp"]:
-        assert spec == "draft-mtp" and drafted > 0 and drafted == m_drafted == l_drafted
-        assert accepted == m_acc == l_acc and longest <= depth
+    for _, spec, depth, _, drafted, accepted, m_drafted, l_drafted, m_acc, l_acc, longest, source in by_label["mtp"]:
+        assert spec == "draft-mtp" and drafted > 0 and drafted == m_drafted and accepted == m_acc
+        assert source in ("metrics", "replay") and longest <= depth
+        if source == "replay":  # shorter drafts: the counts of a traced replay of the same request
+            assert drafted == l_drafted and accepted == l_acc
+    # n-gram drafts vary in length: their per-step counts come from the replay, with the effective length
     assert all(r[1] == "ngram-simple" and r[2] == 48 and r[10] is not None for r in by_label["ngram"])
-    servers = rows(db, "SELECT drafting, depth, argv FROM servers ORDER BY id")
+    assert all(r[11] in ("replay", "metrics") for r in by_label["ngram"] if r[4])
+    servers = rows(db, "SELECT drafting, depth, argv FROM servers WHERE role = 'timed' ORDER BY id")
     assert [s[:2] for s in servers] == [("none", 0), ("mtp", 1), ("mtp", 2), ("ngram", 48)]
     ngram_argv = json.loads(servers[-1][2])
     assert "--spec-draft-n-max" not in ngram_argv

@@ -94,7 +94,7 @@ def test_server_killed_mid_sweep_is_restarted_and_the_request_retried(model_path
     assert "--- server log tail ---" in failed[0][0]
     retried = query(db, "SELECT COUNT(*) FROM requests WHERE status = 'ok' AND attempt > 1")[0][0]
     assert retried >= 1
-    assert len(query(db, "SELECT id FROM servers WHERE depth = 1")) == 2  # restarted once
+    assert len(query(db, "SELECT id FROM servers WHERE depth = 1 AND role = 'timed'")) == 2  # restarted once
 
 
 def test_hung_server_times_out_and_is_replaced(model_path, tmp_path, no_orphans):

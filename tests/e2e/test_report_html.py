@@ -44,7 +44,8 @@ def _store(tmp_path: Path):
 def test_report_html_renders_in_chromium(tmp_path):
     store, run = _store(tmp_path)
     page = write_html(store, run, tmp_path / "out")
-    expected_plots = ["acceptance_vs_depth.png", "speed_vs_depth.png", "per_position.png", "acceptance_vs_top1.png"]
+    expected_plots = ["acceptance_vs_depth.png", "speed_vs_depth.png", "memory_frontier.png", "per_position.png",
+                      "acceptance_vs_top1.png"]
     assert store.fidelity(run.id)
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -44,3 +44,16 @@ def test_cells_are_unique():
     plan = make_plan(CONFIG, prompts(3))
     cells = [r.cell for r in plan.requests()]
     assert len(cells) == len(set(cells))
+
+
+def test_parallel_slots_each_get_the_context_of_one_request():
+    from dataclasses import replace
+    import pytest
+    from specsweep.config import check_config
+    from specsweep.errors import ConfigError
+    side_by_side = make_plan(replace(CONFIG, parallel=4), prompts(2))
+    assert [g.options.settings.ctx_size for g in side_by_side.groups] == [4 * 4096] * 4
+    assert side_by_side.requests() == make_plan(CONFIG, prompts(2)).requests()  # the same cells
+    for bad in (0, "4", True, 65):
+        with pytest.raises(ConfigError, match="parallel"):
+            check_config(replace(CONFIG, parallel=bad))

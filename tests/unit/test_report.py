@@ -189,7 +189,7 @@ def test_theory_section_compares_predicted_and_measured(full_report, full_out):
 def test_plots_are_real_pngs(full_report, full_out):
     from specsweep.report import plots
     images = plots.render_plots(full_report)
-    assert sorted(images) == ["acceptance_vs_depth.png", "acceptance_vs_top1.png",
+    assert sorted(images) == ["acceptance_vs_depth.png", "acceptance_vs_top1.png", "memory_frontier.png",
                               "per_position.png", "speed_vs_depth.png"]
     for name, data in images.items():
         assert data[:8] == PNG_SIGNATURE and len(data) > 20_000, name
@@ -198,11 +198,11 @@ def test_plots_are_real_pngs(full_report, full_out):
 
 def test_write_report_writes_everything_and_links_plots(full_out):
     assert set(full_out) == {"report.md", "results.csv", "results.json", "report.html", "acceptance_vs_depth.png",
-                             "speed_vs_depth.png", "per_position.png", "acceptance_vs_top1.png"}
+                             "speed_vs_depth.png", "per_position.png", "acceptance_vs_top1.png", "memory_frontier.png"}
     md = full_out["report.md"].read_text()
     assert "![acceptance vs draft depth](acceptance_vs_depth.png)" in md
     page = full_out["report.html"].read_text()
-    assert page.count('src="data:image/png;base64,') == 4
+    assert page.count('src="data:image/png;base64,') == 4  # no memory figures in this run: no frontier shown
     assert "http://" not in page and "https://" not in page  # self-contained
 
 

@@ -111,16 +111,20 @@ def test_older_database_opens_read_only_without_being_written(tmp_path):
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
 
 
+BEFORE_6 = {"traced": 1, "slots": 1, "counts_from": "approx"}  # what migration 6 says of a row without a log
+
+
 def _database_at(path, version, run_id=1):
     """A database as schema ``version`` left it, with one run and one request of that time."""
-    from specsweep.store import MIGRATIONS, REQUEST_FIELDS_ADDED
+    from specsweep.store import MEASUREMENT_FIELDS, MIGRATIONS, REQUEST_FIELDS_ADDED
     conn = sqlite3.connect(path, isolation_level=None)
     for number, migration in enumerate(MIGRATIONS[:version], start=1):
         migration(conn)
         conn.execute(f"PRAGMA user_version = {number}")
     conn.execute("INSERT INTO runs (run_key, state, created_at, updated_at, config_json, provenance_json)"
                  " VALUES ('k', 'complete', 1, 1, '{}', '{}')")
-    later = {name for v, names in REQUEST_FIELDS_ADDED.items() if v > version for name in names} | {"drafting"}
+    later = {name for v, names in REQUEST_FIELDS_ADDED.items() if v > version for name in names}
+    later |= ({"drafting"} if version < 5 else set()) | set(MEASUREMENT_FIELDS["requests"])
     old = request(run_id, log_step_pairs="1/2" if version >= 3 else None)
     names = [name for name in RequestRecord.__dataclass_fields__ if name not in later]
     values = [v for name, v in zip(RequestRecord.__dataclass_fields__, to_row(old)) if name not in later]
@@ -135,8 +139,9 @@ def test_migration_to_step_pairs_keeps_rows_and_stores_new_ones(tmp_path):
     store = Store(path)
     store.add_request(request(1, prompt_id="p1", log_step_pairs="2/2*3 0/1"))
     rows = store.requests(1)
-    # schema 5 names every older row's drafting entry by its spec type (one method per run then)
-    assert rows[0] == replace(old, drafting=old.spec_type) and rows[0].log_step_pairs is None
+    # schema 5 names every older row's drafting entry by its spec type (one method per run then);
+    # schema 6 says every older row ran traced on one slot (its counts: /metrics, the log slice was not kept)
+    assert rows[0] == replace(old, drafting=old.spec_type, **BEFORE_6) and rows[0].log_step_pairs is None
     assert rows[1].log_step_pairs == "2/2*3 0/1"
 
 
@@ -148,6 +153,46 @@ def test_migration_to_degeneration_keeps_old_rows_not_measured(tmp_path):
     store.add_request(request(1, prompt_id="p1", degen_tokens=200, degen_repeat_share=0.91, degen_longest_repeat=180,
                               degen_whitespace_share=0.02, degen_tail_loop=190, degenerate=1))
     first, second = store.requests(1)
-    assert first == replace(old, drafting=old.spec_type) and first.log_step_pairs == "1/2"
+    assert first == replace(old, drafting=old.spec_type, **BEFORE_6) and first.log_step_pairs == "1/2"
     assert first.degenerate is None and first.degen_repeat_share is None  # not measured, not "clean"
     assert second.degenerate == 1 and second.degen_repeat_share == 0.91 and second.degen_tail_loop == 190
+
+
+def test_migration_to_measurement_marks_old_rows_traced_and_keeps_them_readable(tmp_path):
+    path = tmp_path / "r.db"
+    _database_at(path, 5)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO servers (run_id, model_label, spec_type, depth, argv, log_path, started_at, drafting)"
+                 " VALUES (1, 'A', 'draft-simple', 2, '[]', 'x.log', 1.0, 'draft-simple')")
+    conn.execute("UPDATE requests SET log_steps = 3")  # this one had its trace log
+    conn.commit()
+    conn.close()
+    reader = Store(path, readonly=True)  # an old database reads without being written
+    (row,) = reader.requests(1)
+    assert (row.traced, row.slots, row.counts_from) == (1, 1, "trace")
+    (server,) = reader.servers(1)
+    assert (server.role, server.traced, server.slots, server.memory) == ("timed", 1, 1, None)
+    reader.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 5
+    store = Store(path)
+    store.add_request(request(1, prompt_id="p1", traced=0, slots=1, counts_from="pending"))
+    store.server_stopped(1, "done", (123456, "rss"))
+    first, second = store.requests(1)
+    assert first.counts_from == "trace" and (second.traced, second.counts_from) == (0, "pending")
+    assert store.servers(1)[0].peak_memory_bytes == 123456 and store.servers(1)[0].peak_memory_source == "rss"
+
+
+def test_replay_counts_fill_only_the_count_fields_of_a_pending_row(tmp_path):
+    store = Store(tmp_path / "r.db")
+    run = store.create_run("k", None, {}, {}, "0")
+    store.add_request(request(run.id, traced=0, slots=1, counts_from="pending", drafting="draft-simple",
+                              predicted_ms=250.0, m_steps=4))
+    store.add_request(request(run.id, prompt_id="p1", traced=0, counts_from="metrics", drafting="draft-simple"))
+    ((row_id, pending),) = store.pending_counts(run.id, "A", "draft-simple", 2)
+    counted = replace(pending, counts_from="replay", log_steps=4, log_step_pairs="2/2 1/2 0/2 1/1", max_draft_len=2,
+                      predicted_ms=999.0)  # a replay never changes the timed figures
+    store.set_counts(row_id, counted)
+    stored = store.requests(run.id)[0]
+    assert stored.counts_from == "replay" and stored.log_step_pairs == "2/2 1/2 0/2 1/1" and stored.max_draft_len == 2
+    assert stored.predicted_ms == 250.0 and stored.traced == 0
+    assert store.pending_counts(run.id, "A", "draft-simple", 2) == []

@@ -6,7 +6,9 @@ Pure functions: no I/O, no printing. The definitions are the ones in design.md (
 - acceptance of a rep = Σ draft_n_accepted / Σ draft_n over the rep's requests (ratio of sums);
   reported acceptance = mean over reps ± sample sd (ddof=1), n = number of reps.
 - τ = 1 + accepted / verification steps (per rep, then mean ± sd).
-- decode speed = Σ predicted_n / Σ predicted_ms (server side); wall speed uses client wall_ms.
+- decode speed = Σ predicted_n / Σ predicted_ms (server side); wall speed uses client wall_ms. Only
+  requests that had their server to themselves count, untraced ones where a cell has any
+  (``speed_sample``).
 - speedup = decode speed at depth n / decode speed at depth 0, same model, paired by rep.
 - per position: p_i = accepted at i / steps that drafted ≥ i+1 tokens; α_i = steps that
   accepted ≥ i+1 / steps that drafted ≥ i+1 and accepted ≥ i (needs per-step data).
@@ -32,17 +34,20 @@ Modules, imported in one direction: ``intervals`` (interval methods over sum tab
 ``estimates`` (rep statistics) → ``positions`` (per-position acceptance) → ``cells`` (cell
 summaries, paired comparisons) → ``theory`` (the i.i.d. model, recommendation), ``correlation``
 (acceptance against fidelity), ``methods`` (several drafting entries compared: ranking, target ×
-drafter grid) and ``coverage`` (the harness that measures the intervals; not used by the tool).
+drafter grid), ``frontier`` (speed against memory, the fastest cell under a memory budget) and
+``coverage`` (the harness that measures the intervals; not used by the tool).
 """
 
 from .cells import (CellKey, CellSummary, PairedComparison, model_order, neighbour_comparisons, paired_difference,
                     summarize, summarize_by_category)
 from .correlation import EXACT_SPEARMAN_MAX, Correlation, correlations, spearman
+from .frontier import (BudgetChoice, MemoryPoint, RunnerUp, budget_choice, cell_memory, mark_frontier, memory_by_cell,
+                       parse_size)
 from .methods import (DrafterGrid, MethodBest, SpeedupGap, Spread, by_drafting, drafter_grid, leader_comparisons,
                       rank_methods, speedup_gaps)
 from .intervals import MIN_PROMPTS, REPORTED
 from .estimates import (OK_STATUS, Estimate, bootstrap_ci, mean_rep_acceptance, pooled_acceptance,
-                        rep_acceptance)
+                        rep_acceptance, speed_sample)
 from .positions import PositionRow, PositionStat, per_position, position_rows
 from .theory import (Recommendation, TheoryRow, estimate_draft_cost, expected_tokens_per_step,
                      fit_geometric_alpha, predicted_best_depth, predicted_speedup, recommend, theory_rows)
@@ -56,4 +61,7 @@ __all__ = [
     "estimate_draft_cost", "predicted_best_depth", "recommend", "theory_rows", "correlations", "spearman",
     "DrafterGrid", "MethodBest", "SpeedupGap", "Spread", "by_drafting", "drafter_grid", "leader_comparisons",
     "rank_methods", "speedup_gaps",
+    "BudgetChoice", "MemoryPoint", "RunnerUp", "budget_choice", "cell_memory", "mark_frontier", "memory_by_cell",
+    "parse_size",
+    "speed_sample",
 ]

@@ -10,7 +10,8 @@ from typing import Iterable, Sequence
 from ..records import RequestRecord
 from .estimates import (Estimate, _acceptance_parts, _canonical, _check_level, _decode_parts, _draft_length_parts,
                         _drafting_share_parts, _estimate, _finite, _int_total, _is_ok, _matched_tables,
-                        _ratio_estimate, _rep_statistic, _safe_div, _speedup_estimate, _tau_parts, _wall_parts)
+                        _ratio_estimate, _rep_statistic, _safe_div, _speedup_estimate, _tau_parts, _wall_parts,
+                        speed_sample)
 from .positions import PositionStat, per_position
 
 
@@ -42,6 +43,9 @@ class CellSummary:
     draft_length: Estimate | None = None
     # Σ steps that drafted / Σ target decode steps per rep: n-gram types draft only on a lookup hit.
     drafting_share: Estimate | None = None
+    # Where the speed figures come from: "untraced" requests, "traced" ones (runs stored before
+    # speed was measured without the trace), or None: not measured (requests ran side by side).
+    speed_from: str | None = "untraced"
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ def model_order(records: Iterable[RequestRecord]) -> list[str]:
 def _summarize_cell(key: CellKey, cell: Sequence[RequestRecord], baseline: Sequence[RequestRecord],
                     intervals: bool, level: float) -> CellSummary:
     ok = [r for r in cell if _is_ok(r)]
+    timed, speed_from = speed_sample(ok)
+    baseline, _ = speed_sample(baseline)
     speculative = key.depth > 0
     lengths = [int(r.max_draft_len) for r in ok if _finite(r.max_draft_len) is not None]
     tau_steps = [parts[1] for parts in map(_tau_parts, ok) if parts is not None]
@@ -82,9 +88,9 @@ def _summarize_cell(key: CellKey, cell: Sequence[RequestRecord], baseline: Seque
         acceptance=_ratio_estimate(ok, _acceptance_parts, lambda x: x, intervals, level, bounded=True)
         if speculative else None,
         tau=_ratio_estimate(ok, _tau_parts, lambda x: 1.0 + x, intervals, level) if speculative else None,
-        decode_tps=_ratio_estimate(ok, _decode_parts, lambda x: 1000.0 * x, intervals, level),
-        wall_tps=_ratio_estimate(ok, _wall_parts, lambda x: 1000.0 * x, intervals, level),
-        speedup=_speedup_estimate(ok, baseline, intervals, level) if ok and baseline else None,
+        decode_tps=_ratio_estimate(timed, _decode_parts, lambda x: 1000.0 * x, intervals, level),
+        wall_tps=_ratio_estimate(timed, _wall_parts, lambda x: 1000.0 * x, intervals, level),
+        speedup=_speedup_estimate(timed, baseline, intervals, level) if timed and baseline else None,
         per_position=per_position(ok) if speculative else [],
         effective_depth=max(lengths) if lengths else None,
         drafted_tokens=_int_total(r.draft_n for r in ok),
@@ -94,6 +100,7 @@ def _summarize_cell(key: CellKey, cell: Sequence[RequestRecord], baseline: Seque
         if speculative else None,
         drafting_share=_ratio_estimate(ok, _drafting_share_parts, lambda x: x, intervals, level)
         if speculative else None,
+        speed_from=speed_from if ok else None,
     )
 
 

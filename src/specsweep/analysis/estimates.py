@@ -132,6 +132,18 @@ def _drafting_share_parts(r: RequestRecord) -> tuple[float, float] | None:
     return steps, max(predicted - 1 - accepted, steps)
 
 
+def speed_sample(records: Sequence[RequestRecord]) -> tuple[list[RequestRecord], str | None]:
+    """The requests whose speed counts, and where it came from ("untraced" or "traced"; None: not
+    measured). A request that shared its server with others (``slots`` > 1, ``--parallel``) has
+    no speed of its own. Of the rest, the untraced ones when there are any: the trace log's cost
+    sits inside a traced request's speed (every run stored before schema 6 was traced)."""
+    alone = [r for r in records if (r.slots or 1) == 1]
+    untraced = [r for r in alone if r.traced == 0]
+    if untraced:
+        return untraced, "untraced"
+    return alone, "traced" if alone else None
+
+
 def _decode_parts(r: RequestRecord) -> tuple[float, float] | None:
     return _pair(r.predicted_n, r.predicted_ms)
 

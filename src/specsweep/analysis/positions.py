@@ -34,7 +34,9 @@ def _step_counts(r: RequestRecord) -> tuple[list[int], list[int], list[int | Non
     reached_i = steps that drafted ≥ i+1 and accepted ≥ i. From the per-step pairs when stored.
     Without them reached_i is still exact where no draft ended at exactly i tokens
     (drafted_(i−1) = drafted_i, so reached_i = accepted_(i−1)); elsewhere it is None (unknown).
-    The /metrics fallback (no trace log) assumes full-length drafts for drafted_i and leaves
+    A request timed without the trace whose drafts were all full length (``counts_from`` =
+    "metrics") is exact from /metrics: drafted_i = steps, reached_i = accepted_(i−1).
+    Otherwise the /metrics fallback assumes full-length drafts for drafted_i and leaves
     reached_i unknown beyond position 0 (reached_0 = drafted_0 by definition).
     """
     if r.log_step_pairs is not None:
@@ -54,6 +56,10 @@ def _step_counts(r: RequestRecord) -> tuple[list[int], list[int], list[int | Non
         reached = [dr[0] if i == 0 else (acc_[i - 1] if dr[i - 1] == dr[i] else None) for i in range(len(dr))]
         return dr, acc_, reached
     steps = _finite(r.m_steps if r.m_steps is not None else r.log_steps)
+    if r.counts_from == "metrics" and steps is not None and _finite(r.max_draft_len) is not None:
+        width = int(r.max_draft_len)
+        full = (acc + [0] * width)[:width]
+        return [int(steps)] * width, full, ([int(steps)] + full[:-1]) if width else []
     if steps is None:
         return None  # no denominator at all: counting its accepts would bias p upwards
     longest = r.max_draft_len if r.max_draft_len is not None else r.depth

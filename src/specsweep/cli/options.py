@@ -83,6 +83,9 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude-degenerate", action="store_true", default=None,
                         help="leave degenerate requests (loops, whitespace runs; kept in the store, marked) out "
                              "of the headline figures and of --target-ci (default: they count)")
+    parser.add_argument("--parallel", type=int, metavar="K",
+                        help="acceptance only: K requests side by side on K slots of one server per cell; "
+                             "per-request timings still count acceptance exactly, speed is not measured")
     parser.add_argument("--target-ci", type=float, metavar="PP",
                         help="add reps until every acceptance interval (95%%, t over prompts) has a half-width "
                              "≤ PP percentage points (needs at least 3 prompts)")
@@ -155,6 +158,8 @@ def config_from_args(args) -> "SweepConfig":
         changes["name"] = args.name
     if args.exclude_degenerate:
         changes["exclude_degenerate"] = True
+    if args.parallel is not None:
+        changes["parallel"] = args.parallel
     return check_config(replace(config, **changes))
 
 

@@ -116,16 +116,27 @@ def cmd_runs(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from ..analysis import parse_size
     from ..progress import console
     from ..report import render_markdown, write_report
+    budget = None
+    if args.budget is not None:
+        try:
+            budget = parse_size(args.budget)
+        except ValueError as exc:
+            raise UsageError(f"--budget: {exc}") from None
     store = open_results(args.db)
     run = store.run(args.run)
     if args.out:
-        paths = write_report(store, run, args.out)
+        paths = write_report(store, run, args.out, budget_bytes=budget)
         for name, path in paths.items():
             console.print(f"{name}: {path}")
+        if budget is not None:  # the choice, as report.md states it
+            text = paths["report.md"].read_text(encoding="utf-8")
+            start = text.find("**Memory budget")
+            print(text[start:text.find("\n## ", start)].strip() if start >= 0 else "no memory figures in this run")
     else:
-        print(render_markdown(store, run))
+        print(render_markdown(store, run, budget_bytes=budget))
     return 0
 
 
@@ -154,6 +165,10 @@ def register(sub, parser_class) -> None:
     report.add_argument("run", nargs="?", default="latest", help="run id, key prefix or name (default: latest)")
     db_flag(report)
     report.add_argument("--out", type=Path, help="write report.md, CSV, JSON, PNG plots and report.html here")
+    report.add_argument("--budget", metavar="SIZE",
+                        help="memory budget, e.g. 24GiB or 512MiB: the fastest (model, drafting, depth) whose "
+                             "server used no more (device memory on a GPU host, peak resident set on CPU), with "
+                             "the cells not significantly slower")
     report.set_defaults(handler=cmd_report)
 
     compare = sub.add_parser("compare", help="the acceptance table of run B minus run A, with spreads")

@@ -2,10 +2,11 @@
 
 Modelled on llama.cpp's own ``tools/server/tests/utils.py``: logs go to a file
 (never an undrained pipe), every health poll checks that the process is still
-alive, and stopping is terminate -> wait -> kill. The server runs with
+alive, and stopping is terminate -> wait -> kill. A *traced* server runs with
 ``LLAMA_TRACE=1`` so that it logs one line per verification step
 ("accepted a/b draft tokens"); that gives exact per-step draft lengths, which
-``/metrics`` does not have, at the cost of one short log line per step.
+``/metrics`` does not have, at the cost of one short log line per step. Speed is
+measured on untraced servers (see ``specsweep.sweep``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from ..errors import ServerError
 from .options import ServerOptions
 
 HOST = "127.0.0.1"
-# Always on: one slot so /metrics deltas around a request belong to it, metrics, loopback only.
-FIXED_ARGS = ("--metrics", "--parallel", "1", "--no-webui")
+# Always on: metrics, no web UI, loopback only. ``--parallel`` is the number of slots: 1 unless
+# a sweep runs requests side by side, so that /metrics deltas around a request belong to it.
+# Log verbosity 4 ("trace") makes llama.cpp log its buffer sizes at load (specsweep.engine.memory);
+# during a request it adds a few lines before and after the timed work, none per step.
+FIXED_ARGS = ("--metrics", "--no-webui", "--log-verbosity", "4")
 
 
 def free_port() -> int:
@@ -43,10 +47,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def server_env() -> dict[str, str]:
-    """The environment for llama-server: ours, minus LLAMA_ARG_* that would silently change its settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
-    env["LLAMA_TRACE"] = "1"
+def server_env(traced: bool = True) -> dict[str, str]:
+    """The environment for llama-server: ours, minus LLAMA_ARG_* that would silently change its settings,
+    with the per-step trace (``LLAMA_TRACE``) on or off as asked."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_") and k != "LLAMA_TRACE"}
+    if traced:
+        env["LLAMA_TRACE"] = "1"
     return env
 
 
@@ -82,11 +88,14 @@ class LlamaServer:
     """One llama-server process. Use as a context manager, or call start()/stop()."""
 
     def __init__(self, binary: Path, options: ServerOptions, log_path: Path,
-                 start_timeout: float = 120.0):
+                 start_timeout: float = 120.0, traced: bool = True, slots: int = 1):
         self.binary = Path(binary)
         self.options = options
         self.log_path = Path(log_path)
         self.start_timeout = start_timeout
+        self.traced = traced
+        self.slots = slots
+        self.log_start = 0  # where this start's output begins in the (appended) log file
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
         self.argv: list[str] = []
@@ -100,7 +109,8 @@ class LlamaServer:
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = httpx.Client(base_url=self.base_url, timeout=30.0)
+            # Plain HTTP to 127.0.0.1: no certificate store to load (verify=True costs ~45 ms per server).
+            self._client = httpx.Client(base_url=self.base_url, timeout=30.0, verify=False)
         return self._client
 
     def __enter__(self) -> "LlamaServer":
@@ -116,14 +126,15 @@ class LlamaServer:
     def start(self) -> None:
         self.port = free_port()
         self.argv = [str(self.binary), *self.options.argv(), "--host", HOST, "--port", str(self.port),
-                     *FIXED_ARGS]
+                     *FIXED_ARGS, "--parallel", str(self.slots)]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
+            self.log_start = log.tell()
             log.write(f"$ {' '.join(self.argv)}\n".encode())
             log.flush()
             try:
                 self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
-                                                stderr=subprocess.STDOUT, env=server_env(),
+                                                stderr=subprocess.STDOUT, env=server_env(self.traced),
                                                 preexec_fn=_die_with_parent)
             except OSError as exc:
                 raise ServerError(f"cannot start {self.binary}: {exc.strerror}") from None
@@ -148,6 +159,19 @@ class LlamaServer:
                 raise ServerError(f"llama-server did not become healthy within {self.start_timeout:.0f} s",
                                   log_tail=self.log_tail())
             time.sleep(0.05)
+
+    def load_log(self) -> str:
+        """What this start of the server has logged so far (the load lines, once healthy)."""
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(self.log_start)
+                return fh.read(1 << 20).decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

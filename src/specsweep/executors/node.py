@@ -133,5 +133,14 @@ class NodeSlot:
     def measure(self, request: PlannedRequest, attempt: int) -> list:
         return self.worker.measure(request, attempt)
 
+    def start_parallel(self, requests: list[tuple[PlannedRequest, int]]) -> list:
+        return self.worker.start_parallel(requests)
+
+    def collect(self) -> list:
+        return self.worker.collect()
+
+    def replay(self, row_id: int, record, messages) -> list:
+        return self.worker.replay(row_id, record, messages)
+
     def end(self, reason: str = "done") -> list:
         return self.worker.end(reason)

@@ -5,6 +5,11 @@ process alone, in order: a server row when it started (the worker's server numbe
 the store's id), every request row the moment it arrives, the server's stop. A group cut short
 (Ctrl-C, a lost worker) closes its open server rows and says which of its cells have no row yet,
 so a retry elsewhere measures exactly those and nothing twice.
+
+After a cell's timed requests, the ones whose per-position counts are still pending (shorter
+drafts, which ``/metrics`` cannot count) are handed back to the worker for a traced replay; a
+replay an interrupted run left pending is done when the sweep runs again. The workers' stopwatch
+readings add up here, with the time the store writes take (``clock``).
 """
 
 from __future__ import annotations
@@ -14,9 +19,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..config import BASELINE, SweepConfig
+from ..overhead import Stopwatch
 from ..plan import PlannedRequest, ServerGroup
+from ..prompts import Prompt
+from ..request_rows import empty_record
 from ..store import RunRow, Store
-from .worker import GaveUp, GroupTask, RequestDone, ServerStarted, ServerStopped, Unconfirmed, failed_record
+from .events import (CountsReplayed, Drained, GaveUp, Overhead, RequestDone, ServerStarted, ServerStopped, Settled,
+                     Unconfirmed)
+from .worker import GroupTask
 
 
 class NullProgress:
@@ -58,13 +68,22 @@ def skip_key(group: ServerGroup) -> str:
 class Recorder:
     """Writes what workers report for one run; shared by all of its groups."""
 
-    def __init__(self, store: Store, run: RunRow, config: SweepConfig, logs_dir: Path, progress, result: SweepResult):
+    def __init__(self, store: Store, run: RunRow, config: SweepConfig, logs_dir: Path, progress, result: SweepResult,
+                 prompts: list[Prompt] = (), on_gpu: bool = False):
         self.store = store
         self.run = run
         self.config = config
         self.logs_dir = logs_dir
         self.progress = progress
         self.result = result
+        self.prompts = {p.id: p for p in prompts}  # what a replay sends again
+        self.on_gpu = on_gpu  # an engine that may use a GPU: servers' memory from nvidia-smi
+        self.clock = Stopwatch()  # the tool's own time per phase, the workers' included (specsweep.overhead)
+
+    def needs_replay(self, group: ServerGroup) -> bool:
+        """Requests of the group's cell still wait for a traced replay (an earlier run was cut short)."""
+        return (group.depth > 0 and self.config.parallel == 1
+                and bool(self.store.pending_counts(self.run.id, group.model_label, group.drafting, group.depth)))
 
     def open(self, group: ServerGroup, pending: list[PlannedRequest], where: str = "") -> "GroupRun | None":
         """The group's run, or None when its model, or its model with this drafter, was given up on
@@ -78,7 +97,7 @@ class Recorder:
     def mark_failed(self, requests: list[PlannedRequest], error: str) -> None:
         """A failed row for every cell not measured: none is silently dropped."""
         for request in requests:
-            self.store.add_request(failed_record(self.run.id, 0, request, 1, time.time(), error))
+            self.store.add_request(empty_record(self.run.id, 0, request, 1, time.time(), error))
             self.result.failed += 1
             self.progress.advance()
 
@@ -91,7 +110,9 @@ class GroupRun:
         self.group = group
         self.pending = list(pending)
         self.where = where  # the node's host, shown in the progress line
-        self.next_index = 0  # pending[next_index:] have no row from this run yet
+        self.next_index = 0  # pending[next_index:] have no row from this run yet (one request at a time)
+        self.settled: set[tuple] = set()  # cells side by side that have their final row
+        self.drained = False  # the worker has nothing of a side-by-side cell left
         self.gave_up = False
         self._server_ids: dict[int, int] = {}  # the worker's server key -> store id, for open servers
         self._attempts = recorder.store.attempts(recorder.run.id)
@@ -104,46 +125,84 @@ class GroupRun:
         rec, options = self.recorder, self.group.options
         files = [p for p in (options.model, options.draft_model) if p is not None]
         return GroupTask(rec.run.id, replace(self.group, requests=()), rec.config.sampling, rec.logs_dir,
-                         {str(p): Path(p).stat().st_size for p in files})
+                         {str(p): Path(p).stat().st_size for p in files}, parallel=rec.config.parallel,
+                         on_gpu=rec.on_gpu)
+
+    @property
+    def side_by_side(self) -> bool:
+        return self.recorder.config.parallel > 1
 
     def calls(self):
-        """begin, one measure per pending request, end; stops early when the model is given up on."""
+        """begin, the pending requests (one measure each, or side by side), end, then the traced
+        replays the cell's requests need (on a server of their own), end; stops early when the model
+        is given up on."""
         yield Call("begin", (self.task(),))
+        at = f" @ {self.where}" if self.where else ""
+        describe = self.recorder.progress.describe
+        if self.side_by_side:
+            if self.pending:
+                describe(f"{self.name} · {self.recorder.config.parallel} slots side by side{at}")
+                yield Call("start_parallel", ([(r, self._attempts.get(r.cell, 0)) for r in self.pending],))
+            while self.missing() and not self.drained and not self.gave_up:
+                yield Call("collect")
         reps = self.recorder.config.sampling.reps
-        while self.next_index < len(self.pending) and not self.gave_up:
+        while not self.side_by_side and self.next_index < len(self.pending) and not self.gave_up:
             request = self.pending[self.next_index]
-            at = f" @ {self.where}" if self.where else ""
-            self.recorder.progress.describe(f"{self.group.model_label} · {self.group.drafting} · depth "
-                                            f"{self.group.depth} · rep {request.rep + 1}/{reps}{at}")
+            describe(f"{self.group.model_label} · {self.group.drafting} · depth {self.group.depth} · "
+                     f"rep {request.rep + 1}/{reps}{at}")
             yield Call("measure", (request, self._attempts.get(request.cell, 0)))
-        if not self.gave_up:
-            yield Call("end", ("done",))
+        if self.gave_up:
+            return
+        yield Call("end", ("done",))
+        if not self.recorder.needs_replay(self.group):
+            return
+        rec = self.recorder
+        pending = rec.store.pending_counts(rec.run.id, self.group.model_label, self.group.drafting, self.group.depth)
+        describe(f"{self.name} · per-step counts of {len(pending)} requests (traced replay){at}")
+        for row_id, record in pending:
+            prompt = rec.prompts.get(record.prompt_id)
+            if prompt is not None:  # a prompt no longer in the suite: nothing to replay
+                yield Call("replay", (row_id, record, prompt.messages))
+        yield Call("end", ("done",))
 
     def apply(self, call: Call, events: list) -> None:
-        """Write what ``call`` returned; a measure call settles its request (a row or more)."""
+        """Write what ``call`` returned; a measure call settles its request (a row or more), a
+        collect call the side-by-side requests it names (``Settled``)."""
         rec = self.recorder
         cause = None
         for event in events:
             if isinstance(event, ServerStarted):
-                self._server_ids[event.key] = rec.store.add_server(event.record)
+                with rec.clock.phase("server_rows"):
+                    self._server_ids[event.key] = rec.store.add_server(event.record)
             elif isinstance(event, ServerStopped):
                 if event.key in self._server_ids:
-                    rec.store.server_stopped(self._server_ids.pop(event.key), event.reason)
+                    with rec.clock.phase("server_rows"):
+                        rec.store.server_stopped(self._server_ids.pop(event.key), event.reason, event.peak_memory)
             elif isinstance(event, RequestDone):
                 record = replace(event.record, server_id=self._server_ids.get(event.record.server_id, 0))
-                rec.store.add_request(record)
+                with rec.clock.phase("store"):
+                    rec.store.add_request(record)
                 if record.status == "ok":
                     rec.result.performed += 1
                 else:
                     rec.result.failed += 1
+            elif isinstance(event, Settled):
+                self.settled.add(event.cell)
+                rec.progress.advance()
+            elif isinstance(event, CountsReplayed):
+                with rec.clock.phase("store"):
+                    rec.store.set_counts(event.row_id, event.record)
+            elif isinstance(event, Overhead):
+                rec.clock.merge(Stopwatch.from_json(event.phases))
+            elif isinstance(event, Drained):
+                self.drained = True
             elif isinstance(event, Unconfirmed):
                 rec.result.unconfirmed_drafting.append(event.group)
             elif isinstance(event, GaveUp):
                 cause = event.cause
-        if call.method != "measure":
-            return
-        rec.progress.advance()
-        self.next_index += 1
+        if call.method == "measure":
+            rec.progress.advance()
+            self.next_index += 1
         if cause is not None:
             self.gave_up = True
             key = skip_key(self.group)
@@ -152,9 +211,12 @@ class GroupRun:
                 skipped.append(key)
             rec.mark_failed(self.missing(), f"skipped: llama-server for {key} kept failing{cause}")
             self.next_index = len(self.pending)
+            self.settled = {r.cell for r in self.pending}
 
     def missing(self) -> list[PlannedRequest]:
         """The pending requests this run has not settled: what a retry elsewhere must measure."""
+        if self.side_by_side:
+            return [r for r in self.pending if r.cell not in self.settled]
         return self.pending[self.next_index:]
 
     def close(self, reason: str) -> None:

@@ -2,10 +2,19 @@
 
 ``ServerWorker`` starts the group's llama-server on 127.0.0.1, warms it up, measures the
 requests it is handed one at a time, and stops it. Whatever happens comes back as events
-(server started or stopped, a request row, a model given up on) that the driver writes to the
-store in order; the store ids of servers are the driver's business, so a worker names its
-servers by a counter of its own. The local executor calls a worker in-process; the Ray
-executor calls the same methods on a Ray actor on a cluster node.
+(``events``: server started or stopped, a request row, a model given up on, the stopwatch) that
+the driver writes to the store in order; the store ids of servers are the driver's business, so
+a worker names its servers by a counter of its own. The local executor calls a worker
+in-process; the Ray executor calls the same methods on a Ray actor on a cluster node.
+
+Speed is measured on servers without the per-step trace log (its cost would sit inside every
+speed figure). A request's per-position counts then come from ``/metrics``, exact whenever every
+draft was full length; the requests with shorter drafts (near ``max_tokens``, n-gram drafts)
+are sent again after the cell's timed requests (``replay``: same prompt, seed and server
+settings) to a traced server of the same cell, and take the replay's per-step counts when it
+generated the same tokens (``request_rows.with_replay_counts``); the replay's own timings are
+not kept. With ``parallel`` > 1 a cell runs on K slots of one traced server side by side
+(``parallel.SlotRun``): acceptance only, speed not measured.
 
 A dead server is restarted and the request retried a bounded number of times; a server that
 keeps failing to start gives the model up (the driver marks its remaining cells failed).
@@ -17,16 +26,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..client import Outcome, chat_body, measure_request
+from ..client import chat_body, measure_request
 from ..config import Sampling
-from ..degeneration import measure
+from ..engine.memory import parse_load_log, sample_peak
 from ..engine.options import ServerOptions
 from ..engine.server import LlamaServer
 from ..errors import RequestError, ServerError
+from ..overhead import Stopwatch
 from ..plan import PlannedRequest, ServerGroup
-from ..records import RequestRecord, ServerRecord, encode_steps
+from ..records import RequestRecord, ServerRecord
+from ..request_rows import empty_record, record_from, with_replay_counts
+from .events import (CountsReplayed, GaveUp, Overhead, RequestDone, ServerStarted, ServerStopped,
+                     Unconfirmed)
+from .parallel import SlotRun
 
 WARMUP_MESSAGES = ({"role": "user", "content": "Count from one to twenty in words."},)
+ROLES = ("timed", "replay", "parallel")
 
 
 @dataclass(frozen=True)
@@ -38,50 +53,28 @@ class GroupTask:
     sampling: Sampling
     logs_dir: Path
     file_sizes: dict[str, int]  # model and draft files as the driver sees them: a node checks its copies
-
-
-# Events, in the order the driver applies them ---------------------------------------------
-@dataclass(frozen=True)
-class ServerStarted:
-    key: int  # the worker's own number for this server; requests name it in server_id
-    record: ServerRecord
-
-
-@dataclass(frozen=True)
-class ServerStopped:
-    key: int
-    reason: str  # "done", "died", "interrupted"
-
-
-@dataclass(frozen=True)
-class RequestDone:
-    record: RequestRecord  # server_id is the worker's key (0: no server)
-
-
-@dataclass(frozen=True)
-class Unconfirmed:
-    """The warm-up drafted nothing although drafting was asked for (normal for n-gram types)."""
-
-    group: str
-
-
-@dataclass(frozen=True)
-class GaveUp:
-    """The group's server kept failing to start: the model is skipped."""
-
-    cause: str
+    parallel: int = 1  # requests side by side on one server (--parallel K): acceptance only
+    on_gpu: bool = False  # the engine may use a GPU: memory comes from nvidia-smi
 
 
 class ServerWorker:
-    """One llama-server at a time on this machine: ``begin`` a group, ``measure`` its requests, ``end``."""
+    """One llama-server at a time on this machine: ``begin`` a group, ``measure`` its requests
+    (or ``start_parallel`` and ``collect`` them), ``replay`` the ones that need per-step counts, ``end``.
+    Every public method returns the events it caused, the stopwatch's reading last."""
 
     def __init__(self, server_binary: Path, log_tag: str = ""):
         self.binary = Path(server_binary)
         self.log_tag = log_tag  # keeps log names apart when several machines share the logs folder
         self.task: GroupTask | None = None
         self.server: LlamaServer | None = None
+        self.role: str | None = None  # what the running server is for (ROLES)
         self.key = 0
         self.start_failures = 0
+        self.clock = Stopwatch()  # the tool's own time per phase (specsweep.overhead), reported with each call
+        self.slot_run: SlotRun | None = None
+        self._first_peak: tuple[int, str] | None = None  # the running server's memory after its warm-up
+        self._last_metrics = None  # the /metrics scrape after the last request on the running server
+        self._replay_failed = False
         self._walls: dict[str, float] = {}  # slowest request per model label so far (ms)
 
     # timeouts scaled to the expected work -----------------------------------
@@ -101,20 +94,35 @@ class ServerWorker:
         seen = self._walls.get(model_label)
         return ceiling if seen is None else min(ceiling, max(60.0, 10.0 * seen / 1000.0))
 
+    def note_wall(self, model_label: str, wall_ms: float) -> None:
+        self._walls[model_label] = max(self._walls.get(model_label, 0.0), wall_ms)
+
+    def _report(self, events: list) -> list:
+        """``events`` and the stopwatch's reading since the last report (then it starts again)."""
+        if self.clock.seconds:
+            events.append(Overhead(self.clock.to_json()))
+            self.clock = Stopwatch()
+        return events
+
     # the group ------------------------------------------------------------------
     def begin(self, task: GroupTask) -> list:
-        events = self.end("done") if self.server is not None else []
+        events = self._end("done") if self.server is not None or self.slot_run is not None else []
         self.task = task
         self.start_failures = 0
-        return events
+        self._replay_failed = False
+        return self._report(events)
 
     def end(self, reason: str = "done") -> list:
         """Stop the group's server (if one runs); ``reason`` is stored with it."""
-        server, self.server = self.server, None
-        if server is None:
-            return []
-        server.stop()
-        return [ServerStopped(self.key, reason)]
+        return self._report(self._end(reason))
+
+    def _end(self, reason: str) -> list:
+        if self.slot_run is not None:  # stop the server first: the requests in flight end with it
+            slot_run, self.slot_run = self.slot_run, None
+            events = self.stop_server(reason)
+            slot_run.close()
+            return events
+        return self.stop_server(reason)
 
     def measure(self, request: PlannedRequest, attempt: int) -> list:
         """One planned request, retried up to ``retries`` times; ``attempt`` = attempts stored before."""
@@ -122,48 +130,111 @@ class ServerWorker:
         events: list = []
         for _ in range(retries + 1):
             attempt += 1
-            if self.server is None or not self.server.alive():
+            if self.server is None or not self.server.alive() or self.role != "timed":
                 if self.server is not None:
-                    events += self.end("died")
+                    events += self.stop_server("died" if self.role == "timed" else "done")
                 try:
-                    events += self._start_server()
+                    events += self.start_server("timed")
                     self.start_failures = 0
                 except (ServerError, RequestError) as exc:
                     self.start_failures += 1
-                    events.append(self._failure(request, 0, attempt, f"server start failed: {exc}",
-                                                getattr(exc, "log_tail", "")))
+                    events.append(self.failure(request, 0, attempt, f"server start failed: {exc}",
+                                               getattr(exc, "log_tail", "")))
                     if self.start_failures > retries:
                         events.append(GaveUp(f" ({exc})"))
-                        return events
+                        return self._report(events)
                     continue
             done = self._measure_one(request, attempt)
             events.append(done)
             if done.record.status == "ok":
                 break
-        return events
+        return self._report(events)
 
-    def _start_server(self) -> list:
-        group = self.task.group
-        tag = f"-{self.log_tag}" if self.log_tag else ""
-        log_path = (self.task.logs_dir
-                    / f"run{self.task.run_id}-{group.model_label}-{group.drafting}-d{group.depth}{tag}.log")
-        server = LlamaServer(self.binary, group.options, log_path, start_timeout=self.start_timeout(group.options))
-        spawned = time.time()
-        server.start()
+    def start_parallel(self, requests: list[tuple[PlannedRequest, int]]) -> list:
+        """A side-by-side cell: ``requests`` with the attempts stored before each; ``collect`` runs them."""
+        events = self._end("done") if self.server is not None else []
+        self.slot_run = SlotRun(self, requests)
+        return self._report(events)
+
+    def collect(self) -> list:
+        """Keep the cell's slots busy until at least one request finished; its rows come back."""
+        return self._report(self.slot_run.collect())
+
+    def replay(self, row_id: int, record: RequestRecord, messages) -> list:
+        """Send a stored request again to a traced server of the cell for its per-step counts.
+        A replay that fails leaves the request pending (the next run of the sweep replays it, and the
+        report counts it from /metrics meanwhile); so do the group's later ones."""
         events: list = []
-        try:
-            confirmed = self._warm_up(server, events)
-        except BaseException:
-            server.stop()
-            raise
-        self.server = server
+        if self._replay_failed:
+            return events
+        if self.server is None or not self.server.alive() or self.role != "replay":
+            if self.server is not None:
+                events += self.stop_server("done")
+            try:
+                events += self.start_server("replay")
+            except (ServerError, RequestError):
+                self._replay_failed = True
+                return self._report(events)
+        sampling = self.task.sampling
+        body = chat_body(messages, sampling.max_tokens, sampling.temperature, record.seed, sampling.thinking)
+        with self.clock.phase("replay"):
+            try:
+                outcome = measure_request(self.server, body, timeout=self.request_timeout(record.model_label),
+                                          before=self._last_metrics)
+            except (RequestError, ServerError):
+                self._replay_failed = True
+                self._last_metrics = None
+                return self._report(events)
+            self._last_metrics = outcome.metrics_after
+            events.append(CountsReplayed(row_id, with_replay_counts(record, outcome)))
+        return self._report(events)
+
+    # servers --------------------------------------------------------------------
+    def start_server(self, role: str = "timed") -> list:
+        """A server for the group: "timed" (untraced, one slot: speed), "replay" (traced, one slot:
+        per-step counts) or "parallel" (traced, ``task.parallel`` slots: acceptance only)."""
+        group = self.task.group
+        slots = self.task.parallel if role == "parallel" else 1
+        suffix = {"timed": "", "replay": "-replay", "parallel": f"-np{slots}"}[role]
+        tag = f"-{self.log_tag}" if self.log_tag else ""
+        log_path = (self.task.logs_dir / f"run{self.task.run_id}-{group.model_label}-{group.drafting}"
+                                         f"-d{group.depth}{suffix}{tag}.log")
+        server = LlamaServer(self.binary, group.options, log_path, start_timeout=self.start_timeout(group.options),
+                             traced=role != "timed", slots=slots)
+        spawned = time.time()
+        events: list = []
+        with self.clock.phase("server_start"):
+            server.start()
+            try:
+                confirmed = self._warm_up(server, events)
+            except BaseException:
+                server.stop()
+                raise
+            peak = sample_peak(server.pid, self.task.on_gpu)
+        self.server, self.role, self._first_peak = server, role, peak
         self.key += 1
         record = ServerRecord(run_id=self.task.run_id, model_label=group.model_label, spec_type=group.spec_type,
                               depth=group.depth, argv=server.argv, build_info=server.props.get("build_info"),
                               props=server.props, log_path=str(log_path), started_at=spawned,
                               start_seconds=round(time.time() - spawned, 3), drafting_confirmed=confirmed,
-                              drafting=group.drafting)
+                              drafting=group.drafting, role=role, traced=int(server.traced), slots=slots,
+                              memory=parse_load_log(server.load_log()),
+                              peak_memory_bytes=peak[0] if peak else None, peak_memory_source=peak[1] if peak else None)
         return [ServerStarted(self.key, record), *events]
+
+    def stop_server(self, reason: str) -> list:
+        """Sample the server's memory once more (its peak), then stop it and say why."""
+        server, self.server = self.server, None
+        if server is None:
+            return []
+        with self.clock.phase("server_stop"):
+            peak = sample_peak(server.pid, self.task.on_gpu) if server.alive() else None
+            first = self._first_peak
+            if first is not None and (peak is None or (peak[1] == first[1] and first[0] > peak[0])):
+                peak = first  # device memory is sampled, not a high-water mark: keep the larger sample
+            server.stop()
+        self._last_metrics = None
+        return [ServerStopped(self.key, reason, peak)]
 
     def _warm_up(self, server: LlamaServer, events: list) -> int | None:
         """One short unrecorded request; also checks that the server speculates iff asked to."""
@@ -172,10 +243,12 @@ class ServerWorker:
         reported = server.props.get("model_path")
         if reported and Path(reported).resolve() != expected_model:
             raise ServerError(f"llama-server reports model {reported}, expected {expected_model}")
-        if server.props.get("total_slots") not in (None, 1):
-            raise ServerError(f"llama-server runs {server.props.get('total_slots')} slots, expected 1")
+        if server.props.get("total_slots") not in (None, server.slots):
+            raise ServerError(f"llama-server runs {server.props.get('total_slots')} slots, expected {server.slots}")
         body = chat_body(WARMUP_MESSAGES, 8, sampling.temperature, sampling.seed, sampling.thinking)
-        outcome = measure_request(server, body, timeout=self.request_timeout(group.model_label) + 60.0)
+        outcome = measure_request(server, body, timeout=self.request_timeout(group.model_label) + 60.0,
+                                  read_metrics=True)
+        self._last_metrics = outcome.metrics_after if server.slots == 1 else None
         drafted = outcome.metrics_delta.get("spec_decode_num_draft_tokens_total", 0)
         if group.depth == 0:
             if drafted:
@@ -193,74 +266,22 @@ class ServerWorker:
                          sampling.thinking)
         started = time.time()
         try:
-            outcome = measure_request(server, body, timeout=self.request_timeout(request.model_label))
+            # At depth 0 there is nothing for /metrics to count: its scrape would be pure overhead.
+            outcome = measure_request(server, body, timeout=self.request_timeout(request.model_label),
+                                      before=self._last_metrics, clock=self.clock, read_metrics=request.depth > 0)
         except (RequestError, ServerError) as exc:
+            self._last_metrics = None
             tail = getattr(exc, "log_tail", "") or server.log_tail()
             if isinstance(exc, RequestError) and server.alive():
                 server.stop()  # a hung or confused server is restarted before the retry
-            return self._failure(request, self.key, attempt, str(exc), tail, started)
-        self._walls[request.model_label] = max(self._walls.get(request.model_label, 0.0), outcome.wall_ms)
-        return RequestDone(_record(self.task.run_id, request, self.key, attempt, started, outcome))
+            return self.failure(request, self.key, attempt, str(exc), tail, started)
+        self._last_metrics = outcome.metrics_after
+        self.note_wall(request.model_label, outcome.wall_ms)
+        with self.clock.phase("record"):
+            return RequestDone(record_from(self.task.run_id, self.key, request, attempt, started, outcome))
 
-    def _failure(self, request: PlannedRequest, server_key: int, attempt: int, error: str, log_tail: str = "",
-                 started: float | None = None) -> RequestDone:
+    def failure(self, request: PlannedRequest, server_key: int, attempt: int, error: str, log_tail: str = "",
+                started: float | None = None) -> RequestDone:
         message = error if not log_tail else f"{error}\n--- server log tail ---\n{log_tail}"
-        return RequestDone(failed_record(self.task.run_id, server_key, request, attempt, started or time.time(),
-                                         message))
-
-
-def _record(run_id: int, request: PlannedRequest, server_id: int, attempt: int, started: float,
-            outcome: Outcome) -> RequestRecord:
-    t = outcome.timings
-    choice = (outcome.response.get("choices") or [{}])[0]
-    usage = outcome.response.get("usage") or {}
-    m = outcome.metrics_delta
-    log = outcome.log
-    return RequestRecord(
-        run_id=run_id, server_id=server_id, model_label=request.model_label,
-        spec_type=request.spec_type, depth=request.depth, rep=request.rep, seed=request.seed,
-        prompt_id=request.prompt.id, category=request.prompt.category, attempt=attempt, status="ok",
-        error=None, started_at=started, wall_ms=round(outcome.wall_ms, 3),
-        finish_reason=choice.get("finish_reason"), prompt_n=t.get("prompt_n"), prompt_ms=t.get("prompt_ms"),
-        predicted_n=t.get("predicted_n"), predicted_ms=t.get("predicted_ms"),
-        predicted_per_second=t.get("predicted_per_second"), draft_n=t.get("draft_n", 0),
-        draft_n_accepted=t.get("draft_n_accepted", 0),
-        m_draft_tokens=int(m.get("spec_decode_num_draft_tokens_total", 0)),
-        m_accepted=int(m.get("spec_decode_num_accepted_tokens_total", 0)),
-        m_steps=int(m.get("spec_decode_num_drafts_total", 0)), m_accepted_per_pos=outcome.accepted_per_pos,
-        log_steps=len(log.steps) if log.complete else None,
-        log_drafted=log.drafted if log.complete else None,
-        log_accepted=log.accepted if log.complete else None,
-        log_drafted_per_pos=log.drafted_per_pos() if log.complete else None,
-        log_accepted_per_pos=log.accepted_per_pos() if log.complete else None,
-        log_summary_drafted=log.summary_drafted, log_summary_accepted=log.summary_accepted,
-        max_draft_len=max((d for _, d in log.steps), default=0) if log.complete else None,
-        completion_tokens=usage.get("completion_tokens"), crosscheck=outcome.crosscheck(),
-        content=(choice.get("message") or {}).get("content"),
-        log_step_pairs=encode_steps(log.steps) if log.complete else None, drafting=request.drafting,
-        **_degeneration_fields(outcome.tokens, choice.get("finish_reason"), t.get("predicted_n")),
-    )
-
-
-def _degeneration_fields(tokens: list[tuple[int, object]] | None, finish_reason: str | None,
-                         predicted_n: int | None) -> dict:
-    """The RequestRecord's degen_* fields; none (not measured) without tokens."""
-    if tokens is None:
-        return {}
-    # predicted_n counts the end-of-generation token of a request that stopped by itself; it has no text.
-    generated = predicted_n - (finish_reason == "stop") if isinstance(predicted_n, int) else None
-    m = measure([i for i, _ in tokens], [p for _, p in tokens], hit_max_tokens=finish_reason == "length",
-                generated=generated)
-    return {"degen_tokens": m.tokens, "degen_repeat_share": m.repeat_share, "degen_longest_repeat": m.longest_repeat,
-            "degen_whitespace_share": m.whitespace_share, "degen_tail_loop": m.tail_loop,
-            "degenerate": int(m.degenerate)}
-
-
-def failed_record(run_id: int, server_id: int, request: PlannedRequest, attempt: int, started: float,
-                  error: str) -> RequestRecord:
-    empty = {name: None for name in RequestRecord.__dataclass_fields__}
-    empty.update(run_id=run_id, server_id=server_id, model_label=request.model_label,
-                 spec_type=request.spec_type, depth=request.depth, rep=request.rep, seed=request.seed,
-                 prompt_id=request.prompt.id, category=request.prompt.category, attempt=attempt,
-                 status="failed", error=error, started_at=started, drafting=request.drafting)
-    return RequestRecord(**empty)
+        return RequestDone(empty_record(self.task.run_id, server_key, request, attempt, started or time.time(),
+                                        message))

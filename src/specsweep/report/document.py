@@ -11,6 +11,7 @@ from ..analysis import EXACT_SPEARMAN_MAX, CellSummary, Estimate, PositionRow
 from .blocks import (DASH, MAX_LISTED, UNKNOWN, Bullets, Heading, Image, Para, Table, _fmt_kind, _p, _plural,
                      _pm, _signed, _size, _utc)
 from .degeneration import degeneration_blocks
+from .speed import measurement_blocks, memory_blocks, recommendation_blocks, speed_note
 from .methods import drafting_blocks
 from .model import Report, ReportRow, drafting_entries, report_columns
 from .uncertainty import INTERVAL_NOTE, MARK_NOTE, POSITION_SE_NOTE, position_cell, pp_interval, significance
@@ -119,6 +120,8 @@ def document(report: Report) -> list:
     blocks += degeneration_blocks(report)
 
     blocks.append(Heading(2, "Speed"))
+    if all(c.speed_from is None for c in report.cells):
+        blocks.append(Para(speed_note(report) or "Speed not measured."))
     header, rows, n_note = _pivot(report, lambda c: c.decode_tps, "f1", report.depths)
     blocks.append(Table(header, rows, f"Decode speed (server side, Σ predicted tokens / Σ predicted ms), tok/s, "
                                       f"mean ±1σ over {n_note}; n=0 is no speculation."))
@@ -133,7 +136,9 @@ def document(report: Report) -> list:
         blocks.append(Table(header, rows, f"Mean acceptance length τ = 1 + accepted / verification steps "
                                           f"(tokens per target step); mean ±1σ over {n_note}."))
     blocks.append(Image("speed_vs_depth.png", "decode speed and speedup vs draft depth"))
-    blocks += _recommendation_blocks(report)
+    blocks += measurement_blocks(report)
+    blocks += recommendation_blocks(report)
+    blocks += memory_blocks(report)
     if spec_depths:
         blocks += _position_blocks(report)
         blocks += _category_blocks(report, spec_depths)
@@ -147,29 +152,6 @@ def document(report: Report) -> list:
     blocks += _crosscheck_blocks(report)
     blocks += _footer_blocks(report)
     return blocks
-
-
-def _recommendation_blocks(report: Report) -> list:
-    rec = report.recommendation
-    if rec is None:
-        return [Para("**Recommendation:** none (no cell has a decode speed).")]
-    cell = report.cell(rec.model_label, rec.spec_type, rec.depth)
-    where = (f"**{rec.model_label}** without speculation (depth 0)" if rec.depth == 0
-             else f"**{rec.model_label}** at depth {rec.depth} ({rec.spec_type})")
-    text = f"**Recommendation:** fastest is {where}: {_pm(cell.decode_tps, 'f1')} tok/s (n={cell.decode_tps.n})"
-    if rec.speedup is not None and rec.depth > 0:
-        text += f", speedup {_pm(rec.speedup, 'x2')} over depth 0 (n={rec.speedup.n})"
-    text += "."
-    sizes = {label: info.get("size_bytes") for label, info in (report.run.provenance.get("models") or {}).items()}
-    if rec.smallest_model_within_1sd is None:
-        text += " No model file size is recorded, so no smaller file can be suggested."
-    elif rec.smallest_model_within_1sd == rec.model_label:
-        text += f" No smaller model file comes within 1σ of it ({_size(sizes.get(rec.model_label))})."
-    else:
-        small = rec.smallest_model_within_1sd
-        text += (f" Smallest model file within 1σ of it: **{small}** ({_size(sizes.get(small))}, vs "
-                 f"{_size(sizes.get(rec.model_label))}).")
-    return [Para(text)]
 
 
 def _position_blocks(report: Report) -> list:
@@ -404,7 +386,8 @@ def _crosscheck_blocks(report: Report) -> list:
     blocks: list = [Heading(2, "Cross-check of the three tallies")]
     ok = sum(1 for r in report.records if r.status == "ok")
     if not bad:
-        return blocks + [Para(f"Response timings, /metrics deltas and the server log agreed on all {ok} ok "
+        return blocks + [Para(f"The tallies each request has (response timings; /metrics deltas unless it shared "
+                              f"its server; the trace log of the request or of its replay) agreed on all {ok} ok "
                               "requests.")]
     blocks.append(Para(f"{len(bad)} of {ok} ok requests have tallies that disagree (`crosscheck` ≠ ok):"))
     show_spec = len(report.spec_types) > 1
@@ -448,7 +431,9 @@ def _footer_blocks(report: Report) -> list:
         f"Engine: llama-server {engine.get('version') or '?'}, backend {engine.get('backend') or '?'}; "
         f"source {src}.",
         f"Hardware: CPU {hw.get('cpu') or '?'}" + (f" ({hw['cpu_count']} cores)" if hw.get("cpu_count") else "")
-        + f"; GPUs: {'; '.join(hw.get('gpus') or []) or 'none'}" + (f"; {hw['platform']}" if hw.get("platform") else "")
+        + f"; GPUs: {'; '.join(hw.get('gpus') or []) or 'none'}"
+        + (f" (CUDA {hw['cuda_version']})" if hw.get("cuda_version") else "")
+        + (f"; {hw['platform']}" if hw.get("platform") else "")
         + ".",
         f"Protocol: prompts {cfg.get('prompts')} ({len(report.prompt_ids)} prompts"
         + (": " + ", ".join(f"{c} {n}" for c, n in sorted(cats.items())) if cats else "") + ")"

@@ -64,11 +64,28 @@ def _json_payload(report: Report) -> dict:
         "completeness": [{**asdict(c), "missing": [{"rep": rep, "prompt_id": p} for rep, p in c.missing],
                           "errors": [{"error": e, "count": n} for e, n in c.errors]} for c in report.completeness],
         "degeneration": _degeneration_payload(report),
+        "memory": [{"model": p.key.model_label, "spec_type": p.key.spec_type, "depth": p.key.depth,
+                    "memory_bytes": p.memory_bytes, "memory_source": p.memory_source, "buffers": p.buffers,
+                    "decode_tps": asdict(p.decode_tps) if p.decode_tps else None, "on_frontier": p.on_frontier}
+                   for p in report.memory],
+        "budget": _budget_payload(report),
         "crosscheck_disagreements": [{"model": r.model_label, "spec_type": r.spec_type, "depth": r.depth,
                                       "rep": r.rep, "prompt_id": r.prompt_id, "crosscheck": r.crosscheck}
                                      for r in report.crosscheck],
         **several,
     })
+
+
+def _budget_payload(report: Report) -> dict | None:
+    choice = report.budget
+    if choice is None:
+        return None
+    def cell(p):
+        return {"model": p.key.model_label, "spec_type": p.key.spec_type, "depth": p.key.depth,
+                "memory_bytes": p.memory_bytes, "decode_tps": asdict(p.decode_tps)}
+    return {"budget_bytes": choice.budget_bytes, "best": cell(choice.best) if choice.best else None,
+            "runners_up": [{**cell(r.point), "speed_ratio": asdict(r.ratio)} for r in choice.runners_up],
+            "fitting": choice.fitting, "over": choice.over}
 
 
 def _degeneration_payload(report: Report) -> dict | None:
@@ -166,7 +183,7 @@ def _out_dir(out_dir: Path | str) -> Path:
 
 
 def export(store: Store, run: RunRow, exporters: Sequence[Exporter], out_dir: Path | str,
-           with_plots: bool = False, create: bool = True) -> dict[str, Path]:
+           with_plots: bool = False, create: bool = True, budget_bytes: int | None = None) -> dict[str, Path]:
     """Write ``exporters`` (and the plots when ``with_plots``) into ``out_dir``, created unless
     ``create`` is False; returns {file name: path}.
 
@@ -183,7 +200,7 @@ def export(store: Store, run: RunRow, exporters: Sequence[Exporter], out_dir: Pa
     try:
         for exporter in everything:
             handles[exporter.file_name] = exporter.open(out)
-        report = build_report(store, run)
+        report = build_report(store, run, budget_bytes)
         images = plots.render_plots(report) if needs_images else {}
         for exporter in everything:
             exporter.write(report, images, handles[exporter.file_name])
@@ -193,11 +210,13 @@ def export(store: Store, run: RunRow, exporters: Sequence[Exporter], out_dir: Pa
     return {exporter.file_name: out / exporter.file_name for exporter in everything}
 
 
-def write_report(store: Store, run: RunRow, out_dir: Path | str) -> dict[str, Path]:
+def write_report(store: Store, run: RunRow, out_dir: Path | str, budget_bytes: int | None = None) -> dict[str, Path]:
     """report.md, results.csv, results.json, report.html and the plots in ``out_dir`` (and
-    drafting.csv, drafter_grid.csv for a run with several drafting entries)."""
+    drafting.csv, drafter_grid.csv for a run with several drafting entries); with
+    ``budget_bytes``, the report names the fastest cell that fits that much memory."""
     several = len(drafting_entries(run.config)) > 1
-    return export(store, run, EXPORTERS + (DRAFTING_EXPORTERS if several else ()), out_dir, with_plots=True)
+    return export(store, run, EXPORTERS + (DRAFTING_EXPORTERS if several else ()), out_dir, with_plots=True,
+                  budget_bytes=budget_bytes)
 
 
 def export_csv(store: Store, run: RunRow, path: Path | str) -> Path:

@@ -11,10 +11,11 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, fields
 from typing import Sequence
 
-from ..analysis import (CellSummary, Correlation, DrafterGrid, Estimate, MethodBest, PairedComparison, PositionRow,
-                        Recommendation, SpeedupGap, TheoryRow, by_drafting, correlations, drafter_grid,
-                        leader_comparisons, neighbour_comparisons, per_position, position_rows, rank_methods,
-                        recommend, speedup_gaps, summarize, summarize_by_category, theory_rows)
+from ..analysis import (BudgetChoice, CellSummary, Correlation, DrafterGrid, Estimate, MemoryPoint, MethodBest,
+                        PairedComparison, PositionRow, Recommendation, SpeedupGap, TheoryRow, budget_choice,
+                        by_drafting, cell_memory, correlations, drafter_grid, leader_comparisons, memory_by_cell,
+                        neighbour_comparisons, per_position, position_rows, rank_methods, recommend, speedup_gaps,
+                        summarize, summarize_by_category, theory_rows)
 from ..config import ngram_cap, server_depths
 from ..degeneration import THRESHOLDS, severity
 from ..records import RequestRecord
@@ -184,6 +185,8 @@ class Report:
     method_comparisons: list[tuple[str, str, PairedComparison]] = field(default_factory=list)
     method_gaps: list[SpeedupGap] = field(default_factory=list)  # speedup behind the leader, best depths
     grids: list[DrafterGrid] = field(default_factory=list)
+    memory: list[MemoryPoint] = field(default_factory=list)  # one per cell: memory used, decode speed, frontier
+    budget: BudgetChoice | None = None  # the fastest cell under ``report --budget``
 
     @property
     def ngram_methods(self) -> set[str]:
@@ -424,8 +427,9 @@ def _degeneration(run: RunRow, records: Sequence[RequestRecord], rows: Sequence[
                         worst=worst[:WORST_LISTED])
 
 
-def build_report(store: Store, run: RunRow) -> Report:
-    """Every statistic a report shows, computed once from the store (never from an engine)."""
+def build_report(store: Store, run: RunRow, budget_bytes: int | None = None) -> Report:
+    """Every statistic a report shows, computed once from the store (never from an engine); with
+    ``budget_bytes``, also the fastest cell whose memory fits it."""
     records = by_drafting(store.requests(run.id))  # a drafting entry is a method, even when two share a spec type
     # Degenerate requests stay in the store, marked; headline figures leave them out only when the
     # run asked for it (--exclude-degenerate). Completeness and the request counts use every row.
@@ -468,6 +472,10 @@ def build_report(store: Store, run: RunRow) -> Report:
                                                    seed=BOOT_SEED)] if g])
     spec_of = {e["label"]: e.get("spec_type") for e in entries} if len(labels) > 1 else None
     rows = _report_rows(cells, completeness, views, run.provenance, fidelity, spec_of)
+    memory = cell_memory(cells, memory_by_cell(store.servers(run.id), sizes))
+    extra["memory"] = memory
+    if budget_bytes is not None:
+        extra["budget"] = budget_choice(memory, headline, budget_bytes)
     return Report(
         run=run, records=records, cells=cells, rows=rows, models=models,
         by_category=summarize_by_category(headline),

@@ -1,5 +1,5 @@
 """Plots of a run (matplotlib, Agg backend): acceptance, speed and per-position acceptance vs depth,
-and acceptance vs top-1 agreement when fidelity was measured.
+decode speed vs memory, and acceptance vs top-1 agreement when fidelity was measured.
 
 matplotlib is imported lazily (inside ``render_plots``), so ``import specsweep.report`` never
 pulls it in; a missing install becomes one UsageError with the command that fixes it. Every plot
@@ -237,12 +237,50 @@ def _drafting_methods(plt, report: Report):
     return fig
 
 
+def _memory_frontier(plt, report: Report):
+    """Decode speed against the memory each cell used; the frontier joined by a step line."""
+    fig, ax = plt.subplots(figsize=SINGLE)
+    points = [p for p in report.memory if p.memory_bytes is not None and p.decode_tps is not None]
+    mib = 2 ** 20
+    depths = sorted({p.key.depth for p in points})
+    markers = "osD^v<>ph*"
+    for i, depth in enumerate(depths):
+        mine = [p for p in points if p.key.depth == depth]
+        ax.errorbar([p.memory_bytes / mib for p in mine], [p.decode_tps.mean for p in mine],
+                    yerr=[p.decode_tps.sd for p in mine], marker=markers[i % len(markers)], linestyle="none",
+                    capsize=3, markersize=7, label=f"depth {depth}" + (" (no speculation)" if depth == 0 else ""))
+    front = sorted((p for p in points if p.on_frontier), key=lambda p: p.memory_bytes)
+    if front:
+        ax.step([p.memory_bytes / mib for p in front], [p.decode_tps.mean for p in front], where="post",
+                color="0.3", linewidth=1.2, linestyle="--", label="frontier")
+        for p in front:
+            ax.annotate(f"{p.key.model_label} d{p.key.depth}", (p.memory_bytes / mib, p.decode_tps.mean),
+                        textcoords="offset points", xytext=(4, 6), fontsize="small")
+    if report.budget is not None:
+        budget = report.budget.budget_bytes / mib
+        largest = max((p.memory_bytes / mib for p in points), default=budget)
+        if budget > 1.5 * largest:  # to scale, the line would squash every cell against the y axis
+            shown = f"{budget / 1024:.2f} GiB" if budget >= 1024 else f"{budget:.0f} MiB"
+            ax.annotate(f"memory budget {shown} →", xy=(0.99, 0.02), xycoords="axes fraction", ha="right",
+                        color="tab:red", fontsize=8)
+        else:
+            ax.axvline(budget, color="tab:red", linewidth=1.2, label="memory budget")
+    if not points:
+        ax.text(0.5, 0.5, "no cell has both a memory figure and a speed", ha="center", va="center",
+                transform=ax.transAxes)
+    sources = ", ".join(sorted({p.memory_source for p in points})) or "none"
+    _finish(ax, f"Decode speed vs memory · run {report.run.id}\n(mean ±1σ over reps; memory: {sources})",
+            "memory used by the server (MiB)", "decode speed (tokens/s)")
+    return fig
+
+
 PLOTS = {
     "acceptance_vs_depth.png": _acceptance_vs_depth,
     "speed_vs_depth.png": _speed_vs_depth,
     "per_position.png": _per_position,
     "acceptance_vs_top1.png": _acceptance_vs_top1,
     "drafting_methods.png": _drafting_methods,
+    "memory_frontier.png": _memory_frontier,
 }
 
 

@@ -105,9 +105,9 @@ def blocks_to_html(blocks: Sequence, images: dict[str, bytes], title: str) -> st
             + "\n".join(body) + "\n</body></html>\n")
 
 
-def render_markdown(store: Store, run: RunRow, plots: Iterable[str] = ()) -> str:
+def render_markdown(store: Store, run: RunRow, plots: Iterable[str] = (), budget_bytes: int | None = None) -> str:
     """The whole report as Markdown. ``plots``: names of PNGs written next to it, to link."""
-    return blocks_to_markdown(document(build_report(store, run)), plots)
+    return blocks_to_markdown(document(build_report(store, run, budget_bytes)), plots)
 
 
 def _depth_table(cells, text) -> list[list[str]]:

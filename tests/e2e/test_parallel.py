@@ -1,0 +1,66 @@
+"""--parallel K on the real server: K slots of one llama-server side by side, acceptance only.
+
+The mechanism, on CPU: a parallel run stores the same cells as a sequential one, every request's
+own timings and its slot's trace-log lines agree exactly, and the report says that speed was not
+measured. (Whether concurrency leaves acceptance unchanged is a statistical question for
+benchmarks/gpu_speed.py, on enough requests.)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def _args(model_path, db, *extra):
+    return ["run", "--model", f"Q4_1={model_path}", "--draft-model", model_path, "--spec-type", "draft-simple",
+            "--depths", "0,2", "--reps", "2", "--prompt-limit", "2", "--max-tokens", "16", "--threads", "2",
+            "--db", db, *extra]
+
+
+def test_parallel_run_stores_the_same_cells_and_marks_speed_not_measured(model_path, tmp_path, no_orphans):
+    db = tmp_path / "p.db"
+    sequential = run_cli(*_args(model_path, db))
+    assert sequential.returncode == 0, sequential.stderr
+    parallel = run_cli(*_args(model_path, db, "--parallel", "2", "--name", "side-by-side"))
+    assert parallel.returncode == 0, parallel.stderr
+    with sqlite3.connect(db) as conn:
+        (seq_id,), (par_id,) = conn.execute("SELECT id FROM runs ORDER BY id").fetchall()
+        cells = {run: set(conn.execute("SELECT model_label, depth, rep, prompt_id FROM requests WHERE run_id = ?"
+                                       " AND status = 'ok'", (run,)).fetchall()) for run in (seq_id, par_id)}
+        rows = conn.execute("SELECT depth, slots, traced, counts_from, draft_n, draft_n_accepted, log_drafted,"
+                            " log_accepted, log_summary_drafted, m_draft_tokens, m_steps, crosscheck FROM requests"
+                            " WHERE run_id = ?", (par_id,)).fetchall()
+        servers = conn.execute("SELECT argv, props, role, slots FROM servers WHERE run_id = ?", (par_id,)).fetchall()
+    assert cells[seq_id] == cells[par_id] and len(cells[par_id]) == 8  # a different run, the same cells
+    for depth, slots, traced, source, d_t, a_t, d_l, a_l, d_s, m_drafted, m_steps, check in rows:
+        assert (slots, traced, check) == (2, 1, "ok")
+        assert m_drafted is None and m_steps is None  # /metrics mixes the slots: not read
+        if depth:  # the request's own timings and its slot's log lines agree exactly
+            assert source == "trace" and d_t == d_l == d_s and a_t == a_l and d_t > 0
+    assert len(servers) == 2
+    for argv, props, role, slots in servers:
+        argv = json.loads(argv)
+        assert role == "parallel" and slots == 2 and argv[argv.index("--parallel") + 1] == "2"
+        assert json.loads(props)["total_slots"] == 2
+        # each slot gets the context one request has alone: 4096 × 2 for the server
+        assert argv[argv.index("--ctx-size") + 1] == "8192"
+    report = run_cli("report", "side-by-side", "--db", db)
+    assert report.returncode == 0, report.stderr
+    assert "**Speed not measured:** this run ran 2 requests side by side" in report.stdout
+    speed = report.stdout.split("## Speed\n", 1)[1].split("\n## ", 1)[0]
+    # Each table is followed by its caption; τ (tokens per target step) counts acceptance, not speed.
+    blocks = [b.strip() for b in speed.split("\n\n") if b.strip()]
+    tables = [(table, caption) for table, caption in zip(blocks, blocks[1:]) if table.startswith("|")]
+    figures = [cell.strip() for table, caption in tables if not caption.startswith("_Mean acceptance length")
+               for line in table.splitlines() if line.startswith("| Q4_1 |") for cell in line.split("|")[2:-1]]
+    assert len(tables) == 4 and figures and set(figures) == {"–"}  # every speed figure of the run: none
+    tau = [line for table, caption in tables if caption.startswith("_Mean acceptance length")
+           for line in table.splitlines() if line.startswith("| Q4_1 |")]
+    assert len(tau) == 1 and "–" not in tau[0]  # measured side by side all the same
