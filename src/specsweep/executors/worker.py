@@ -27,6 +27,9 @@ from ..plan import PlannedRequest, ServerGroup
 from ..records import RequestRecord, ServerRecord, encode_steps
 
 WARMUP_MESSAGES = ({"role": "user", "content": "Count from one to twenty in words."},)
+# A server that left a request unanswered gets this long to exit on SIGTERM before SIGKILL: a busy
+# one stops within a decode step, a hung one never does (the default 10 s is only waiting).
+UNANSWERED_STOP_GRACE_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,8 @@ class ServerWorker:
         except (RequestError, ServerError) as exc:
             tail = getattr(exc, "log_tail", "") or server.log_tail()
             if isinstance(exc, RequestError) and server.alive():
-                server.stop()  # a hung or confused server is restarted before the retry
+                # a hung or confused server is restarted before the retry
+                server.stop(grace=UNANSWERED_STOP_GRACE_S)
             return self._failure(request, self.key, attempt, str(exc), tail, started)
         self._walls[request.model_label] = max(self._walls.get(request.model_label, 0.0), outcome.wall_ms)
         return RequestDone(_record(self.task.run_id, request, self.key, attempt, started, outcome))
