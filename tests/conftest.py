@@ -22,6 +22,9 @@ from specsweep.engine.build import TOOLS, current_build
 from specsweep.engine.locate import env_var
 
 SPECSWEEP = Path(sys.executable).with_name("specsweep")
+# Four one-line prompts: the e2e sweeps test the machinery, and every prompt token is processed
+# again by the target and the drafter of every request (the packaged suites are 2-3x longer).
+SHORT_PROMPTS = Path(__file__).resolve().parent / "fixtures" / "short-prompts.jsonl"
 REAL_CACHE = cache_root()  # before any test changes the environment
 REAL_BUILD = current_build()  # the build 'specsweep engine install' made there, if any
 

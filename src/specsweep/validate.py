@@ -106,12 +106,15 @@ def steps_needed(rates) -> int:
 
 def validate_rates(engine: Engine, model: Path, drafter: Path, rates: tuple[float, ...], log_dir: Path,
                    max_tokens: int = 256, max_requests: int = 400, seed: int = 7000, threads: int | None = None,
-                   progress=None) -> RateCheck:
-    """Run synthetic-acceptance requests until every position has enough drafted steps."""
+                   progress=None, prompts: str = "mixed-40") -> RateCheck:
+    """Run synthetic-acceptance requests until every position has enough drafted steps.
+
+    ``prompts``: a suite name or JSONL file (``load_prompts``), asked in turn. What is asked does
+    not change synthetic acceptance; it only sets how long each prompt takes to process."""
     options = ServerOptions(model=model, draft_model=drafter, spec_type="draft-simple", draft_n_max=len(rates),
                             draft_p_min=0.0, synth_rates=rates,
                             settings=ServerSettings(ctx_size=max_tokens + 512, threads=threads))
-    prompts = load_prompts("mixed-40")
+    suite = load_prompts(prompts)
     need = steps_needed(rates)
     drafted: list[int] = []
     accepted: list[int] = []
@@ -121,7 +124,7 @@ def validate_rates(engine: Engine, model: Path, drafter: Path, rates: tuple[floa
     log_path.unlink(missing_ok=True)  # the log is read per request; a fresh file keeps it small
     with LlamaServer(engine.server, options, log_path) as server:
         while requests < max_requests and min(drafted[:len(rates)] or [0]) < need:
-            prompt = prompts[requests % len(prompts)]
+            prompt = suite[requests % len(suite)]
             body = chat_body(prompt.messages, max_tokens, 0.3, seed + requests, False)
             outcome = measure_request(server, body, timeout=600)
             if not outcome.log.complete:

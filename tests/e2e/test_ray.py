@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import finish, llama_server_pids, run_cli, start_cli
+from tests.conftest import SHORT_PROMPTS, finish, llama_server_pids, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -50,8 +50,8 @@ def cluster(tmp_path_factory):
 def sweep_args(model_path, db, reps, prompts, tokens, *extra):
     models = [arg for label in MODELS for arg in ("--model", f"{label}={model_path}")]
     return ["run", *models, "--draft-model", model_path, "--spec-type", "draft-simple",
-            "--depths", ",".join(map(str, DEPTHS)), "--reps", str(reps), "--prompt-limit", str(prompts),
-            "--max-tokens", str(tokens), "--threads", "1", "--db", db, *extra]
+            "--depths", ",".join(map(str, DEPTHS)), "--reps", str(reps), "--prompts", SHORT_PROMPTS,
+            "--prompt-limit", str(prompts), "--max-tokens", str(tokens), "--threads", "1", "--db", db, *extra]
 
 
 def on_ray(cluster):

@@ -1,7 +1,12 @@
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 from specsweep.client import parse_log_slice
 from specsweep.engine.options import ServerOptions, ServerSettings
-from specsweep.engine.server import parse_metrics
-from pathlib import Path
+from specsweep.engine.server import LlamaServer, parse_metrics
 
 LOG = """
 slot update_slots: id  0 | task 5 | accepted  2/ 3 draft tokens
@@ -53,3 +58,15 @@ def test_server_argv_from_the_flag_table():
     assert argv[argv.index("--spec-synth-rates") + 1] == "0.9,0.5"
     assert argv[-1] == "--foo" and "--spec-draft-model" not in argv
     assert argv[argv.index("--ctx-size") + 1] == "1024" and "--request-timeout" not in argv
+
+
+def test_stop_kills_a_process_that_ignores_sigterm_once_the_grace_is_over(tmp_path):
+    """What a hung server meets: SIGTERM, then SIGKILL after the grace (the worker gives 3 s)."""
+    ignore_term = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                   "open('ready', 'w').close(); time.sleep(60)")
+    server = LlamaServer(Path(sys.executable), ServerOptions(model=Path("m.gguf")), tmp_path / "server.log")
+    server.process = subprocess.Popen([sys.executable, "-c", ignore_term], cwd=tmp_path)
+    while not (tmp_path / "ready").exists() and server.process.poll() is None:
+        time.sleep(0.01)
+    server.stop(grace=0.2)
+    assert server.process.returncode == -signal.SIGKILL

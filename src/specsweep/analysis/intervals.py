@@ -31,7 +31,9 @@ import warnings
 from typing import Callable, Mapping
 
 import numpy as np
-from scipy import special, stats
+# scipy.special only: scipy.stats takes about a second to import, paid by every `specsweep run` and
+# `report` that prints a table; only the coverage harness's BCa bootstrap needs it (imported there).
+from scipy import special
 
 Tables = Mapping[str, np.ndarray]  # name -> [n_prompts, n_reps] sums
 PerRep = Callable[[Mapping[str, np.ndarray]], np.ndarray]  # column sums [..., n_reps] -> values [..., n_reps]
@@ -90,7 +92,7 @@ def _finite_interval(low: float, high: float) -> Interval | None:
 
 
 def _t_quantile(level: float, df: int) -> float:
-    return float(stats.t.ppf(0.5 + level / 2, df))
+    return float(special.stdtrit(df, 0.5 + level / 2))  # what scipy.stats.t.ppf computes
 
 
 def percentile_interval(values: np.ndarray, level: float) -> Interval | None:
@@ -134,6 +136,7 @@ def prompt_bootstrap(tables: Tables, per_rep: PerRep, level: float, n_boot: int,
 def prompt_bca(tables: Tables, per_rep: PerRep, level: float, n_boot: int, seed: int) -> Interval | None:
     """scipy.stats.bootstrap (BCa) with the prompt indices as the data: the statistic turns a
     resample of indices into per-prompt counts and recomputes the estimate from the tables."""
+    from scipy import stats
     tables = _with_data(tables)
     n_prompts = next(iter(tables.values())).shape[0]
     if n_boot == 0 or n_prompts < 2:

@@ -42,6 +42,9 @@ from .parallel import SlotRun
 
 WARMUP_MESSAGES = ({"role": "user", "content": "Count from one to twenty in words."},)
 ROLES = ("timed", "replay", "parallel")
+# A server that left a request unanswered gets this long to exit on SIGTERM before SIGKILL: a busy
+# one stops within a decode step, a hung one never does (the default 10 s is only waiting).
+UNANSWERED_STOP_GRACE_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -273,7 +276,8 @@ class ServerWorker:
             self._last_metrics = None
             tail = getattr(exc, "log_tail", "") or server.log_tail()
             if isinstance(exc, RequestError) and server.alive():
-                server.stop()  # a hung or confused server is restarted before the retry
+                # a hung or confused server is restarted before the retry
+                server.stop(grace=UNANSWERED_STOP_GRACE_S)
             return self.failure(request, self.key, attempt, str(exc), tail, started)
         self._last_metrics = outcome.metrics_after
         self.note_wall(request.model_label, outcome.wall_ms)
