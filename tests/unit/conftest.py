@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
+from specsweep.store import Store
 from tests.cli_support import tiny_gguf
+
+DEMO_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "sweep-run.db"
 
 
 @pytest.fixture
 def model(tmp_path):
     return tiny_gguf(tmp_path / "model.gguf", 120)
+
+
+@pytest.fixture(scope="session")
+def demo_records(tmp_path_factory) -> tuple:
+    """The ok requests of the committed real demo run, read from a copy (opening a WAL database,
+    even read-only, may create files beside it); a tuple, so no test can change another's."""
+    copy = tmp_path_factory.mktemp("demo-run") / DEMO_RUN.name
+    shutil.copy(DEMO_RUN, copy)
+    store = Store(copy, readonly=True)
+    return tuple(store.requests(store.run("latest").id, status="ok"))

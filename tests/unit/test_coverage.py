@@ -4,8 +4,6 @@ significant no more often than the nominal 5% across the harness's replicates.""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,19 +14,13 @@ from specsweep.analysis.coverage import (BINOMIAL, Hierarchy, fit_hierarchy, gri
                                          pooled_hierarchy, subsample_replicates, synthetic_truth)
 from specsweep.analysis.intervals import PROMPT_BOOTSTRAP
 from specsweep.records import encode_steps
-from specsweep.store import Store
 
 from tests.records import rec
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sweep-run.db"
-
 
 @pytest.fixture(scope="module")
-def grids(tmp_path_factory):
-    copy = tmp_path_factory.mktemp("fixture") / "run.db"
-    shutil.copy(FIXTURE, copy)
-    store = Store(copy, readonly=True)
-    return grids_from_records(by_drafting(store.requests(store.run("latest").id, status="ok")))
+def grids(demo_records):
+    return grids_from_records(by_drafting(demo_records))
 
 
 def test_grids_of_the_demo_run_are_complete(grids):

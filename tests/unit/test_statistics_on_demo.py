@@ -3,23 +3,14 @@ statistics, not of the engine."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from specsweep.analysis import paired_difference, summarize
-from specsweep.store import Store
-
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sweep-run.db"
 
 
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    copy = tmp_path_factory.mktemp("fixture") / "run.db"
-    shutil.copy(FIXTURE, copy)
-    store = Store(copy, readonly=True)
-    return store.requests(store.run("latest").id, status="ok")
+@pytest.fixture
+def records(demo_records):
+    return list(demo_records)
 
 
 def test_bootstrap_intervals_contain_the_rep_based_means(records):
