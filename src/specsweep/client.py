@@ -215,14 +215,16 @@ def _scrape(server: LlamaServer, when: str) -> Metrics:
 
 def measure_request(server: LlamaServer, body: dict, timeout: float, log_wait: float = 5.0,
                     before: Metrics | None = None, slot: int | None = None,
-                    clock: Stopwatch | None = None, read_metrics: bool | None = None) -> Outcome:
+                    clock: Stopwatch | None = None, read_metrics: bool | None = None,
+                    retokenize: bool = True) -> Outcome:
     """Send one chat completion and collect its tallies; RequestError on any failure.
 
     ``before``: the /metrics scrape that ends the previous request on this server, when nothing
     ran in between (saves a scrape). ``slot``: pin the request to this slot of a server with
     several (its log lines are then told apart by slot). ``read_metrics``: scrape /metrics around
     the request; by default only on a server with one slot (the counters mix the slots of a server
-    with several). ``clock`` times each phase (``specsweep.overhead``)."""
+    with several). ``clock`` times each phase (``specsweep.overhead``). ``retokenize``: tokenize the
+    answer again here (else the caller does it, e.g. while the next request runs)."""
     clock = clock or NullStopwatch()
     skip_metrics = server.slots > 1 if read_metrics is None else not read_metrics
     if slot is not None:
@@ -272,7 +274,9 @@ def measure_request(server: LlamaServer, body: dict, timeout: float, log_wait: f
         while per_pos and per_pos[-1] == 0:
             per_pos.pop()
     text = generated_text(payload)  # tokenized after the timed part: it costs the request nothing
-    with clock.phase("tokenize"):
-        tokens = tokenize(server, text) if text is not None else None
+    tokens = None
+    if retokenize and text is not None:
+        with clock.phase("tokenize"):
+            tokens = tokenize(server, text)
     return Outcome(wall_ms=wall_ms, response=payload, metrics_delta=delta, accepted_per_pos=per_pos, log=tally,
                    tokens=tokens, traced=server.traced, metrics_after=after, n_max=n_max)

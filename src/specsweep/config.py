@@ -106,9 +106,15 @@ class SweepConfig:
     # Several drafting methods on the same models, prompts and seeds (``[[drafting]]`` tables,
     # repeatable ``--drafting``); when given, they replace ``drafting``.
     drafting_axis: tuple[Drafting, ...] = ()
-    # Requests side by side on one server (K slots, ``--parallel K``): an acceptance-only sweep.
-    # Each request's timings still count its own drafts exactly; its speed is not measured.
+    # Requests side by side (``--parallel K``): an acceptance-only sweep. Each request's timings
+    # still count its own drafts exactly; its speed is not measured.
     parallel: int = 1
+    # How K requests run side by side: on K slots of one server ("slots": one copy of the model,
+    # batched decoding, whose numerics differ from one request alone), on K one-slot servers of the
+    # cell ("servers": K copies, each request decoded exactly as alone; a launch-bound GPU overlaps
+    # them), or "auto" (servers on a GPU engine, slots on the CPU, where K servers would fight
+    # for the cores).
+    side_by_side: str = "auto"
 
     def drafting_entries(self) -> tuple[Drafting, ...]:
         return self.drafting_axis or (self.drafting,)
@@ -144,7 +150,8 @@ def apply_protocol(config: "SweepConfig", name: str) -> "SweepConfig":
 
 SECTIONS = {"drafting": Drafting, "sampling": Sampling, "server": ServerSettings}
 TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", "protocol", "exclude_degenerate", "parallel",
-             *SECTIONS}
+             "side_by_side", *SECTIONS}
+SIDE_BY_SIDE = ("auto", "slots", "servers")
 HF_MODEL_KEYS = {"hf", "quants"}  # [[models]] from the Hugging Face cache (labels come from the quants)
 MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"origin"} | HF_MODEL_KEYS
 DRAFTING_KEYS = {f.name for f in fields(Drafting)}
@@ -230,6 +237,8 @@ def check_config(config: SweepConfig) -> SweepConfig:
         raise ConfigError(f"prompt_limit must be ≥ 1, got {config.prompt_limit}")
     if isinstance(config.parallel, bool) or not isinstance(config.parallel, int) or not 1 <= config.parallel <= MAX_PARALLEL:
         raise ConfigError(f"parallel must be a whole number of slots from 1 to {MAX_PARALLEL}, got {config.parallel!r}")
+    if config.side_by_side not in SIDE_BY_SIDE:
+        raise ConfigError(f"side_by_side must be one of {', '.join(SIDE_BY_SIDE)}, got {config.side_by_side!r}")
     return config
 
 
@@ -372,7 +381,7 @@ def load_toml(path: Path, protocol: str | None = None) -> SweepConfig:
         prompt_limit=data.get("prompt_limit"),
         db=(base / data["db"]) if "db" in data else Path("specsweep.db"), name=data.get("name"),
         protocol=protocol, exclude_degenerate=data.get("exclude_degenerate", False), drafting_axis=axis,
-        parallel=data.get("parallel", 1), **sections))
+        parallel=data.get("parallel", 1), side_by_side=data.get("side_by_side", "auto"), **sections))
 
 
 def _hf_models(path: Path, base: Path, entry: dict) -> list[ModelSpec]:

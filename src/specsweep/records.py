@@ -84,6 +84,11 @@ class RequestRecord:
     # None at depth 0.
     counts_from: str | None = None
 
+    @property
+    def cell(self) -> tuple:
+        """The planned request this row measured (``plan.PlannedRequest.cell``)."""
+        return (self.model_label, self.spec_type, self.drafting, self.depth, self.rep, self.prompt_id)
+
 
 @dataclass(frozen=True)
 class ServerRecord:

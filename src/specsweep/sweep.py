@@ -19,14 +19,14 @@ import json
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from . import __version__
 from .config import DRAFT_MODEL_TYPES, Drafting, SweepConfig
 from .degeneration import THRESHOLDS
 from .engine.locate import Engine
-from .engine.options import transport_fields
+from .engine.options import ServerSettings, transport_fields
 from .errors import EngineMissingError, Interrupted
 from .executors.local import LocalExecutor
 from .executors.recorder import NullProgress, Recorder, SweepResult
@@ -50,11 +50,33 @@ class Prepared:
     drafters: dict[str, GGUFInfo]
     model_provenance: dict[str, dict] = field(default_factory=dict)
     entry_drafters: dict[str, GGUFInfo] = field(default_factory=dict)  # drafting label -> its own draft file
+    gpu_defaults: tuple[str, ...] = ()  # server flags set because the engine has a GPU backend
+
+
+# What a GPU engine runs with unless the sweep says otherwise: every layer of target and drafter on
+# the GPU, flash attention on (llama.cpp's own defaults leave that to heuristics).
+GPU_DEFAULTS = {"gpu_layers": "all", "draft_gpu_layers": "all", "flash_attn": "on"}
+
+
+def with_engine_defaults(config: SweepConfig, engine: Engine) -> tuple[SweepConfig, tuple[str, ...]]:
+    """``config`` with the GPU defaults for the settings it leaves unset (on a GPU engine), and
+    ``side_by_side`` "auto" resolved; also the flags set that way, for the report."""
+    side_by_side = config.side_by_side
+    if side_by_side == "auto":  # K servers would fight for the CPU's cores; on a GPU they overlap
+        side_by_side = "servers" if engine.backend == "cuda" else "slots"
+    config = replace(config, side_by_side=side_by_side)
+    if engine.backend != "cuda":
+        return config, ()
+    unset = {name: value for name, value in GPU_DEFAULTS.items() if getattr(config.server, name) is None}
+    flags = {f.name: f.metadata["flag"] for f in fields(ServerSettings)}
+    return (replace(config, server=replace(config.server, **unset)),
+            tuple(f"{flags[name]} {value}" for name, value in unset.items()))
 
 
 def prepare(config: SweepConfig, engine: Engine) -> Prepared:
     """Validate models, drafting and engine; any problem is one clear error, before any server starts."""
     Store.check_writable(Path(config.db))
+    config, gpu_defaults = with_engine_defaults(config, engine)
     prompts = load_prompts(config.prompts, limit=config.prompt_limit)
     entries = [d for d in config.drafting_entries() if any(depth > 0 for depth in d.depths)]
     supported = engine.spec_types() if entries else ()
@@ -81,7 +103,8 @@ def prepare(config: SweepConfig, engine: Engine) -> Prepared:
                     check_vocab(info, drafter)
             if drafter is not None and entry.spec_type in DRAFT_MODEL_TYPES:
                 check_vocab(info, drafter)
-    return Prepared(config, engine, prompts, models, drafters, entry_drafters=entry_drafters)
+    return Prepared(config, engine, prompts, models, drafters, entry_drafters=entry_drafters,
+                    gpu_defaults=gpu_defaults)
 
 
 def config_json(config: SweepConfig) -> dict:
@@ -121,6 +144,7 @@ def run_key(prepared: Prepared) -> str:
         "server": server,
         # Side by side: what is measured differs (no speed), so such a sweep is its own run.
         **({"parallel": cfg.parallel} if cfg.parallel > 1 else {}),
+        **({"side_by_side": "servers"} if cfg.parallel > 1 and cfg.side_by_side == "servers" else {}),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -224,6 +248,8 @@ class Sweep:
             self.store.set_run_state(self.run.id, state, notes={
                 "skipped_models": self.result.skipped_models, "skipped_drafting": self.result.skipped_drafting,
                 "unconfirmed_drafting": self.result.unconfirmed_drafting,
+                "gpu_defaults": list(self.prepared.gpu_defaults),
+                **({"side_by_side": self.config.side_by_side} if self.config.parallel > 1 else {}),
                 # The tool's own time of this invocation, by phase (benchmarks/gpu_speed.py reads it).
                 "overhead": {"wall_seconds": round(time.perf_counter() - started, 3),
                              "phases": self.recorder.clock.to_json()}})

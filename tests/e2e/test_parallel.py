@@ -64,3 +64,34 @@ def test_parallel_run_stores_the_same_cells_and_marks_speed_not_measured(model_p
     tau = [line for table, caption in tables if caption.startswith("_Mean acceptance length")
            for line in table.splitlines() if line.startswith("| Q4_1 |")]
     assert len(tau) == 1 and "–" not in tau[0]  # measured side by side all the same
+
+
+def test_parallel_on_servers_of_their_own_decodes_each_request_exactly_as_alone(model_path, tmp_path, no_orphans):
+    """--side-by-side servers: K one-slot servers per cell, started together; every request is
+    decoded as it is alone, so each cell's text and acceptance equal the sequential run's."""
+    db = tmp_path / "s.db"
+    common = ("--threads", "1")  # two servers on two cores
+    sequential = run_cli(*_args(model_path, db, *common))
+    assert sequential.returncode == 0, sequential.stderr
+    parallel = run_cli(*_args(model_path, db, *common, "--parallel", "2", "--side-by-side", "servers",
+                              "--name", "servers"))
+    assert parallel.returncode == 0, parallel.stderr
+    with sqlite3.connect(db) as conn:
+        (seq_id,), (par_id,) = conn.execute("SELECT id FROM runs ORDER BY id").fetchall()
+        rows = {run: {r[:4]: r[4:] for r in conn.execute(
+            "SELECT model_label, depth, rep, prompt_id, content, draft_n, draft_n_accepted, slots, traced, crosscheck"
+            " FROM requests WHERE run_id = ? AND status = 'ok'", (run,))} for run in (seq_id, par_id)}
+        servers = conn.execute("SELECT argv, props, role, slots, log_path FROM servers WHERE run_id = ?",
+                               (par_id,)).fetchall()
+        notes = json.loads(conn.execute("SELECT notes_json FROM runs WHERE id = ?", (par_id,)).fetchone()[0])
+    assert rows[seq_id].keys() == rows[par_id].keys() and len(rows[par_id]) == 8
+    for cell, (content, drafted, accepted, slots, traced, check) in rows[par_id].items():
+        assert (slots, traced, check) == (2, 1, "ok")
+        assert (content, drafted, accepted) == rows[seq_id][cell][:3], cell
+    assert sum(drafted for _, drafted, *_ in rows[par_id].values()) > 0
+    assert len(servers) == 4 and notes["side_by_side"] == "servers"  # two per cell, each with one slot
+    assert len({log for *_, log in servers}) == 4
+    for argv, props, role, slots, _ in servers:
+        argv = json.loads(argv)
+        assert role == "parallel" and slots == 1 and argv[argv.index("--parallel") + 1] == "1"
+        assert argv[argv.index("--ctx-size") + 1] == "4096"  # one request per server: no more context

@@ -1,8 +1,11 @@
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
-from specsweep.config import Drafting, ModelSpec, Sampling, SweepConfig
+from specsweep.config import Drafting, ModelSpec, Sampling, ServerSettings, SweepConfig
 from specsweep.plan import make_plan
 from specsweep.prompts import Prompt
+from specsweep.sweep import with_engine_defaults
 
 
 def prompts(n):
@@ -57,3 +60,18 @@ def test_parallel_slots_each_get_the_context_of_one_request():
     for bad in (0, "4", True, 65):
         with pytest.raises(ConfigError, match="parallel"):
             check_config(replace(CONFIG, parallel=bad))
+
+
+def test_a_gpu_engine_offloads_everything_with_flash_attention_unless_the_sweep_says_otherwise(tmp_path):
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    config = SweepConfig(models=(ModelSpec("Q8", model),), parallel=4,
+                         server=ServerSettings(flash_attn="off"))
+    on_gpu, flags = with_engine_defaults(config, SimpleNamespace(backend="cuda"))
+    assert (on_gpu.server.gpu_layers, on_gpu.server.draft_gpu_layers, on_gpu.server.flash_attn) == ("all", "all", "off")
+    assert flags == ("--gpu-layers all", "--spec-draft-ngl all")  # the sweep's own flash_attn stands
+    assert on_gpu.side_by_side == "servers"  # K launch-bound servers overlap on a GPU
+    on_cpu, flags = with_engine_defaults(config, SimpleNamespace(backend="cpu"))
+    assert on_cpu.server == config.server and flags == () and on_cpu.side_by_side == "slots"
+    chosen = replace(config, side_by_side="slots")
+    assert with_engine_defaults(chosen, SimpleNamespace(backend="cuda"))[0].side_by_side == "slots"

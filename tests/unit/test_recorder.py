@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from specsweep.config import Drafting, Sampling, SweepConfig
-from specsweep.executors.events import (CountsReplayed, Drained, GaveUp, Overhead, RequestDone, ServerStarted,
-                                        ServerStopped, Settled)
+from specsweep.executors.events import (CountsReplayed, Drained, GaveUp, Overhead, RequestDone, RowBehind,
+                                        ServerStarted, ServerStopped, Settled)
 from specsweep.executors.recorder import Recorder, SweepResult
 from specsweep.modelspec import ModelSpec
 from specsweep.plan import make_plan
@@ -142,3 +142,20 @@ def test_side_by_side_cell_given_up_marks_the_unsettled_requests_failed(setup):
     assert [r.error for r in rows] == (["server start failed: x"]
                                        + [f"skipped: llama-server for {given_up} kept failing (x)"] * 2)
     assert recorder.result.skipped_drafting == [given_up] and run.missing() == []
+
+
+def test_a_row_finished_behind_counts_as_missing_until_it_arrives(setup):
+    """The worker returns each successful request's row with the next call (it is finished while the
+    next request runs): a worker lost in between must not take that cell out of what is retried."""
+    recorder, group = setup()
+    first, second = group.requests[0], group.requests[1]
+    run = recorder.open(group, list(group.requests))
+    calls = run.calls()
+    assert next(calls).method == "begin"
+    run.apply(next(calls), [ServerStarted(1, _server(recorder, group)), RowBehind(first.cell)])
+    assert run.missing()[0] is first  # measured, but its row has not come back
+    run.apply(next(calls), [RequestDone(_ok(recorder, first, 1, "metrics")), RowBehind(second.cell)])
+    assert first not in run.missing() and second in run.missing()
+    run.apply(next(calls), [RequestDone(_ok(recorder, second, 1, "metrics"))])  # the third one failed outright
+    assert first not in run.missing() and second not in run.missing()
+    assert recorder.store.completed_cells(recorder.run.id) >= {first.cell, second.cell}

@@ -84,8 +84,12 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
                         help="leave degenerate requests (loops, whitespace runs; kept in the store, marked) out "
                              "of the headline figures and of --target-ci (default: they count)")
     parser.add_argument("--parallel", type=int, metavar="K",
-                        help="acceptance only: K requests side by side on K slots of one server per cell; "
-                             "per-request timings still count acceptance exactly, speed is not measured")
+                        help="acceptance only: K requests of a cell side by side; per-request timings still "
+                             "count acceptance exactly, speed is not measured")
+    parser.add_argument("--side-by-side", choices=("auto", "slots", "servers"),
+                        help="--parallel on K slots of one server (one model copy, batched numerics) or on K "
+                             "one-slot servers (K copies, each request decoded as alone); default auto: "
+                             "servers on a GPU engine, slots on the CPU")
     parser.add_argument("--target-ci", type=float, metavar="PP",
                         help="add reps until every acceptance interval (95%%, t over prompts) has a half-width "
                              "≤ PP percentage points (needs at least 3 prompts)")
@@ -160,6 +164,8 @@ def config_from_args(args) -> "SweepConfig":
         changes["exclude_degenerate"] = True
     if args.parallel is not None:
         changes["parallel"] = args.parallel
+    if args.side_by_side is not None:
+        changes["side_by_side"] = args.side_by_side
     return check_config(replace(config, **changes))
 
 

@@ -32,6 +32,10 @@ HOST = "127.0.0.1"
 FIXED_ARGS = ("--metrics", "--no-webui", "--log-verbosity", "4")
 
 
+# A server that left a request unanswered gets this long to exit on SIGTERM before SIGKILL: a busy
+# one stops within a decode step, a hung one never does (the default 10 s is only waiting).
+UNANSWERED_STOP_GRACE_S = 3.0
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
@@ -100,6 +104,7 @@ class LlamaServer:
         self.port: int | None = None
         self.argv: list[str] = []
         self.props: dict = {}
+        self.warm_metrics = None  # the /metrics scrape after the warm-up request (the first "before")
         self._client: httpx.Client | None = None
 
     @property

@@ -31,6 +31,13 @@ class RequestDone:
 
 
 @dataclass(frozen=True)
+class RowBehind:
+    """A request succeeded; its row is being finished behind the next request and comes later."""
+
+    cell: tuple
+
+
+@dataclass(frozen=True)
 class Settled:
     """A request of a side-by-side cell has its final row (the rows of failed tries came before)."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..engine.locate import Engine
 from ..plan import PlannedRequest, ServerGroup
-from .recorder import Recorder
+from .recorder import Call, Recorder
 from .worker import ServerWorker
 
 
@@ -27,7 +27,9 @@ class LocalExecutor:
                 for call in run.calls():
                     run.apply(call, getattr(worker, call.method)(*call.args))
             finally:  # after Ctrl-C or an error the server stops here, and its row says so
-                worker.end("interrupted")  # nothing left to stop when the group ended normally
+                # (nothing left to stop when the group ended normally); the row finished behind the
+                # last request is still written
+                run.apply(Call("end", ("interrupted",)), worker.end("interrupted"))
                 run.close("interrupted")
 
     def close(self) -> None:

@@ -1,16 +1,23 @@
-"""An acceptance-only cell: K requests side by side on K slots of one llama-server (``--parallel K``).
+"""An acceptance-only cell: K requests side by side (``--parallel K``), in one of two ways.
 
-The pinned llama-server drafts for every slot (``common_speculative_init`` with one sequence per
-slot) and verifies the slots' drafts in one batch, so a small model keeps the GPU busy. Each
-request is pinned to a free slot (``id_slot``): its response ``timings`` count its own drafts and
-accepts exactly, and its lines of the server's trace log (told apart by slot) give its per-step
-counts. ``/metrics`` is not read (its counters mix the slots), and the speed of a request that
-shared the server is not a speed: such rows carry ``slots`` = K, and the report says "not
+* ``slots``: K slots of one llama-server. The pinned server drafts for every slot
+  (``common_speculative_init`` with one sequence per slot) and verifies the slots' drafts in one
+  batch: one copy of the model, but batched numerics, so a request's tokens (and its acceptance)
+  may differ from the same request alone. Each request is pinned to a free slot (``id_slot``); its
+  lines of the server's trace log are told apart by slot.
+* ``servers``: K one-slot servers of the cell, each request decoded exactly as it would be alone.
+  K copies of the model; on a GPU, where a small model is bound by kernel launches, the K
+  processes overlap. Each lane starts its own server on its own thread, so K servers start at once.
+
+Either way a request's response ``timings`` count its own drafts and accepts exactly and its trace
+log slice gives its per-step counts; ``/metrics`` is not read, and the speed of a request that
+shared the machine is not a speed: such rows carry ``slots`` = K, and the report says "not
 measured".
 
-``SlotRun`` is the worker's side of such a cell. Its threads only talk HTTP; the requests stay
-in flight between the driver's ``collect`` calls, and each call returns the rows of the requests
-that finished meanwhile (at least one), so the driver writes every row as soon as it can.
+``SideBySide`` is the worker's side of such a cell. Its lane threads only talk HTTP (and, for
+``servers``, start their lane's server); the requests stay in flight between the driver's
+``collect`` calls, and each call returns the rows of the requests that finished meanwhile (at
+least one), so the driver writes every row as soon as it can.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ import queue
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 
 from ..client import Outcome, chat_body, measure_request
-from ..engine.server import LlamaServer
+from ..engine.server import UNANSWERED_STOP_GRACE_S, LlamaServer
 from ..errors import RequestError, ServerError
 from ..overhead import Stopwatch
 from ..plan import PlannedRequest
@@ -29,41 +37,48 @@ from ..request_rows import record_from
 from .events import Drained, GaveUp, RequestDone, Settled
 
 
-def _measure_on_a_free_slot(server: LlamaServer, body: dict, timeout: float, slots: "queue.Queue[int]",
-                            clocks: list[Stopwatch]) -> Outcome:
-    slot = slots.get()
-    try:  # one request at a time per slot, so the slot's stopwatch is never shared between threads
-        return measure_request(server, body, timeout=timeout, slot=slot, clock=clocks[slot])
-    finally:
-        slots.put(slot)
+@dataclass
+class Lane:
+    """One of the K places a request runs: a slot of the shared server, or a server of its own."""
+
+    index: int
+    clock: Stopwatch = field(default_factory=Stopwatch)  # only its own thread uses it
+    server: LlamaServer | None = None  # ``servers``: this lane's server
+    key: int = 0
+    first_peak: tuple | None = None
 
 
-class SlotRun:
-    """One side-by-side cell on ``worker`` (a ``worker.ServerWorker``, which starts and stops its
-    servers). A failed request is a row and is tried again up to ``retries`` times; a server that
-    dies is restarted; a server that keeps failing to start gives the model up, as in a
-    sequential cell."""
+@dataclass
+class LaneResult:
+    outcome: Outcome | None = None
+    error: Exception | None = None
+    server_key: int = 0
+    started_events: list = field(default_factory=list)  # a server this lane started for the request
+    start_failed: bool = False
+
+
+class SideBySide:
+    """One side-by-side cell on ``worker`` (a ``worker.ServerWorker``). A failed request is a row and
+    is tried again up to ``retries`` times; a server that dies is restarted; servers that keep
+    failing to start give the model up, as in a sequential cell."""
 
     def __init__(self, worker, requests: list[tuple[PlannedRequest, int]]):
         self.worker = worker
         self.k = worker.task.parallel
-        # (request, its next attempt number, tries left in this run)
+        self.own_servers = worker.task.side_by_side == "servers"
         retries = worker.task.group.options.settings.retries
+        # (request, its next attempt number, tries left in this run)
         self.todo: deque[tuple[PlannedRequest, int, int]] = deque((r, before + 1, retries) for r, before in requests)
-        self.running: dict[Future, tuple[PlannedRequest, int, int, float]] = {}
-        self.pool = ThreadPoolExecutor(max_workers=self.k, thread_name_prefix="slot")
-        self.clocks = [Stopwatch() for _ in range(self.k)]  # one per slot
-        self.free: queue.Queue[int] = queue.Queue()
+        self.running: dict[Future, tuple[PlannedRequest, int, int, float, Lane]] = {}
+        self.pool = ThreadPoolExecutor(max_workers=self.k, thread_name_prefix="lane")
+        self.lanes = [Lane(i) for i in range(self.k)]
+        self.free: queue.SimpleQueue[Lane] = queue.SimpleQueue()
+        for lane in self.lanes:
+            self.free.put(lane)
         self.start_failures = 0
 
-    def _again(self, request: PlannedRequest, attempt: int, left: int, events: list) -> None:
-        """Try ``request`` again if it has tries left; else it is settled with the failed row it has."""
-        if left > 0:
-            self.todo.appendleft((request, attempt + 1, left - 1))
-        else:
-            events.append(Settled(request.cell))
-
-    def _start(self, events: list) -> bool:
+    # the shared server (slots) ------------------------------------------------------
+    def _start_shared(self, events: list) -> bool:
         """A fresh server for the cell; on failure the first waiting request gets the failed row."""
         worker = self.worker
         if worker.server is not None:
@@ -72,69 +87,129 @@ class SlotRun:
         try:
             events += worker.start_server("parallel")
         except (ServerError, RequestError) as exc:
-            self.start_failures += 1
             events.append(worker.failure(request, 0, attempt, f"server start failed: {exc}",
                                          getattr(exc, "log_tail", "")))
-            if self.start_failures > worker.task.group.options.settings.retries:
-                events += [Settled(request.cell), GaveUp(f" ({exc})")]
-                self.todo.clear()
-                return False
-            self._again(request, attempt, left, events)
+            self._start_failed(request, attempt, left, str(exc), events)
             return False
         self.todo.appendleft((request, attempt, left))
         self.start_failures = 0
-        self.free = queue.Queue()
-        for slot in range(self.k):
-            self.free.put(slot)
         return True
 
+    def _start_failed(self, request: PlannedRequest, attempt: int, left: int, cause: str, events: list) -> None:
+        self.start_failures += 1
+        if self.start_failures > self.worker.task.group.options.settings.retries:
+            events += [Settled(request.cell), GaveUp(f" ({cause})")]  # the driver marks the rest failed
+            self.todo.clear()
+        else:
+            self._again(request, attempt, left, events)
+
+    def _again(self, request: PlannedRequest, attempt: int, left: int, events: list) -> None:
+        """Try ``request`` again if it has tries left; else it is settled with the failed row it has."""
+        if left > 0:
+            self.todo.appendleft((request, attempt + 1, left - 1))
+        else:
+            events.append(Settled(request.cell))
+
+    # a lane's thread -------------------------------------------------------------------
+    def _run_in_lane(self, lane: Lane, body: dict, timeout: float) -> LaneResult:
+        result = LaneResult()
+        if not self.own_servers:
+            result.server_key = self.worker._server_key
+            try:
+                result.outcome = measure_request(self.worker.server, body, timeout=timeout, slot=lane.index,
+                                                 clock=lane.clock)
+            except (RequestError, ServerError) as exc:
+                result.error = exc
+            return result
+        if lane.server is None or not lane.server.alive():
+            if lane.server is not None:  # died: its row says so (the driver writes it with the failure)
+                result.started_events += self.worker.retire(lane.server, lane.key, lane.first_peak, "died", lane.clock)
+                lane.server = None
+            try:
+                lane.server, lane.key, lane.first_peak, started = self.worker.spawn(
+                    "parallel", 1, f"-np{self.k}-{lane.index}", lane.clock)
+                result.started_events += started
+            except (ServerError, RequestError) as exc:
+                result.error, result.start_failed = exc, True
+                return result
+        result.server_key = lane.key
+        try:
+            result.outcome = measure_request(lane.server, body, timeout=timeout, clock=lane.clock, read_metrics=False)
+        except (RequestError, ServerError) as exc:
+            result.error = exc
+            if isinstance(exc, RequestError) and lane.server.alive():
+                lane.server.stop(grace=UNANSWERED_STOP_GRACE_S)  # a hung or confused server: the retry starts afresh
+        return result
+
+    # the driver's calls -------------------------------------------------------------------
     def collect(self) -> list:
         worker, sampling = self.worker, self.worker.task.sampling
         events: list = []
         while self.todo or self.running:
-            server = worker.server
-            if server is None or (not self.running and not server.alive()):
-                if not self._start(events):
-                    continue
+            if not self.own_servers:
                 server = worker.server
-            while self.todo and len(self.running) < self.k and server.alive():
+                if server is None or (not self.running and not server.alive()):
+                    if not self._start_shared(events):
+                        continue
+            while self.todo and len(self.running) < self.k and (self.own_servers or worker.server.alive()):
                 request, attempt, left = self.todo.popleft()
+                lane = self.free.get_nowait()
                 body = chat_body(request.prompt.messages, sampling.max_tokens, sampling.temperature, request.seed,
                                  sampling.thinking)
                 # K requests share the machine: each may take up to K times as long as alone.
                 timeout = worker.request_timeout(request.model_label) * self.k
-                future = self.pool.submit(_measure_on_a_free_slot, server, body, timeout, self.free, self.clocks)
-                self.running[future] = (request, attempt, left, time.time())
+                future = self.pool.submit(self._run_in_lane, lane, body, timeout)
+                self.running[future] = (request, attempt, left, time.time(), lane)
             if not self.running:
                 continue
             finished, _ = wait(self.running, return_when=FIRST_COMPLETED)
             for future in finished:
-                events += self._settle(future, server)
+                events += self._settle(future)
             return events
         events.append(Drained())
         return events
 
-    def _settle(self, future: Future, server: LlamaServer) -> list:
+    def _settle(self, future: Future) -> list:
         worker = self.worker
-        request, attempt, left, started = self.running.pop(future)
-        events: list = []
-        try:
-            outcome = future.result()
-        except (RequestError, ServerError) as exc:
-            events.append(worker.failure(request, worker.key, attempt, str(exc),
-                                         getattr(exc, "log_tail", "") or server.log_tail(), started))
+        request, attempt, left, started, lane = self.running.pop(future)
+        self.free.put(lane)
+        result: LaneResult = future.result()
+        events = list(result.started_events)
+        if result.start_failed:
+            events.append(worker.failure(request, 0, attempt, f"server start failed: {result.error}",
+                                         getattr(result.error, "log_tail", "")))
+            self._start_failed(request, attempt, left, str(result.error), events)
+            return events
+        if result.error is not None:
+            server = lane.server if self.own_servers else worker.server
+            tail = getattr(result.error, "log_tail", "") or (server.log_tail() if server else "")
+            events.append(worker.failure(request, result.server_key, attempt, str(result.error), tail, started))
             self._again(request, attempt, left, events)
             return events
+        self.start_failures = 0
         with worker.clock.phase("record"):
-            record = record_from(worker.task.run_id, worker.key, request, attempt, started, outcome, slots=self.k)
-        worker.note_wall(request.model_label, outcome.wall_ms / self.k)
-        return [RequestDone(record), Settled(request.cell)]
+            record = record_from(worker.task.run_id, result.server_key, request, attempt, started, result.outcome,
+                                 slots=self.k)
+        worker.note_wall(request.model_label, result.outcome.wall_ms / self.k)
+        return events + [RequestDone(record), Settled(request.cell)]
 
-    def close(self) -> None:
-        """After the server stopped: the requests in flight have ended with it; the slots' time is counted."""
+    def _retire_lanes(self, reason: str) -> list:
+        events: list = []
+        for lane in self.lanes:
+            if lane.server is not None:
+                events += self.worker.retire(lane.server, lane.key, lane.first_peak, reason, self.worker.clock)
+                lane.server = None
+        return events
+
+    def close(self, reason: str) -> list:
+        """After the shared server stopped (the requests in flight end with it): stop the lanes' own
+        servers, and count the lanes' time."""
         for future in self.running:
             future.cancel()
+        events = self._retire_lanes(reason)  # a request still in flight ends with its server
         self.pool.shutdown(wait=True, cancel_futures=True)
+        events += self._retire_lanes(reason)  # one a lane was starting meanwhile
         self.running.clear()
-        for clock in self.clocks:
-            self.worker.clock.merge(clock)
+        for lane in self.lanes:
+            self.worker.clock.merge(lane.clock)
+        return events

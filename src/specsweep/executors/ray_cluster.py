@@ -212,18 +212,27 @@ class RayExecutor:
         self._add_slot()
 
     def _stop_all(self) -> None:
-        """Ctrl-C or an error: every slot stops its server (after its call in flight), then the actors go."""
+        """Ctrl-C or an error: every slot stops its server (after its call in flight), then the actors go.
+        What those last calls return is still written: the calls in flight, then each ``end`` (which
+        brings the row finished behind the last request)."""
         ray = self.ray
-        stopping = {}
+        stopping = {ref: (slot, slot.call) for ref, slot in self.inflight.items()
+                    if slot.run is not None and slot.call is not None}
         for slot in self.slots:
             if slot.run is not None:
-                stopping[slot.actor.end.remote("interrupted")] = slot
+                stopping[slot.actor.end.remote("interrupted")] = (slot, Call("end", ("interrupted",)))
         deadline = time.monotonic() + STOP_GRACE
         try:
             while stopping and time.monotonic() < deadline:
+                # ray.wait keeps the order of the refs given: a slot's call in flight before its end
                 ready, _ = ray.wait(list(stopping), num_returns=len(stopping), timeout=1.0)
                 for ref in ready:
-                    stopping.pop(ref)
+                    slot, call = stopping.pop(ref)
+                    try:
+                        events = ray.get(ref)
+                    except ray.exceptions.RayError:
+                        continue  # the worker went meanwhile: its server died with it
+                    slot.run.apply(call, events)
         except KeyboardInterrupt:
             pass  # a second Ctrl-C: kill at once (the servers die with their actors)
         for slot in self.slots:

@@ -24,8 +24,8 @@ from ..plan import PlannedRequest, ServerGroup
 from ..prompts import Prompt
 from ..request_rows import empty_record
 from ..store import RunRow, Store
-from .events import (CountsReplayed, Drained, GaveUp, Overhead, RequestDone, ServerStarted, ServerStopped, Settled,
-                     Unconfirmed)
+from .events import (CountsReplayed, Drained, GaveUp, Overhead, RequestDone, RowBehind, ServerStarted, ServerStopped,
+                     Settled, Unconfirmed)
 from .worker import GroupTask
 
 
@@ -111,6 +111,7 @@ class GroupRun:
         self.pending = list(pending)
         self.where = where  # the node's host, shown in the progress line
         self.next_index = 0  # pending[next_index:] have no row from this run yet (one request at a time)
+        self.behind: set[tuple] = set()  # cells measured whose row the worker is still finishing
         self.settled: set[tuple] = set()  # cells side by side that have their final row
         self.drained = False  # the worker has nothing of a side-by-side cell left
         self.gave_up = False
@@ -126,6 +127,7 @@ class GroupRun:
         files = [p for p in (options.model, options.draft_model) if p is not None]
         return GroupTask(rec.run.id, replace(self.group, requests=()), rec.config.sampling, rec.logs_dir,
                          {str(p): Path(p).stat().st_size for p in files}, parallel=rec.config.parallel,
+                         side_by_side="servers" if rec.config.side_by_side == "servers" else "slots",
                          on_gpu=rec.on_gpu)
 
     @property
@@ -141,7 +143,8 @@ class GroupRun:
         describe = self.recorder.progress.describe
         if self.side_by_side:
             if self.pending:
-                describe(f"{self.name} · {self.recorder.config.parallel} slots side by side{at}")
+                lanes = "servers" if self.recorder.config.side_by_side == "servers" else "slots"
+                describe(f"{self.name} · {self.recorder.config.parallel} {lanes} side by side{at}")
                 yield Call("start_parallel", ([(r, self._attempts.get(r.cell, 0)) for r in self.pending],))
             while self.missing() and not self.drained and not self.gave_up:
                 yield Call("collect")
@@ -178,8 +181,11 @@ class GroupRun:
                 if event.key in self._server_ids:
                     with rec.clock.phase("server_rows"):
                         rec.store.server_stopped(self._server_ids.pop(event.key), event.reason, event.peak_memory)
+            elif isinstance(event, RowBehind):
+                self.behind.add(event.cell)
             elif isinstance(event, RequestDone):
                 record = replace(event.record, server_id=self._server_ids.get(event.record.server_id, 0))
+                self.behind.discard(record.cell)
                 with rec.clock.phase("store"):
                     rec.store.add_request(record)
                 if record.status == "ok":
@@ -217,7 +223,7 @@ class GroupRun:
         """The pending requests this run has not settled: what a retry elsewhere must measure."""
         if self.side_by_side:
             return [r for r in self.pending if r.cell not in self.settled]
-        return self.pending[self.next_index:]
+        return [r for r in self.pending[:self.next_index] if r.cell in self.behind] + self.pending[self.next_index:]
 
     def close(self, reason: str) -> None:
         """Mark the servers still open in the store as stopped (the worker was stopped or lost)."""

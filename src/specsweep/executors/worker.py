@@ -14,7 +14,7 @@ are sent again after the cell's timed requests (``replay``: same prompt, seed an
 settings) to a traced server of the same cell, and take the replay's per-step counts when it
 generated the same tokens (``request_rows.with_replay_counts``); the replay's own timings are
 not kept. With ``parallel`` > 1 a cell runs on K slots of one traced server side by side
-(``parallel.SlotRun``): acceptance only, speed not measured.
+(``parallel.SideBySide``), or on K one-slot servers: acceptance only, speed not measured.
 
 A dead server is restarted and the request retried a bounded number of times; a server that
 keeps failing to start gives the model up (the driver marks its remaining cells failed).
@@ -22,29 +22,28 @@ keeps failing to start gives the model up (the driver marks its remaining cells 
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..client import chat_body, measure_request
+from ..client import Outcome, chat_body, generated_text, measure_request, tokenize
 from ..config import Sampling
 from ..engine.memory import parse_load_log, sample_peak
 from ..engine.options import ServerOptions
-from ..engine.server import LlamaServer
+from ..engine.server import UNANSWERED_STOP_GRACE_S, LlamaServer
 from ..errors import RequestError, ServerError
 from ..overhead import Stopwatch
 from ..plan import PlannedRequest, ServerGroup
 from ..records import RequestRecord, ServerRecord
 from ..request_rows import empty_record, record_from, with_replay_counts
-from .events import (CountsReplayed, GaveUp, Overhead, RequestDone, ServerStarted, ServerStopped,
+from .events import (CountsReplayed, GaveUp, Overhead, RequestDone, RowBehind, ServerStarted, ServerStopped,
                      Unconfirmed)
-from .parallel import SlotRun
+from .parallel import SideBySide
 
 WARMUP_MESSAGES = ({"role": "user", "content": "Count from one to twenty in words."},)
 ROLES = ("timed", "replay", "parallel")
-# A server that left a request unanswered gets this long to exit on SIGTERM before SIGKILL: a busy
-# one stops within a decode step, a hung one never does (the default 10 s is only waiting).
-UNANSWERED_STOP_GRACE_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,8 @@ class GroupTask:
     sampling: Sampling
     logs_dir: Path
     file_sizes: dict[str, int]  # model and draft files as the driver sees them: a node checks its copies
-    parallel: int = 1  # requests side by side on one server (--parallel K): acceptance only
+    parallel: int = 1  # requests side by side (--parallel K): acceptance only
+    side_by_side: str = "slots"  # on K slots of one server, or on K one-slot "servers"
     on_gpu: bool = False  # the engine may use a GPU: memory comes from nvidia-smi
 
 
@@ -74,11 +74,15 @@ class ServerWorker:
         self.key = 0
         self.start_failures = 0
         self.clock = Stopwatch()  # the tool's own time per phase (specsweep.overhead), reported with each call
-        self.slot_run: SlotRun | None = None
+        self.slot_run: SideBySide | None = None
+        self._server_key = 0  # the key of ``server``
+        self._key_lock = threading.Lock()  # side-by-side servers start on threads of their own
         self._first_peak: tuple[int, str] | None = None  # the running server's memory after its warm-up
         self._last_metrics = None  # the /metrics scrape after the last request on the running server
         self._replay_failed = False
         self._walls: dict[str, float] = {}  # slowest request per model label so far (ms)
+        self._behind: ThreadPoolExecutor | None = None  # finishes a request's row while the next one runs
+        self._finishing: Future | None = None
 
     # timeouts scaled to the expected work -----------------------------------
     def start_timeout(self, options: ServerOptions) -> float:
@@ -123,8 +127,7 @@ class ServerWorker:
         if self.slot_run is not None:  # stop the server first: the requests in flight end with it
             slot_run, self.slot_run = self.slot_run, None
             events = self.stop_server(reason)
-            slot_run.close()
-            return events
+            return events + slot_run.close(reason)
         return self.stop_server(reason)
 
     def measure(self, request: PlannedRequest, attempt: int) -> list:
@@ -147,16 +150,16 @@ class ServerWorker:
                         events.append(GaveUp(f" ({exc})"))
                         return self._report(events)
                     continue
-            done = self._measure_one(request, attempt)
-            events.append(done)
-            if done.record.status == "ok":
+            failed = self._measure_one(request, attempt, events)
+            if failed is None:
                 break
+            events.append(failed)
         return self._report(events)
 
     def start_parallel(self, requests: list[tuple[PlannedRequest, int]]) -> list:
         """A side-by-side cell: ``requests`` with the attempts stored before each; ``collect`` runs them."""
         events = self._end("done") if self.server is not None else []
-        self.slot_run = SlotRun(self, requests)
+        self.slot_run = SideBySide(self, requests)
         return self._report(events)
 
     def collect(self) -> list:
@@ -196,9 +199,17 @@ class ServerWorker:
     def start_server(self, role: str = "timed") -> list:
         """A server for the group: "timed" (untraced, one slot: speed), "replay" (traced, one slot:
         per-step counts) or "parallel" (traced, ``task.parallel`` slots: acceptance only)."""
-        group = self.task.group
         slots = self.task.parallel if role == "parallel" else 1
-        suffix = {"timed": "", "replay": "-replay", "parallel": f"-np{slots}"}[role]
+        server, key, peak, events = self.spawn(role, slots, {"timed": "", "replay": "-replay",
+                                                             "parallel": f"-np{slots}"}[role], self.clock)
+        self.server, self.role, self._first_peak, self._server_key = server, role, peak, key
+        self._last_metrics = server.warm_metrics if slots == 1 else None
+        return events
+
+    def spawn(self, role: str, slots: int, suffix: str, clock: Stopwatch) -> tuple[LlamaServer, int, tuple | None, list]:
+        """Start and warm up one server of the group (thread-safe apart from ``clock``): the server,
+        its key, its memory after the warm-up, and the events (``ServerStarted`` first)."""
+        group = self.task.group
         tag = f"-{self.log_tag}" if self.log_tag else ""
         log_path = (self.task.logs_dir / f"run{self.task.run_id}-{group.model_label}-{group.drafting}"
                                          f"-d{group.depth}{suffix}{tag}.log")
@@ -206,7 +217,7 @@ class ServerWorker:
                              traced=role != "timed", slots=slots)
         spawned = time.time()
         events: list = []
-        with self.clock.phase("server_start"):
+        with clock.phase("server_start"):
             server.start()
             try:
                 confirmed = self._warm_up(server, events)
@@ -214,8 +225,9 @@ class ServerWorker:
                 server.stop()
                 raise
             peak = sample_peak(server.pid, self.task.on_gpu)
-        self.server, self.role, self._first_peak = server, role, peak
-        self.key += 1
+        with self._key_lock:
+            self.key += 1
+            key = self.key
         record = ServerRecord(run_id=self.task.run_id, model_label=group.model_label, spec_type=group.spec_type,
                               depth=group.depth, argv=server.argv, build_info=server.props.get("build_info"),
                               props=server.props, log_path=str(log_path), started_at=spawned,
@@ -223,21 +235,25 @@ class ServerWorker:
                               drafting=group.drafting, role=role, traced=int(server.traced), slots=slots,
                               memory=parse_load_log(server.load_log()),
                               peak_memory_bytes=peak[0] if peak else None, peak_memory_source=peak[1] if peak else None)
-        return [ServerStarted(self.key, record), *events]
+        return server, key, peak, [ServerStarted(key, record), *events]
 
     def stop_server(self, reason: str) -> list:
-        """Sample the server's memory once more (its peak), then stop it and say why."""
+        """Stop the group's server (its last row finished first) and say why."""
+        events = self._finished()  # its last row needs the server's tokenizer
         server, self.server = self.server, None
-        if server is None:
-            return []
-        with self.clock.phase("server_stop"):
-            peak = sample_peak(server.pid, self.task.on_gpu) if server.alive() else None
-            first = self._first_peak
-            if first is not None and (peak is None or (peak[1] == first[1] and first[0] > peak[0])):
-                peak = first  # device memory is sampled, not a high-water mark: keep the larger sample
-            server.stop()
         self._last_metrics = None
-        return [ServerStopped(self.key, reason, peak)]
+        if server is None:
+            return events
+        return events + self.retire(server, self._server_key, self._first_peak, reason, self.clock)
+
+    def retire(self, server: LlamaServer, key: int, first_peak: tuple | None, reason: str, clock: Stopwatch) -> list:
+        """Sample a server's memory once more (its peak), then stop it and say why."""
+        with clock.phase("server_stop"):
+            peak = sample_peak(server.pid, self.task.on_gpu) if server.alive() else None
+            if first_peak is not None and (peak is None or (peak[1] == first_peak[1] and first_peak[0] > peak[0])):
+                peak = first_peak  # device memory is sampled, not a high-water mark: keep the larger sample
+            server.stop()
+        return [ServerStopped(key, reason, peak)]
 
     def _warm_up(self, server: LlamaServer, events: list) -> int | None:
         """One short unrecorded request; also checks that the server speculates iff asked to."""
@@ -251,7 +267,7 @@ class ServerWorker:
         body = chat_body(WARMUP_MESSAGES, 8, sampling.temperature, sampling.seed, sampling.thinking)
         outcome = measure_request(server, body, timeout=self.request_timeout(group.model_label) + 60.0,
                                   read_metrics=True)
-        self._last_metrics = outcome.metrics_after if server.slots == 1 else None
+        server.warm_metrics = outcome.metrics_after  # the scrape before the first measured request
         drafted = outcome.metrics_delta.get("spec_decode_num_draft_tokens_total", 0)
         if group.depth == 0:
             if drafted:
@@ -263,7 +279,9 @@ class ServerWorker:
             return 0
         return 1
 
-    def _measure_one(self, request: PlannedRequest, attempt: int) -> RequestDone:
+    def _measure_one(self, request: PlannedRequest, attempt: int, events: list) -> RequestDone | None:
+        """Send ``request``; None when it succeeded (its row is finished behind, ``_finish_behind``),
+        else its failed row. The row finished behind for the previous request joins ``events``."""
         sampling, server = self.task.sampling, self.server
         body = chat_body(request.prompt.messages, sampling.max_tokens, sampling.temperature, request.seed,
                          sampling.thinking)
@@ -271,18 +289,50 @@ class ServerWorker:
         try:
             # At depth 0 there is nothing for /metrics to count: its scrape would be pure overhead.
             outcome = measure_request(server, body, timeout=self.request_timeout(request.model_label),
-                                      before=self._last_metrics, clock=self.clock, read_metrics=request.depth > 0)
+                                      before=self._last_metrics, clock=self.clock, read_metrics=request.depth > 0,
+                                      retokenize=False)
         except (RequestError, ServerError) as exc:
             self._last_metrics = None
+            events += self._finished()  # while the server may still tokenize its answer
             tail = getattr(exc, "log_tail", "") or server.log_tail()
             if isinstance(exc, RequestError) and server.alive():
                 # a hung or confused server is restarted before the retry
                 server.stop(grace=UNANSWERED_STOP_GRACE_S)
-            return self.failure(request, self.key, attempt, str(exc), tail, started)
+            return self.failure(request, self._server_key, attempt, str(exc), tail, started)
         self._last_metrics = outcome.metrics_after
         self.note_wall(request.model_label, outcome.wall_ms)
-        with self.clock.phase("record"):
-            return RequestDone(record_from(self.task.run_id, self.key, request, attempt, started, outcome))
+        events += self._finished()
+        self._finish_behind(request, attempt, started, outcome)
+        events.append(RowBehind(request.cell))
+        return None
+
+    def _finish_behind(self, request: PlannedRequest, attempt: int, started: float, outcome: Outcome) -> None:
+        """Tokenize the answer again (the degeneration check) and build its row on a thread of its own,
+        while the driver writes rows and the next request runs: neither then sits between two requests.
+        ``_finished`` collects the row, at the latest before the server stops."""
+        if self._behind is None:
+            self._behind = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish-row")
+        server, key, run_id = self.server, self._server_key, self.task.run_id
+
+        def finish() -> tuple[RequestRecord, Stopwatch]:
+            clock = Stopwatch()
+            with clock.phase("behind"):
+                text = generated_text(outcome.response)
+                tokens = tokenize(server, text) if text is not None else None
+                record = record_from(run_id, key, request, attempt, started, replace(outcome, tokens=tokens))
+            return record, clock
+
+        self._finishing = self._behind.submit(finish)
+
+    def _finished(self) -> list:
+        """The row being finished behind, if any (waiting for it when it is not done yet)."""
+        if self._finishing is None:
+            return []
+        future, self._finishing = self._finishing, None
+        with self.clock.phase("finish_wait"):
+            record, clock = future.result()
+        self.clock.merge(clock)
+        return [RequestDone(record)]
 
     def failure(self, request: PlannedRequest, server_key: int, attempt: int, error: str, log_tail: str = "",
                 started: float | None = None) -> RequestDone:

@@ -27,9 +27,13 @@ def speed_note(report: "Report") -> str | None:
     if not sources:
         return None
     if set(sources) == {None}:
-        return (f"**Speed not measured:** this run ran {slots} requests side by side on {slots} slots of one server "
-                f"per cell (--parallel {slots}), for acceptance only. Each request's response timings still count "
-                "its own drafted and accepted tokens exactly.")
+        if (report.run.notes or {}).get("side_by_side") == "servers":
+            where = (f"on {slots} one-slot servers per cell (--parallel {slots} --side-by-side servers; each "
+                     "request decoded exactly as alone)")
+        else:
+            where = f"on {slots} slots of one server per cell (--parallel {slots}; batched decoding)"
+        return (f"**Speed not measured:** this run ran {slots} requests side by side {where}, for acceptance only. "
+                "Each request's response timings still count its own drafted and accepted tokens exactly.")
     if sources.get("traced"):
         return (f"Speed of {_plural(sources['traced'], 'cell')} comes from requests on servers that logged every "
                 "step (LLAMA_TRACE): they were stored before speed was measured without the trace, and that "
@@ -50,6 +54,10 @@ def measurement_blocks(report: "Report") -> list:
     note = speed_note(report)
     if note:
         items.append(note)
+    gpu_defaults = (report.run.notes or {}).get("gpu_defaults")
+    if gpu_defaults:
+        items.append(f"GPU defaults: the engine has a CUDA backend and the sweep left these unset, so every server "
+                     f"ran with {', '.join(f'`{flag}`' for flag in gpu_defaults)}.")
     names = {"trace": "their own trace log", "metrics": "/metrics (every draft full length, so exact)",
              "replay": "a traced replay of the same prompt and seed that generated the same tokens",
              "pending": "/metrics assuming full-length drafts (a replay is still due: run the sweep again)",
