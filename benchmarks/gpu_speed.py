@@ -202,12 +202,12 @@ def trace_tax(engine, models: dict[str, tuple[Path, Path, str]], scale: Scale, s
 
 # 2-3. the sweeps ----------------------------------------------------------------------------------
 def sweep_config(models: list[ModelSpec], scale: Scale, settings: ServerSettings, db: Path, name: str,
-                 parallel: int = 1) -> SweepConfig:
+                 parallel: int = 1, side_by_side: str = "auto") -> SweepConfig:
     return check_config(SweepConfig(
         models=tuple(models), drafting=Drafting(spec_type="draft-mtp", depths=scale.depths), prompts="mixed-5",
         prompt_limit=scale.prompts, sampling=Sampling(max_tokens=scale.max_tokens, reps=scale.reps, temperature=0.3,
                                                       thinking=False),
-        server=settings, db=db, name=name, parallel=parallel))
+        server=settings, db=db, name=name, parallel=parallel, side_by_side=side_by_side))
 
 
 def run_sweep(engine, config: SweepConfig, logs: Path) -> tuple[int, float, str]:
@@ -235,11 +235,14 @@ def overhead(store: Store, run_id: int, wall: float) -> dict:
     requests = seconds.get("request", 0.0)
     tool = per_request_tool_phases(phases)
     # The driver's wall time not inside any timed phase: planning, the loop, progress, HTTP set-up.
-    tool["between phases (unaccounted)"] = max(0.0, notes.get("wall_seconds", wall) - sum(seconds.values()))
+    # ("behind": tokenizing and row building on a thread of their own while the next request runs.)
+    timed = sum(v for name, v in seconds.items() if name != "behind")
+    tool["between phases (unaccounted)"] = max(0.0, notes.get("wall_seconds", wall) - timed)
     tool_total = sum(tool.values())
     return {"wall": wall, "wall_in_sweep": notes.get("wall_seconds"), "server_start": seconds.get("server_start", 0.0),
             "server_stop": seconds.get("server_stop", 0.0), "server_rows": seconds.get("server_rows", 0.0),
             "replay": seconds.get("replay", 0.0),
+            "behind": seconds.get("behind", 0.0),
             "requests": requests, "timed_work": timed_work, "n_requests": len(records),
             "n_replayed": sum(1 for r in records if r.counts_from == "replay"),
             "counts_from": {s: sum(1 for r in records if str(r.counts_from) == s)
@@ -436,14 +439,17 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
         save(out, facts)
 
-        if not deadline.hit:
-            print(f"3. sweep with --parallel {scale.parallel}", flush=True)
+        # K one-slot servers per cell (the GPU default), then K slots of one server.
+        for mode, suffix in (("servers", ""), ("slots", "_slots")):
+            if deadline.hit:
+                break
+            print(f"3. sweep with --parallel {scale.parallel} --side-by-side {mode}", flush=True)
             par_id, par_wall, par_state = run_sweep(
-                engine, sweep_config(models, scale, settings, db, "parallel", scale.parallel), logs)
+                engine, sweep_config(models, scale, settings, db, f"parallel-{mode}", scale.parallel, mode), logs)
             store = Store(db)
-            facts["parallel"] = {"wall": par_wall, "state": par_state, "run": par_id,
-                                 "n_requests": len(store.requests(par_id, status="ok"))}
-            facts["agreement"] = agreement(store, seq_id, par_id)
+            facts["parallel" + suffix] = {"wall": par_wall, "state": par_state, "run": par_id, "mode": mode,
+                                          "n_requests": len(store.requests(par_id, status="ok"))}
+            facts["agreement" + suffix] = agreement(store, seq_id, par_id)
             store.close()
             save(out, facts)
 

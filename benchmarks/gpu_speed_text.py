@@ -56,7 +56,9 @@ def _overhead(facts: dict) -> list[str]:
               f"| traced replays for exact per-step counts ({seq['n_replayed']} requests; their servers' starts "
               f"above) | {seq['replay']:.2f} |",
               f"| **engine time**: HTTP round trips of the timed requests | {seq['requests']:.2f} |",
-              f"| of which server-timed work (Σ prompt_ms + predicted_ms) | {seq['timed_work']:.2f} |"]
+              f"| of which server-timed work (Σ prompt_ms + predicted_ms) | {seq['timed_work']:.2f} |",
+              f"| tokenizing answers again and building rows, behind the next request (overlapped: not added) | "
+              f"{seq.get('behind', 0.0):.2f} |"]
     for phase, value in seq["tool"].items():
         lines.append(f"| tool: {phase} | {value:.3f} |")
     health = (facts.get("trace_tax") or {}).get("health_ms_median")
@@ -72,16 +74,21 @@ def _overhead(facts: dict) -> list[str]:
 
 def _parallel(facts: dict) -> list[str]:
     seq, par, agree = facts.get("sequential"), facts.get("parallel"), facts.get("agreement") or []
+    slots = facts.get("parallel_slots")
     lines = [f"## 3. --parallel {facts['k']} against sequential", ""]
     if not seq or not par:
         return lines + ["Not measured (the deadline came first).", ""]
     lines += ["| | wall s | requests | state |", "|---|---|---|---|",
               f"| sequential (speed + acceptance) | {seq['wall']:.1f} | {seq['n_requests']} | {seq['state']} |",
               f"| sequential without its replay pass | {seq['wall'] - seq['replay']:.1f} | | |",
-              f"| --parallel {facts['k']} (acceptance only) | {par['wall']:.1f} | {par['n_requests']} | "
-              f"{par['state']} |", "",
+              f"| --parallel {facts['k']} on {facts['k']} one-slot servers per cell (acceptance only) | "
+              f"{par['wall']:.1f} | {par['n_requests']} | {par['state']} |",
+              *([f"| --parallel {facts['k']} on {facts['k']} slots of one server (acceptance only) | "
+                 f"{slots['wall']:.1f} | {slots['n_requests']} | {slots['state']} |"] if slots else []), "",
               (f"Speedup: **{seq['wall'] / par['wall']:.2f}×** (goal ≥ 3×); "
-               f"{(seq['wall'] - seq['replay']) / par['wall']:.2f}× against the sequential sweep without its replays."
+               f"{(seq['wall'] - seq['replay']) / par['wall']:.2f}× against the sequential sweep without its replays"
+               + (f"; on slots of one server {seq['wall'] / slots['wall']:.2f}×" if slots and slots["state"] == "complete"
+                  else "") + "."
                if seq["state"] == par["state"] == "complete" else
                "Speedup: not comparable (a run was cut short: see its state)."),
               "", "| model | depth | sequential | parallel | difference [95% CI] | pairs | agree | overlap | "
@@ -95,9 +102,17 @@ def _parallel(facts: dict) -> list[str]:
         overlap = {True: "yes", False: "**no**", None: "–"}[a["intervals_overlap"]]
         lines.append(f"| {a['model']} | {a['depth']} | {_acc(s)} | {_acc(p)} | {diff} {interval} | {a['pairs']} | "
                      f"{verdict} | {overlap} | {a['identical']}/{a['requests']} |")
-    lines += ["", "Acceptance mean ±1σ over reps [95% interval, t over prompts]; difference = parallel − sequential, "
-              "paired on (prompt, rep), its 95% interval t over prompts; agree = that interval contains 0; "
-              "overlap = the two cells' own intervals overlap.", ""]
+    lines += ["", "Acceptance mean ±1σ over reps [95% interval, t over prompts] on the one-slot servers; difference = "
+              "parallel − sequential, paired on (prompt, rep), its 95% interval t over prompts; agree = that interval "
+              "contains 0; overlap = the two cells' own intervals overlap.", ""]
+    slot_agree = facts.get("agreement_slots") or []
+    if slot_agree:
+        lines += [f"On {facts['k']} slots of one server (batched decoding): "
+                  f"{sum(a['agree'] is True for a in slot_agree)} of {len(slot_agree)} cells agree; identical text in "
+                  f"{sum(a['identical'] for a in slot_agree)} of {sum(a['requests'] for a in slot_agree)} requests; "
+                  "differences " + ", ".join(f"{a['model']} d{a['depth']} "
+                                             + ("–" if a["diff"] is None else f"{100 * a['diff']:+.1f} pp")
+                                             for a in slot_agree) + ".", ""]
     return lines
 
 
