@@ -7,7 +7,9 @@ import json
 
 import pytest
 
+from specsweep.engine.options import ServerOptions, ServerSettings
 from specsweep.errors import EngineMissingError, UsageError
+from specsweep.executors.parallel import lane_options
 from specsweep.executors.placement import Placement, slot_count, slots_per_node
 from tests.cli_support import assert_one_line, sweep
 
@@ -107,3 +109,13 @@ def test_a_node_finds_the_runs_engine_or_says_why_not(tmp_path):
         find_engine(EngineSpec(elsewhere.server, spec.version, {"key": "k2", "source": {"origin": "tarball"}}))
     with pytest.raises(EngineMissingError, match="is llama-server b2-0c1e570, the run uses b1-0c1e570"):
         find_engine(EngineSpec(fake_build(tmp_path / "other", "k1", "2 (0c1e570)"), spec.version, spec.build))
+
+
+def test_side_by_side_servers_share_the_cores_unless_the_sweep_sets_threads(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    options = ServerOptions(model=tmp_path / "m.gguf", settings=ServerSettings())
+    assert lane_options(options, 4).settings.threads == 4
+    assert "--threads" in (argv := lane_options(options, 4).argv()) and argv[argv.index("--threads") + 1] == "4"
+    assert lane_options(options, 32).settings.threads == 1  # never none
+    own = ServerOptions(model=tmp_path / "m.gguf", settings=ServerSettings(threads=2))
+    assert lane_options(own, 4) is own

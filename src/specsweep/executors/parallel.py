@@ -7,7 +7,8 @@
   lines of the server's trace log are told apart by slot.
 * ``servers``: K one-slot servers of the cell, each request decoded exactly as it would be alone.
   K copies of the model; on a GPU, where a small model is bound by kernel launches, the K
-  processes overlap. Each lane starts its own server on its own thread, so K servers start at once.
+  processes overlap. Each lane starts its own server on its own thread, so K servers start at once,
+  and without a ``threads`` setting each gets 1/K of the cores.
 
 Either way a request's response ``timings`` count its own drafts and accepts exactly and its trace
 log slice gives its per-step counts; ``/metrics`` is not read, and the speed of a request that
@@ -22,19 +23,30 @@ least one), so the driver writes every row as soon as it can.
 
 from __future__ import annotations
 
+import os
 import queue
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..client import Outcome, chat_body, measure_request
+from ..engine.options import ServerOptions
 from ..engine.server import UNANSWERED_STOP_GRACE_S, LlamaServer
 from ..errors import RequestError, ServerError
 from ..overhead import Stopwatch
 from ..plan import PlannedRequest
 from ..request_rows import record_from
 from .events import Drained, GaveUp, RequestDone, Settled
+
+
+def lane_options(options: ServerOptions, k: int) -> ServerOptions:
+    """A lane server's options: without a thread count of the sweep's own, K servers share the
+    cores (llama-server takes them all by default, and K sets of spinning threads on the same cores
+    slowed decoding several hundredfold on a 16-core GPU host)."""
+    if options.settings.threads is not None:
+        return options
+    return replace(options, settings=replace(options.settings, threads=max(1, (os.cpu_count() or 1) // k)))
 
 
 @dataclass
@@ -76,6 +88,7 @@ class SideBySide:
         for lane in self.lanes:
             self.free.put(lane)
         self.start_failures = 0
+        self.lane_options = lane_options(worker.task.group.options, self.k) if self.own_servers else None
 
     # the shared server (slots) ------------------------------------------------------
     def _start_shared(self, events: list) -> bool:
@@ -127,7 +140,7 @@ class SideBySide:
                 lane.server = None
             try:
                 lane.server, lane.key, lane.first_peak, started = self.worker.spawn(
-                    "parallel", 1, f"-np{self.k}-{lane.index}", lane.clock)
+                    "parallel", 1, f"-np{self.k}-{lane.index}", lane.clock, self.lane_options)
                 result.started_events += started
             except (ServerError, RequestError) as exc:
                 result.error, result.start_failed = exc, True

@@ -206,14 +206,17 @@ class ServerWorker:
         self._last_metrics = server.warm_metrics if slots == 1 else None
         return events
 
-    def spawn(self, role: str, slots: int, suffix: str, clock: Stopwatch) -> tuple[LlamaServer, int, tuple | None, list]:
+    def spawn(self, role: str, slots: int, suffix: str, clock: Stopwatch,
+              options: ServerOptions | None = None) -> tuple[LlamaServer, int, tuple | None, list]:
         """Start and warm up one server of the group (thread-safe apart from ``clock``): the server,
-        its key, its memory after the warm-up, and the events (``ServerStarted`` first)."""
+        its key, its memory after the warm-up, and the events (``ServerStarted`` first).
+        ``options``: the group's, changed (side-by-side servers share the cores)."""
         group = self.task.group
+        options = options or group.options
         tag = f"-{self.log_tag}" if self.log_tag else ""
         log_path = (self.task.logs_dir / f"run{self.task.run_id}-{group.model_label}-{group.drafting}"
                                          f"-d{group.depth}{suffix}{tag}.log")
-        server = LlamaServer(self.binary, group.options, log_path, start_timeout=self.start_timeout(group.options),
+        server = LlamaServer(self.binary, options, log_path, start_timeout=self.start_timeout(options),
                              traced=role != "timed", slots=slots)
         spawned = time.time()
         events: list = []
