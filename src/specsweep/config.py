@@ -109,12 +109,11 @@ class SweepConfig:
     # Requests side by side (``--parallel K``): an acceptance-only sweep. Each request's timings
     # still count its own drafts exactly; its speed is not measured.
     parallel: int = 1
-    # How K requests run side by side: on K slots of one server ("slots": one copy of the model,
-    # batched decoding, whose numerics differ from one request alone), on K one-slot servers of the
-    # cell ("servers": K copies, each request decoded exactly as alone; a launch-bound GPU overlaps
-    # them), or "auto" (servers on a GPU engine, slots on the CPU, where K servers would fight
-    # for the cores).
-    side_by_side: str = "auto"
+    # How K requests run side by side: on K slots of one server ("slots": one copy of the model and
+    # batched decoding, the faster way, whose numerics differ from one request alone), or on K
+    # one-slot servers of the cell ("servers": K copies, each request decoded exactly as alone; on a
+    # GPU without MPS the K processes time-slice and run slower than one server alone).
+    side_by_side: str = "slots"
 
     def drafting_entries(self) -> tuple[Drafting, ...]:
         return self.drafting_axis or (self.drafting,)
@@ -151,7 +150,7 @@ def apply_protocol(config: "SweepConfig", name: str) -> "SweepConfig":
 SECTIONS = {"drafting": Drafting, "sampling": Sampling, "server": ServerSettings}
 TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", "protocol", "exclude_degenerate", "parallel",
              "side_by_side", *SECTIONS}
-SIDE_BY_SIDE = ("auto", "slots", "servers")
+SIDE_BY_SIDE = ("slots", "servers")
 HF_MODEL_KEYS = {"hf", "quants"}  # [[models]] from the Hugging Face cache (labels come from the quants)
 MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"origin"} | HF_MODEL_KEYS
 DRAFTING_KEYS = {f.name for f in fields(Drafting)}
@@ -381,7 +380,7 @@ def load_toml(path: Path, protocol: str | None = None) -> SweepConfig:
         prompt_limit=data.get("prompt_limit"),
         db=(base / data["db"]) if "db" in data else Path("specsweep.db"), name=data.get("name"),
         protocol=protocol, exclude_degenerate=data.get("exclude_degenerate", False), drafting_axis=axis,
-        parallel=data.get("parallel", 1), side_by_side=data.get("side_by_side", "auto"), **sections))
+        parallel=data.get("parallel", 1), side_by_side=data.get("side_by_side", "slots"), **sections))
 
 
 def _hf_models(path: Path, base: Path, entry: dict) -> list[ModelSpec]:

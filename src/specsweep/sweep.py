@@ -59,12 +59,8 @@ GPU_DEFAULTS = {"gpu_layers": "all", "draft_gpu_layers": "all", "flash_attn": "o
 
 
 def with_engine_defaults(config: SweepConfig, engine: Engine) -> tuple[SweepConfig, tuple[str, ...]]:
-    """``config`` with the GPU defaults for the settings it leaves unset (on a GPU engine), and
-    ``side_by_side`` "auto" resolved; also the flags set that way, for the report."""
-    side_by_side = config.side_by_side
-    if side_by_side == "auto":  # K servers would fight for the CPU's cores; on a GPU they overlap
-        side_by_side = "servers" if engine.backend == "cuda" else "slots"
-    config = replace(config, side_by_side=side_by_side)
+    """``config`` with the GPU defaults for the settings it leaves unset (on a GPU engine); also the
+    flags set that way, for the report."""
     if engine.backend != "cuda":
         return config, ()
     unset = {name: value for name, value in GPU_DEFAULTS.items() if getattr(config.server, name) is None}

@@ -1,4 +1,3 @@
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -65,13 +64,9 @@ def test_parallel_slots_each_get_the_context_of_one_request():
 def test_a_gpu_engine_offloads_everything_with_flash_attention_unless_the_sweep_says_otherwise(tmp_path):
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
-    config = SweepConfig(models=(ModelSpec("Q8", model),), parallel=4,
-                         server=ServerSettings(flash_attn="off"))
+    config = SweepConfig(models=(ModelSpec("Q8", model),), server=ServerSettings(flash_attn="off"))
     on_gpu, flags = with_engine_defaults(config, SimpleNamespace(backend="cuda"))
     assert (on_gpu.server.gpu_layers, on_gpu.server.draft_gpu_layers, on_gpu.server.flash_attn) == ("all", "all", "off")
     assert flags == ("--gpu-layers all", "--spec-draft-ngl all")  # the sweep's own flash_attn stands
-    assert on_gpu.side_by_side == "servers"  # K launch-bound servers overlap on a GPU
     on_cpu, flags = with_engine_defaults(config, SimpleNamespace(backend="cpu"))
-    assert on_cpu.server == config.server and flags == () and on_cpu.side_by_side == "slots"
-    chosen = replace(config, side_by_side="slots")
-    assert with_engine_defaults(chosen, SimpleNamespace(backend="cuda"))[0].side_by_side == "slots"
+    assert on_cpu == config and flags == ()

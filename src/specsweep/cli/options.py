@@ -86,10 +86,10 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", type=int, metavar="K",
                         help="acceptance only: K requests of a cell side by side; per-request timings still "
                              "count acceptance exactly, speed is not measured")
-    parser.add_argument("--side-by-side", choices=("auto", "slots", "servers"),
-                        help="--parallel on K slots of one server (one model copy, batched numerics) or on K "
-                             "one-slot servers (K copies, each request decoded as alone); default auto: "
-                             "servers on a GPU engine, slots on the CPU")
+    parser.add_argument("--side-by-side", choices=("slots", "servers"),
+                        help="--parallel on K slots of one server (default: one model copy, batched decoding, "
+                             "fastest) or on K one-slot servers (K copies, each request decoded exactly as alone, "
+                             "slower on a GPU)")
     parser.add_argument("--target-ci", type=float, metavar="PP",
                         help="add reps until every acceptance interval (95%%, t over prompts) has a half-width "
                              "≤ PP percentage points (needs at least 3 prompts)")

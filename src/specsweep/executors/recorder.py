@@ -127,7 +127,7 @@ class GroupRun:
         files = [p for p in (options.model, options.draft_model) if p is not None]
         return GroupTask(rec.run.id, replace(self.group, requests=()), rec.config.sampling, rec.logs_dir,
                          {str(p): Path(p).stat().st_size for p in files}, parallel=rec.config.parallel,
-                         side_by_side="servers" if rec.config.side_by_side == "servers" else "slots",
+                         side_by_side=rec.config.side_by_side,
                          on_gpu=rec.on_gpu)
 
     @property
@@ -143,8 +143,8 @@ class GroupRun:
         describe = self.recorder.progress.describe
         if self.side_by_side:
             if self.pending:
-                lanes = "servers" if self.recorder.config.side_by_side == "servers" else "slots"
-                describe(f"{self.name} · {self.recorder.config.parallel} {lanes} side by side{at}")
+                config = self.recorder.config
+                describe(f"{self.name} · {config.parallel} {config.side_by_side} side by side{at}")
                 yield Call("start_parallel", ([(r, self._attempts.get(r.cell, 0)) for r in self.pending],))
             while self.missing() and not self.drained and not self.gave_up:
                 yield Call("collect")
