@@ -18,6 +18,7 @@ from specsweep.prompts import Prompt
 from specsweep.records import RequestRecord
 from specsweep.report import build_report, write_report
 from specsweep.store import Store
+from tests.plot_resolution import coarse_plots
 
 AXIS = """
 [[models]]
@@ -179,7 +180,8 @@ def test_report_ranks_methods_and_says_which_axis_moves_acceptance(grid_run, tmp
         assert grid.target_spread.value > grid.drafter_spread.value
         assert grid.difference.significant and grid.difference.ci_low > 0
         assert all(e.n == 3 for e in grid.cells.values())
-    paths = write_report(store, run, tmp_path / "out")
+    with coarse_plots():
+        paths = write_report(store, run, tmp_path / "out")
     md = paths["report.md"].read_text()
     assert "## Drafting methods" in md and "## Target quant × drafter" in md
     assert "the **target quant** moves acceptance more" in md
