@@ -364,6 +364,10 @@ def load_toml(path: Path, protocol: str | None = None) -> SweepConfig:
             continue
         if "label" not in entry or "path" not in entry:
             raise ConfigError(f"{path}: every [[models]] entry needs label and path (or hf and quants)")
+        for key in ("path", "draft_model"):
+            if key in entry and not isinstance(entry[key], str):
+                raise ConfigError(f"{path}:{_line_of(text, key, 'models')}: {key} must be a string (a file), "
+                                  f"got {entry[key]!r}")
         models.append(ModelSpec(
             label=str(entry["label"]), path=(base / entry["path"]).expanduser(),
             draft_model=(base / entry["draft_model"]).expanduser() if entry.get("draft_model") else None,

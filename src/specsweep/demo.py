@@ -20,12 +20,10 @@ from pathlib import Path
 from .config import Drafting, ModelSpec, Sampling, SweepConfig, check_config
 from .engine.options import ServerSettings
 from .engine.locate import Engine
-from .fidelity import kld_base, measure_models
-from .quantize import build_ladder
-from .store import Store
-from .sweep import Sweep, prepare
-
 from .trained import trained_file
+
+# The sweep machinery (numpy, httpx, the executors …) is imported by run_demo only: every
+# ``specsweep`` start imports this module for the ``demo`` command's defaults.
 
 # The published quants plus Q8_0 as the high-precision rung; the i-quants need an importance matrix.
 LADDER = ("Q8_0", "Q5_K_S", "IQ4_XS", "IQ3_M", "IQ2_M")
@@ -60,6 +58,10 @@ def demo_config(settings: DemoSettings, rungs, assistant: Path) -> SweepConfig:
 
 def run_demo(engine: Engine, settings: DemoSettings, say, sweep_progress=None, step_progress=None) -> dict:
     """Returns {"store", "run", "report": {name: path}}; ``say`` prints one status line."""
+    from .fidelity import kld_base, measure_models
+    from .quantize import build_ladder
+    from .store import Store
+    from .sweep import Sweep, prepare
     out = settings.out_dir
     models_dir = out / "models"
     models_dir.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import string
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from specsweep.config import load_toml, parse_depths
@@ -29,6 +29,7 @@ def toml_value(value) -> str:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(sections, keys, values), max_size=8))
+@example(entries=[("[[models]]", "label", 0), ("", "path", 0)])  # path = 0 was a TypeError, found by this test
 def test_any_toml_gives_a_config_or_one_config_error(tmp_path, entries):
     lines = []
     for section, key, value in entries:

@@ -18,6 +18,7 @@ from specsweep.prompts import Prompt
 from specsweep.records import RequestRecord
 from specsweep.report import build_report, write_report
 from specsweep.store import Store
+from tests.plot_resolution import coarse_plots
 
 AXIS = """
 [[models]]
@@ -179,7 +180,8 @@ def test_report_ranks_methods_and_says_which_axis_moves_acceptance(grid_run, tmp
         assert grid.target_spread.value > grid.drafter_spread.value
         assert grid.difference.significant and grid.difference.ci_low > 0
         assert all(e.n == 3 for e in grid.cells.values())
-    paths = write_report(store, run, tmp_path / "out")
+    with coarse_plots():
+        paths = write_report(store, run, tmp_path / "out")
     md = paths["report.md"].read_text()
     assert "## Drafting methods" in md and "## Target quant × drafter" in md
     assert "the **target quant** moves acceptance more" in md
@@ -196,8 +198,14 @@ def test_report_ranks_methods_and_says_which_axis_moves_acceptance(grid_run, tmp
     assert list(csv.reader(paths["results.csv"].open()))[0][2] == "drafting"
 
 
-def test_one_entry_adds_no_section_and_no_file(grid_run, tmp_path):
+def test_one_entry_adds_no_section_and_no_file(grid_run, tmp_path, monkeypatch):
     store, run = grid_run
+    # The plots of a one-entry run are rendered for real by tests/unit/test_report.py (three
+    # models, depths 0-3); here only which files are written and linked matters, and those come
+    # from the run's config (plots.plot_names), so a PNG signature stands in for each image.
+    from specsweep.report import plots
+    monkeypatch.setattr(plots, "render_plots", lambda report: {
+        name: b"\x89PNG\r\n\x1a\n" for name in plots.plot_names(bool(report.fidelity), report.several_drafting)})
     config = {**run.config, "drafting_axis": []}
     single = store.create_run("single", "single", config, {}, "0")
     for r in store.requests(run.id):

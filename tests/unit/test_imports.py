@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -106,3 +109,16 @@ def test_no_test_module_imports_another():
                 [a.name for a in node.names] if isinstance(node, ast.Import) else []
             offenders += [f"{path.name}: {n}" for n in names if n.rpartition(".")[2].startswith("test_")]
     assert offenders == []
+
+
+def test_the_command_line_starts_without_the_heavy_libraries():
+    """Every ``specsweep`` start imports the CLI and builds its parser; scipy.stats (about a second),
+    matplotlib, numpy and httpx (the sweep machinery, 0.45 s when building the parser imported the
+    demo's sweep) are for the commands that use them and are imported there, lazily."""
+    heavy = ("scipy.stats", "matplotlib", "numpy", "httpx")
+    code = ("import sys, specsweep.cli; specsweep.cli.build_parser(); "
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

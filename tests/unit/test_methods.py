@@ -18,6 +18,7 @@ from specsweep.records import RequestRecord
 from specsweep.report import build_report, write_report
 from specsweep.store import Store
 from specsweep.sweep import _drafting_identity
+from tests.plot_resolution import coarse_plots
 
 
 def plan_of(*entries: Drafting, reps: int = 1):
@@ -190,7 +191,8 @@ def test_methods_section_shows_ngram_without_a_depth(methods_run, tmp_path):
     report = build_report(store, run)
     assert report.ngram_methods == {"ngram", "ngram-simple"}
     assert [(g.depth, g.drafters) for g in report.grids] == [(1, ["eagle", "small"]), (2, ["eagle", "small"])]
-    paths = write_report(store, run, tmp_path / "out")
+    with coarse_plots():
+        paths = write_report(store, run, tmp_path / "out")
     md = paths["report.md"].read_text()
     section = md[md.index("## Drafting methods"):]
     row = next(line for line in section.splitlines() if line.startswith("| Q8_0 | 3 | ngram |"))

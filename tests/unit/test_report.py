@@ -21,6 +21,7 @@ from specsweep.report import (ReportRow, build_report, compare_cells, export_csv
 from specsweep.report.document import document
 from specsweep.report.render import blocks_to_markdown
 from specsweep.store import Store
+from tests.plot_resolution import coarse_plots
 from tests.synthetic_run import DEPTHS, MODELS, PROMPTS, REPS, build_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -45,7 +46,8 @@ def full_out(full, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def partial_out(partial, tmp_path_factory):
-    return write_report(*partial, tmp_path_factory.mktemp("partial-out"))
+    with coarse_plots():  # only full_out's plots are looked at
+        return write_report(*partial, tmp_path_factory.mktemp("partial-out"))
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +154,8 @@ def test_a_run_with_nothing_stored_still_reports(tmp_path):
     run = store.create_run("k", None, {"models": [{"label": "A"}], "drafting": {"spec_type": "draft-simple",
                                                                                 "depths": [0, 1]},
                                        "sampling": {"reps": 2}}, {}, "0.1.0")
-    paths = write_report(store, run, tmp_path / "out")
+    with coarse_plots():
+        paths = write_report(store, run, tmp_path / "out")
     md = paths["report.md"].read_text()
     assert "No requests are stored" in md and "## Provenance" in md
     assert all(p.stat().st_size > 0 for p in paths.values())
