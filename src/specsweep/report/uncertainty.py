@@ -15,9 +15,9 @@ INTERVAL_NOTE = (
     "This interval is shown because its coverage, measured at the published 5 prompts × 3 reps, is "
     "close to the nominal 95%, while the percentile bootstrap over prompts used before covered about "
     f"85% (benchmarks/coverage.md). With fewer than {MIN_PROMPTS} prompts no CI or significance mark "
-    "is printed: no interval can be trusted on so few. Speedup CIs cover less (74% on a shared CPU whose "
-    "speed drifted between reps): they count the spread between prompts, not a machine that changes "
-    "speed while the sweep runs.")
+    "is printed: no interval can be trusted on so few. Speedup CIs assume the machine's speed holds "
+    "still between reps: measured on a quiet GPU they covered 97% of the time, on a shared CPU whose "
+    "speed drifted between reps 74%.")
 
 MARK_NOTE = (f"95% t interval over prompts (how and why: All cells); ✱ = the interval excludes 0; "
              f"too few prompts = fewer than {MIN_PROMPTS}, where no interval can be trusted.")
