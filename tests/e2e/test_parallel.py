@@ -1,14 +1,18 @@
-"""--parallel K on the real server: K slots of one llama-server side by side, acceptance only.
+"""--parallel K on the real server, acceptance only: K slots of one llama-server side by side, or
+K one-slot servers (--side-by-side servers).
 
-The mechanism, on CPU: a parallel run stores the same cells as a sequential one, every request's
-own timings and its slot's trace-log lines agree exactly, and the report says that speed was not
-measured. (Whether concurrency leaves acceptance unchanged is a statistical question for
-benchmarks/gpu_speed.py, on enough requests.)
+The mechanism, on CPU, against one sequential run of the same cells: a parallel run stores the same
+cells, every request's own timings and its trace-log lines agree exactly, and the report says that
+speed was not measured; on servers of their own every request is decoded exactly as alone. (Whether
+batched slots leave acceptance unchanged is a statistical question for benchmarks/gpu_speed.py, on
+enough requests.)
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 
 import pytest
@@ -18,20 +22,38 @@ from tests.conftest import run_cli
 pytestmark = pytest.mark.e2e
 
 
-def _args(model_path, db, *extra):
+def _args(model_path, db, *extra, threads: int | None = 2):
     return ["run", "--model", f"Q4_1={model_path}", "--draft-model", model_path, "--spec-type", "draft-simple",
-            "--depths", "0,2", "--reps", "2", "--prompt-limit", "2", "--max-tokens", "16", "--threads", "2",
-            "--db", db, *extra]
+            "--depths", "0,2", "--reps", "2", "--prompt-limit", "2", "--max-tokens", "16",
+            *(["--threads", str(threads)] if threads else []), "--db", db, *extra]
 
 
-def test_parallel_run_stores_the_same_cells_and_marks_speed_not_measured(model_path, tmp_path, no_orphans):
-    db = tmp_path / "p.db"
-    sequential = run_cli(*_args(model_path, db))
+@pytest.fixture(scope="module")
+def sequential_db(model_path, tmp_path_factory):
+    """A database holding the sequential run; each test adds its side-by-side run to a copy."""
+    db = tmp_path_factory.mktemp("parallel") / "p.db"
+    sequential = run_cli(*_args(model_path, db, "--name", "sequential"))
     assert sequential.returncode == 0, sequential.stderr
+    return db
+
+
+def _run_ids(conn, name):
+    by_name = dict(conn.execute("SELECT name, id FROM runs").fetchall())
+    return by_name["sequential"], by_name[name]
+
+
+@pytest.fixture
+def db(sequential_db, tmp_path):
+    copy = tmp_path / "p.db"
+    shutil.copy(sequential_db, copy)
+    return copy
+
+
+def test_parallel_run_stores_the_same_cells_and_marks_speed_not_measured(model_path, db, no_orphans):
     parallel = run_cli(*_args(model_path, db, "--parallel", "2", "--name", "side-by-side"))
     assert parallel.returncode == 0, parallel.stderr
     with sqlite3.connect(db) as conn:
-        (seq_id,), (par_id,) = conn.execute("SELECT id FROM runs ORDER BY id").fetchall()
+        seq_id, par_id = _run_ids(conn, "side-by-side")
         cells = {run: set(conn.execute("SELECT model_label, depth, rep, prompt_id FROM requests WHERE run_id = ?"
                                        " AND status = 'ok'", (run,)).fetchall()) for run in (seq_id, par_id)}
         rows = conn.execute("SELECT depth, slots, traced, counts_from, draft_n, draft_n_accepted, log_drafted,"
@@ -66,18 +88,15 @@ def test_parallel_run_stores_the_same_cells_and_marks_speed_not_measured(model_p
     assert len(tau) == 1 and "–" not in tau[0]  # measured side by side all the same
 
 
-def test_parallel_on_servers_of_their_own_decodes_each_request_exactly_as_alone(model_path, tmp_path, no_orphans):
+def test_parallel_on_servers_of_their_own_decodes_each_request_exactly_as_alone(model_path, db, no_orphans):
     """--side-by-side servers: K one-slot servers per cell, started together; every request is
     decoded as it is alone, so each cell's text and acceptance equal the sequential run's."""
-    db = tmp_path / "s.db"
-    common = ("--threads", "1")  # two servers on two cores
-    sequential = run_cli(*_args(model_path, db, *common))
-    assert sequential.returncode == 0, sequential.stderr
-    parallel = run_cli(*_args(model_path, db, *common, "--parallel", "2", "--side-by-side", "servers",
-                              "--name", "servers"))
+    # no thread count: each of the two servers gets half the cores
+    parallel = run_cli(*_args(model_path, db, "--parallel", "2", "--side-by-side", "servers", "--name", "servers",
+                              threads=None))
     assert parallel.returncode == 0, parallel.stderr
     with sqlite3.connect(db) as conn:
-        (seq_id,), (par_id,) = conn.execute("SELECT id FROM runs ORDER BY id").fetchall()
+        seq_id, par_id = _run_ids(conn, "servers")
         rows = {run: {r[:4]: r[4:] for r in conn.execute(
             "SELECT model_label, depth, rep, prompt_id, content, draft_n, draft_n_accepted, slots, traced, crosscheck"
             " FROM requests WHERE run_id = ? AND status = 'ok'", (run,))} for run in (seq_id, par_id)}
@@ -95,3 +114,4 @@ def test_parallel_on_servers_of_their_own_decodes_each_request_exactly_as_alone(
         argv = json.loads(argv)
         assert role == "parallel" and slots == 1 and argv[argv.index("--parallel") + 1] == "1"
         assert argv[argv.index("--ctx-size") + 1] == "4096"  # one request per server: no more context
+        assert argv[argv.index("--threads") + 1] == str(max(1, (os.cpu_count() or 1) // 2))
