@@ -253,9 +253,9 @@ def _memory_frontier(plt, report: Report):
     if front:
         ax.step([p.memory_bytes / mib for p in front], [p.decode_tps.mean for p in front], where="post",
                 color="0.3", linewidth=1.2, linestyle="--", label="frontier")
-        for p in front:
+        for i, p in enumerate(front):  # neighbours on the frontier are often a few MiB apart: above, below
             ax.annotate(f"{p.key.model_label} d{p.key.depth}", (p.memory_bytes / mib, p.decode_tps.mean),
-                        textcoords="offset points", xytext=(4, 6), fontsize="small")
+                        textcoords="offset points", xytext=(4, 6 if i % 2 == 0 else -14), fontsize="small")
     if report.budget is not None:
         budget = report.budget.budget_bytes / mib
         largest = max((p.memory_bytes / mib for p in points), default=budget)
