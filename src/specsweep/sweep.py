@@ -58,10 +58,11 @@ class Prepared:
 GPU_DEFAULTS = {"gpu_layers": "all", "draft_gpu_layers": "all", "flash_attn": "on"}
 
 
-def with_engine_defaults(config: SweepConfig, engine: Engine) -> tuple[SweepConfig, tuple[str, ...]]:
-    """``config`` with the GPU defaults for the settings it leaves unset (on a GPU engine); also the
-    flags set that way, for the report."""
-    if engine.backend != "cuda":
+def with_engine_defaults(config: SweepConfig, engine: Engine, gpus: bool = True) -> tuple[SweepConfig, tuple[str, ...]]:
+    """``config`` with the GPU defaults for the settings it leaves unset (on a GPU engine whose
+    servers have GPUs: not Ray slots without --gpus-per-server); also the flags set that way, for
+    the report."""
+    if engine.backend != "cuda" or not gpus:
         return config, ()
     unset = {name: value for name, value in GPU_DEFAULTS.items() if getattr(config.server, name) is None}
     flags = {f.name: f.metadata["flag"] for f in fields(ServerSettings)}
@@ -69,10 +70,11 @@ def with_engine_defaults(config: SweepConfig, engine: Engine) -> tuple[SweepConf
             tuple(f"{flags[name]} {value}" for name, value in unset.items()))
 
 
-def prepare(config: SweepConfig, engine: Engine) -> Prepared:
-    """Validate models, drafting and engine; any problem is one clear error, before any server starts."""
+def prepare(config: SweepConfig, engine: Engine, gpus: bool = True) -> Prepared:
+    """Validate models, drafting and engine; any problem is one clear error, before any server starts.
+    ``gpus``: the servers get GPUs (false for Ray slots given none), so GPU defaults apply."""
     Store.check_writable(Path(config.db))
-    config, gpu_defaults = with_engine_defaults(config, engine)
+    config, gpu_defaults = with_engine_defaults(config, engine, gpus)
     prompts = load_prompts(config.prompts, limit=config.prompt_limit)
     entries = [d for d in config.drafting_entries() if any(depth > 0 for depth in d.depths)]
     supported = engine.spec_types() if entries else ()

@@ -70,3 +70,5 @@ def test_a_gpu_engine_offloads_everything_with_flash_attention_unless_the_sweep_
     assert flags == ("--gpu-layers all", "--spec-draft-ngl all")  # the sweep's own flash_attn stands
     on_cpu, flags = with_engine_defaults(config, SimpleNamespace(backend="cpu"))
     assert on_cpu == config and flags == ()
+    # Ray slots without --gpus-per-server have no GPU of their own: no defaults that would pile them onto one
+    assert with_engine_defaults(config, SimpleNamespace(backend="cuda"), gpus=False) == (config, ())

@@ -24,7 +24,7 @@ def cmd_run(args) -> int:
     config = config_from_args(args)
     engine = engine_from_args(args)
     executor = executor_from_args(args, engine, config)
-    prepared = prepare(config, engine)
+    prepared = prepare(config, engine, gpus=executor.servers_get_gpus)
     if args.dry_run:
         return _dry_run(prepared, config)
     adaptive = None

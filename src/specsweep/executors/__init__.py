@@ -5,6 +5,7 @@ Every executor has the same small interface, used by ``sweep.Sweep``:
     connect()                 reach what runs the servers (nothing for the local executor)
     run(work, recorder)       measure [(group, pending requests)], every event written by ``recorder``
     close()                   let it go
+    servers_get_gpus          whether its servers have GPUs (then a GPU engine's defaults apply)
 
 The measuring itself is ``worker.ServerWorker`` (store-free: ``events`` out; side-by-side cells
 in ``parallel``), the writing is ``recorder.Recorder`` (the driver's side, the only writer of the

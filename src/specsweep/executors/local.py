@@ -10,6 +10,7 @@ from .worker import ServerWorker
 
 class LocalExecutor:
     name = "local"
+    servers_get_gpus = True  # the machine's, when the engine has a GPU backend
 
     def __init__(self, engine: Engine):
         self.engine = engine

@@ -83,6 +83,11 @@ class RayExecutor:
         self.set_up: list[Slot] = []  # every slot that reached its node, lost ones too: for provenance
         self.losses: dict[str, int] = {}
 
+    @property
+    def servers_get_gpus(self) -> bool:
+        """Only slots given GPUs (--gpus-per-server) take the GPU defaults: else servers would pile onto one."""
+        return self.gpus > 0
+
     def connect(self) -> None:
         target = self.address
         if target in (None, "auto"):  # what Ray would connect to: RAY_ADDRESS, or the last 'ray start' here
