@@ -2,36 +2,61 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
 
 console = Console(stderr=True, soft_wrap=True)  # long lines (commands to copy) stay whole
 
 
-def _bar() -> Progress:
+def _bar(remaining: ProgressColumn | None = None, **options) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
-                    transient=False)
+                    TimeElapsedColumn(), TextColumn("ETA"), remaining or TimeRemainingColumn(), console=console,
+                    transient=False, **options)
+
+
+def pace_remaining(task: Task) -> float | None:
+    """Seconds left at the pace of the whole invocation: its time so far over the requests it did.
+    A sweep's pace is uneven (requests stream in, then a server starts for seconds with none), and
+    rich's rate over the last 30 s made the ETA swing several-fold at every start; this one counts
+    the starts as the rest of the sweep will have them."""
+    done = task.completed - task.fields.get("resumed", 0)
+    if done <= 0 or not task.elapsed or task.total is None:
+        return None
+    return task.elapsed / done * (task.total - task.completed)
+
+
+class PaceRemainingColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        left = pace_remaining(task)
+        return Text("-:--:--" if left is None else str(timedelta(seconds=round(left))), style="progress.remaining")
 
 
 class SweepProgress:
     """The sweep's view: one bar over all planned requests, described by model · depth · rep."""
 
-    def __init__(self):
-        self._progress = _bar()
+    def __init__(self, **options):
+        self._progress = _bar(PaceRemainingColumn(), **options)
         self._task = None
         self._last = ""
 
     def start(self, total: int, completed: int) -> None:
         self._progress.start()
-        self._task = self._progress.add_task("starting", total=total, completed=completed)
+        self._task = self._progress.add_task("starting", total=total, completed=completed, resumed=completed)
+
+    @property
+    def seconds_left(self) -> float | None:
+        return pace_remaining(next(t for t in self._progress.tasks if t.id == self._task))
 
     def describe(self, text: str) -> None:
         if text != self._last and not console.is_terminal:
             # No live bar in a log file or CI: one plain line whenever the work moves on.
             task = next(t for t in self._progress.tasks if t.id == self._task)
-            eta = f", ETA {task.time_remaining:.0f} s" if task.time_remaining is not None else ""
+            left = self.seconds_left
+            eta = f", ETA {left:.0f} s" if left is not None else ""
             console.print(f"{text} ({task.completed:.0f}/{task.total:.0f} requests{eta})", highlight=False)
         self._last = text
         self._progress.update(self._task, description=text)
