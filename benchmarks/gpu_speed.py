@@ -19,18 +19,20 @@ with a GPU every layer of target and drafter is offloaded and flash attention is
    on both, servers alternated (traced first in even rounds, untraced first in odd ones).
 2. A sequential sweep (speed from untraced servers, per-position counts from /metrics or a
    traced replay) and where its time goes: server starts, requests, replays, the tool's phases.
-3. The same sweep with --parallel K: wall time against sequential, acceptance cell by cell
-   (paired on prompt and rep, bootstrap interval of the difference), identical generations.
+3. The same sweep with --parallel K, first on K one-slot servers per cell (--side-by-side
+   servers: each request decoded as alone), then on K slots of one server (the default, batched):
+   wall time against sequential, acceptance cell by cell (paired on prompt and rep, t interval of
+   the difference over prompts), identical generations.
 4. Memory: the buffers each server logged at load against what nvidia-smi (GPU) or the OS
    (peak RSS, CPU) reported for it.
 5. The report of the sequential run with the speed-memory frontier, and `specsweep report --budget`.
 
 Files in OUT, seven (a GPU host's $OUT returns at most eight): gpu-speed.md (the write-up),
-gpu-speed.json (every figure), summary.json (the headline figures), bench.db (both runs, one plain
+gpu-speed.json (every figure), summary.json (the headline figures), bench.db (every run, one plain
 SQLite file), report/report.md, report/memory_frontier.png and report/speed_vs_depth.png of the
 sequential run. The quants, server logs and the full report (CSV, JSON, HTML, every plot) stay in
 --work (default: a temporary folder, removed at the end). Exit status 0 when every goal is met
-(tool overhead < 1%, --parallel >= 3x, acceptance agreeing in every cell), 1 otherwise.
+(tool overhead < 1%, --parallel on servers >= 3x, its acceptance agreeing in every cell), 1 otherwise.
 """
 
 from __future__ import annotations
