@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,6 +15,8 @@ from specsweep.client import LogTally, Outcome, parse_log_slice
 from specsweep.engine.memory import MIB, parse_load_log
 from specsweep.overhead import Stopwatch
 from specsweep.records import ServerRecord, encode_steps
+from specsweep.report.render import blocks_to_markdown
+from specsweep.report.speed import measurement_blocks
 from specsweep.request_rows import counts_source, with_replay_counts
 from tests.records import baseline, rec
 
@@ -219,3 +222,14 @@ def test_frontier_plot_draws_the_budget_line_only_where_it_keeps_the_cells_reada
     assert bool(lines) == drawn and ax.get_xlim()[1] < (200 if not drawn else 120)  # the cells keep the width
     assert drawn or any("memory budget 24.00 GiB" in t.get_text() for t in ax.texts)
     plt.close(fig)
+
+
+def test_the_report_states_the_gpu_defaults_a_run_was_given():
+    def bullets(notes):
+        report = SimpleNamespace(records=[], cells=[], run=SimpleNamespace(notes=notes))
+        return blocks_to_markdown(measurement_blocks(report))
+
+    text = bullets({"gpu_defaults": ["--gpu-layers all", "--spec-draft-ngl all", "--flash-attn on"]})
+    assert ("so its servers ran with `--gpu-layers all`, `--spec-draft-ngl all`, `--flash-attn on` (the drafter's "
+            "only where there is a draft model)") in text
+    assert "GPU defaults" not in bullets({"gpu_defaults": []})  # a CPU engine, or every setting given

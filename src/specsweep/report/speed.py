@@ -56,8 +56,10 @@ def measurement_blocks(report: "Report") -> list:
         items.append(note)
     gpu_defaults = (report.run.notes or {}).get("gpu_defaults")
     if gpu_defaults:
-        items.append(f"GPU defaults: the engine has a CUDA backend and the sweep left these unset, so every server "
-                     f"ran with {', '.join(f'`{flag}`' for flag in gpu_defaults)}.")
+        drafter = any(flag.startswith("--spec-draft") for flag in gpu_defaults)
+        items.append(f"GPU defaults: the engine has a CUDA backend and the sweep left these unset, so its servers "
+                     f"ran with {', '.join(f'`{flag}`' for flag in gpu_defaults)}"
+                     + (" (the drafter's only where there is a draft model)." if drafter else "."))
     names = {"trace": "their own trace log", "metrics": "/metrics (every draft full length, so exact)",
              "replay": "a traced replay of the same prompt and seed that generated the same tokens",
              "pending": "/metrics assuming full-length drafts (a replay is still due: run the sweep again)",
