@@ -127,7 +127,7 @@ class SideBySide:
     def _run_in_lane(self, lane: Lane, body: dict, timeout: float) -> LaneResult:
         result = LaneResult()
         if not self.own_servers:
-            result.server_key = self.worker._server_key
+            result.server_key = self.worker.server_key
             try:
                 result.outcome = measure_request(self.worker.server, body, timeout=timeout, slot=lane.index,
                                                  clock=lane.clock)

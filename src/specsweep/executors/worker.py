@@ -75,7 +75,7 @@ class ServerWorker:
         self.start_failures = 0
         self.clock = Stopwatch()  # the tool's own time per phase (specsweep.overhead), reported with each call
         self.slot_run: SideBySide | None = None
-        self._server_key = 0  # the key of ``server``
+        self.server_key = 0  # the key of ``server``
         self._key_lock = threading.Lock()  # side-by-side servers start on threads of their own
         self._first_peak: tuple[int, str] | None = None  # the running server's memory after its warm-up
         self._last_metrics = None  # the /metrics scrape after the last request on the running server
@@ -202,7 +202,7 @@ class ServerWorker:
         slots = self.task.parallel if role == "parallel" else 1
         server, key, peak, events = self.spawn(role, slots, {"timed": "", "replay": "-replay",
                                                              "parallel": f"-np{slots}"}[role], self.clock)
-        self.server, self.role, self._first_peak, self._server_key = server, role, peak, key
+        self.server, self.role, self._first_peak, self.server_key = server, role, peak, key
         self._last_metrics = server.warm_metrics if slots == 1 else None
         return events
 
@@ -247,7 +247,7 @@ class ServerWorker:
         self._last_metrics = None
         if server is None:
             return events
-        return events + self.retire(server, self._server_key, self._first_peak, reason, self.clock)
+        return events + self.retire(server, self.server_key, self._first_peak, reason, self.clock)
 
     def retire(self, server: LlamaServer, key: int, first_peak: tuple | None, reason: str, clock: Stopwatch) -> list:
         """Sample a server's memory once more (its peak), then stop it and say why."""
@@ -301,7 +301,7 @@ class ServerWorker:
             if isinstance(exc, RequestError) and server.alive():
                 # a hung or confused server is restarted before the retry
                 server.stop(grace=UNANSWERED_STOP_GRACE_S)
-            return self.failure(request, self._server_key, attempt, str(exc), tail, started)
+            return self.failure(request, self.server_key, attempt, str(exc), tail, started)
         self._last_metrics = outcome.metrics_after
         self.note_wall(request.model_label, outcome.wall_ms)
         events += self._finished()
@@ -315,7 +315,7 @@ class ServerWorker:
         ``_finished`` collects the row, at the latest before the server stops."""
         if self._behind is None:
             self._behind = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish-row")
-        server, key, run_id = self.server, self._server_key, self.task.run_id
+        server, key, run_id = self.server, self.server_key, self.task.run_id
 
         def finish() -> tuple[RequestRecord, Stopwatch]:
             clock = Stopwatch()
