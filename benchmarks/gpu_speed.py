@@ -204,7 +204,7 @@ def trace_tax(engine, models: dict[str, tuple[Path, Path, str]], scale: Scale, s
 
 # 2-3. the sweeps ----------------------------------------------------------------------------------
 def sweep_config(models: list[ModelSpec], scale: Scale, settings: ServerSettings, db: Path, name: str,
-                 parallel: int = 1, side_by_side: str = "auto") -> SweepConfig:
+                 parallel: int = 1, side_by_side: str = "slots") -> SweepConfig:
     return check_config(SweepConfig(
         models=tuple(models), drafting=Drafting(spec_type="draft-mtp", depths=scale.depths), prompts="mixed-5",
         prompt_limit=scale.prompts, sampling=Sampling(max_tokens=scale.max_tokens, reps=scale.reps, temperature=0.3,
@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
         save(out, facts)
 
-        # K one-slot servers per cell (the GPU default), then K slots of one server.
+        # K one-slot servers per cell (each request decoded as alone), then K slots of one server (the default).
         for mode, suffix in (("servers", ""), ("slots", "_slots")):
             if deadline.hit:
                 break
