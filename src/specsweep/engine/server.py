@@ -36,6 +36,7 @@ FIXED_ARGS = ("--metrics", "--no-webui", "--log-verbosity", "4")
 # one stops within a decode step, a hung one never does (the default 10 s is only waiting).
 UNANSWERED_STOP_GRACE_S = 3.0
 
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
@@ -195,6 +196,12 @@ class LlamaServer:
         response = self.client.get("/metrics")
         response.raise_for_status()
         return parse_metrics(response.text)
+
+    def stop_unanswered(self) -> None:
+        """A request went unanswered (timed out, or a bad response): stop a hung or confused server,
+        with a short grace, so that the retry starts on a fresh one."""
+        if self.alive():
+            self.stop(grace=UNANSWERED_STOP_GRACE_S)
 
     def stop(self, grace: float = 10.0) -> None:
         if self._client is not None:

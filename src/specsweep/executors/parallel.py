@@ -5,10 +5,11 @@
   batch: one copy of the model, but batched numerics, so a request's tokens (and its acceptance)
   may differ from the same request alone. Each request is pinned to a free slot (``id_slot``); its
   lines of the server's trace log are told apart by slot.
-* ``servers``: K one-slot servers of the cell, each request decoded exactly as it would be alone.
-  K copies of the model; on a GPU, where a small model is bound by kernel launches, the K
-  processes overlap. Each lane starts its own server on its own thread, so K servers start at once,
-  and without a ``threads`` setting each gets 1/K of the cores.
+* ``servers``: K one-slot servers of the cell, each request decoded exactly as it would be alone,
+  at K copies of the model. Each lane starts its own server on its own thread, so K servers start
+  at once, and without a ``threads`` setting each gets 1/K of the cores. On one GPU without MPS
+  the K processes time-slice: on an H100 each request ran ~10x slower than alone
+  (benchmarks/gpu-speed-h100.md), so this is for exact acceptance, not for speed.
 
 Either way a request's response ``timings`` count its own drafts and accepts exactly and its trace
 log slice gives its per-step counts; ``/metrics`` is not read, and the speed of a request that
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field, replace
 
 from ..client import Outcome, chat_body, measure_request
 from ..engine.options import ServerOptions
-from ..engine.server import UNANSWERED_STOP_GRACE_S, LlamaServer
+from ..engine.server import LlamaServer
 from ..errors import RequestError, ServerError
 from ..overhead import Stopwatch
 from ..plan import PlannedRequest
@@ -150,8 +151,8 @@ class SideBySide:
             result.outcome = measure_request(lane.server, body, timeout=timeout, clock=lane.clock, read_metrics=False)
         except (RequestError, ServerError) as exc:
             result.error = exc
-            if isinstance(exc, RequestError) and lane.server.alive():
-                lane.server.stop(grace=UNANSWERED_STOP_GRACE_S)  # a hung or confused server: the retry starts afresh
+            if isinstance(exc, RequestError):
+                lane.server.stop_unanswered()
         return result
 
     # the driver's calls -------------------------------------------------------------------

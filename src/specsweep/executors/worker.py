@@ -32,7 +32,7 @@ from ..client import Outcome, chat_body, generated_text, measure_request, tokeni
 from ..config import Sampling
 from ..engine.memory import parse_load_log, sample_peak
 from ..engine.options import ServerOptions
-from ..engine.server import UNANSWERED_STOP_GRACE_S, LlamaServer
+from ..engine.server import LlamaServer
 from ..errors import RequestError, ServerError
 from ..overhead import Stopwatch
 from ..plan import PlannedRequest, ServerGroup
@@ -298,9 +298,8 @@ class ServerWorker:
             self._last_metrics = None
             events += self._finished()  # while the server may still tokenize its answer
             tail = getattr(exc, "log_tail", "") or server.log_tail()
-            if isinstance(exc, RequestError) and server.alive():
-                # a hung or confused server is restarted before the retry
-                server.stop(grace=UNANSWERED_STOP_GRACE_S)
+            if isinstance(exc, RequestError):
+                server.stop_unanswered()
             return self.failure(request, self.server_key, attempt, str(exc), tail, started)
         self._last_metrics = outcome.metrics_after
         self.note_wall(request.model_label, outcome.wall_ms)
