@@ -29,13 +29,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import corpus
 from common import (LoopSettings, base_parser, convert_to_gguf, device, environment, pack, plot_curves,
                     seed_everything, sha256_file, train_loop, write_json)
-from gemma4_mini import FULL, SLIDING, assistant_config, save_hf, write_card
-from tokenizer import render_turns, special_id
+from gemma4_mini import _curves, assistant_config, save_hf, write_card
+from gemma4_mtp import ChainObjective, sample_answers
 
 
 # ---------------------------------------------------------------- the committed target, read back
@@ -72,108 +71,6 @@ def target_from_gguf(gguf_path: Path, config: dict, llama_cpp: Path):
         raise SystemExit(f"target GGUF does not fit: missing {missing}, unexpected {unexpected}, unused {left}")
     model.tie_weights()
     return model.eval().requires_grad_(False), cfg
-
-
-# ---------------------------------------------------------------- the target's own answers
-
-@torch.no_grad()
-def sample_answers(target, tok, questions: list[str], max_new: int, temperature: float, batch: int,
-                   budget_s: float, seed: int) -> list[list[int]]:
-    """Chat-formatted prompt + the target's sampled answer (left-padded batches, KV cache)."""
-    dev = device()
-    bos, pad, stop = (special_id(tok, t) for t in ("<bos>", "<pad>", "<end_of_turn>"))
-    prompts = [[bos] + e.ids for e in tok.encode_batch([render_turns(q, "")[0] for q in questions],
-                                                       add_special_tokens=False)]
-    prompts = [p for p in prompts if len(p) <= 256]
-    torch.manual_seed(seed)  # generate() samples from the global generator
-    out, start = [], time.perf_counter()
-    for i in range(0, len(prompts), batch):
-        chunk = prompts[i:i + batch]
-        width = max(map(len, chunk))
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, p in enumerate(chunk):
-            ids[r, width - len(p):] = torch.tensor(p)
-            mask[r, width - len(p):] = 1
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            seqs = target.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), do_sample=True,
-                                   temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new,
-                                   eos_token_id=stop, pad_token_id=pad)
-        for r, p in enumerate(chunk):
-            answer = seqs[r, width:].tolist()
-            if stop in answer:
-                answer = answer[: answer.index(stop) + 1]
-            out.append(p + [t for t in answer if t != pad])
-        print(f"[sample] {len(out)}/{len(prompts)} answers {time.perf_counter() - start:.0f}s", flush=True)
-        if time.perf_counter() - start > budget_s:
-            break
-    return out
-
-
-# ---------------------------------------------------------------- K chained draft steps
-
-def chain_masks(n_queries: int, t: int, window: int, dev) -> dict[str, torch.Tensor]:
-    """Query q (at position q+1) reads target keys k ≤ q; sliding layers also q − k < window."""
-    q = torch.arange(n_queries, device=dev)[:, None]
-    k = torch.arange(t, device=dev)[None, :]
-    full = k <= q
-    return {FULL: full[None, None], SLIDING: (full & (q - k < window))[None, None]}
-
-
-class ChainObjective:
-    """Cross-entropy of K chained draft steps against the frozen target's greedy tokens."""
-
-    def __init__(self, target, assistant, window: int, steps: int, decay: float):
-        self.target, self.assistant, self.window = target, assistant, window
-        self.steps, self.weights = steps, [decay ** k for k in range(steps)]
-
-    @torch.no_grad()
-    def _target_pass(self, x):
-        out = self.target.model(input_ids=x, return_shared_kv_states=True, use_cache=False)
-        h = out.last_hidden_state
-        return h, dict(out.shared_kv_states), self.target.lm_head(h).argmax(-1)
-
-    def step_logits(self, x):
-        """Logits and labels of every step k = 1..K for the bases i = 0 .. T−1−K."""
-        h, kv, greedy = self._target_pass(x)
-        t, n = x.shape[1], x.shape[1] - self.steps
-        pos = torch.arange(1, n + 1, device=x.device)[None].expand(x.shape[0], -1)
-        masks = chain_masks(n, t, self.window, x.device)
-        hidden = h[:, :n]
-        results = []
-        for k in range(1, self.steps + 1):
-            emb = self.target.model.embed_tokens(x[:, k:k + n])  # scaled by √H, as the engine does
-            inp = self.assistant.pre_projection(torch.cat([emb, hidden.to(emb.dtype)], dim=-1))
-            out = self.assistant.model(inputs_embeds=inp, position_ids=pos, attention_mask=masks,
-                                       shared_kv_states=kv, use_cache=False)
-            results.append((self.assistant.lm_head(out.last_hidden_state), greedy[:, k:k + n]))
-            hidden = self.assistant.post_projection(out.last_hidden_state)
-        return results
-
-    def loss(self, x):
-        total = 0.0
-        for w, (logits, labels) in zip(self.weights, self.step_logits(x)):
-            total = total + w * F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
-        return total / sum(self.weights)
-
-    @torch.no_grad()
-    def evaluate(self, rows, batch_size: int) -> dict:
-        """Per step: top-1 agreement, and the share of bases whose first k steps all agree (≈ p_k greedy)."""
-        dev = device()
-        hits, chain, n = [0] * self.steps, [0] * self.steps, 0
-        for i in range(0, len(rows), batch_size):
-            x = rows[i:i + batch_size].to(dev)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                results = self.step_logits(x)
-            alive = None
-            for k, (logits, labels) in enumerate(results):
-                ok = logits.argmax(-1) == labels
-                alive = ok if alive is None else alive & ok
-                hits[k] += int(ok.sum())
-                chain[k] += int(alive.sum())
-            n += results[0][1].numel()
-        return {"top1_per_step": [round(h / n, 4) for h in hits],
-                "all_first_k_agree": [round(c / n, 4) for c in chain]}
 
 
 def main(argv=None) -> int:
@@ -222,7 +119,7 @@ def main(argv=None) -> int:
                              args.temperature, args.sample_batch, args.sample_budget_s, args.seed)
     held = sample_answers(target, tok, [q for q, _ in held_pairs[:512]], args.answer_tokens, args.temperature,
                           args.sample_batch, args.sample_budget_s, args.seed + 1)
-    train_rows, held_rows = pack(answers, args.seq_len), pack(held, args.seq_len)
+    train_rows, held_rows = pack([q for _, q in answers], args.seq_len), pack([q for _, q in held], args.seq_len)
     print(f"target answers: {len(answers)} train ({train_rows.numel():,} tokens), {len(held)} held-out "
           f"({held_rows.numel():,}) ({time.perf_counter() - t0:.0f}s)", flush=True)
 
@@ -277,12 +174,6 @@ def main(argv=None) -> int:
     write_card(record, out / "MODEL_CARD.md")
     print(f"done in {record['assistant_seconds_total']}s: {record['gguf'][a_gguf.name]}", flush=True)
     return 0
-
-
-def _curves(part: dict):
-    from common import LoopResult
-    return LoopResult(part["steps"], part["seconds"], part["tokens_seen"],
-                      [tuple(p) for p in part["train_curve"]], [tuple(p) for p in part["eval_curve"]])
 
 
 if __name__ == "__main__":

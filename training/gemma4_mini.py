@@ -4,36 +4,37 @@
 
 A miniature, not Gemma-4-31B: same architecture (sliding/full attention pattern, KV-shared
 assistant fed the target's hidden state), ~25M parameters, trained for minutes on text every
-Python installation carries (training/corpus.py). Steps:
+Python installation carries (training/corpus.py). Steps (`--stage target`
+and `--stage assistant` run 1–3 and 4–6 as separate processes):
 
 1. corpus → instruction/answer chat pairs, 2% held out;
 2. a byte-fallback BPE tokenizer and Gemma chat template (training/tokenizer.py);
 3. the target, `Gemma4ForCausalLM`, next-token loss on the chat-formatted stream;
-4. the assistant, `Gemma4AssistantForCausalLM`, against the frozen target the way llama.cpp
-   drafts with it: its query for position i sits at position i+1 with input
-   pre_projection(concat(E_target(x_(i+1)), h_i)), h_i the target's last hidden state after
-   the final norm; its layers read the target's shared K/V at positions ≤ i (sliding layers
-   the target's last sliding layer, the full layer its last full layer); the label is the
-   target's own greedy token after x_(i+1) (distillation, two tokens ahead of h_i);
-5. both saved in the Hugging Face layout and converted by the pinned convert_hf_to_gguf.py
+4. the target's own answers to training questions, sampled at the measured temperature;
+5. the assistant, `Gemma4AssistantForCausalLM`, against the frozen target the way llama.cpp
+   drafts with it (gemma4_mtp.py): K chained draft steps at position i+1 over the target's
+   shared K/V ≤ i, step 1 fed pre_projection(concat(E_target(x_(i+1)), h_i)), step k the previous
+   step's draft token and post_projection output; labels are the target's greedy tokens
+   (distillation); rows half the target's answers, half the corpus;
+6. both saved in the Hugging Face layout and converted by the pinned convert_hf_to_gguf.py
    to F16 GGUF; model card, loss curves and sha256 written beside them.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import corpus
 from common import (LoopSettings, base_parser, convert_to_gguf, device, environment, pack, plot_curves,
                     seed_everything, sha256_file, train_loop, write_json)
+from gemma4_mtp import FULL, SLIDING, ChainObjective, greedy_ceiling, sample_answers
 from tokenizer import SPECIALS, render_turns, special_id, train_tokenizer
 
-SLIDING, FULL = "sliding_attention", "full_attention"
 
 
 def target_config(vocab_size: int, tok, args):
@@ -54,7 +55,7 @@ def assistant_config(target_cfg, args):
     from transformers import Gemma4AssistantConfig, Gemma4TextConfig
     text = Gemma4TextConfig(
         vocab_size=target_cfg.vocab_size, hidden_size=args.assistant_hidden,
-        intermediate_size=4 * args.assistant_hidden, num_hidden_layers=2,
+        intermediate_size=getattr(args, "assistant_ffn", 4 * args.assistant_hidden), num_hidden_layers=2,
         # Head shapes must equal the target's: the assistant attends to the target's own K/V.
         num_attention_heads=4, num_key_value_heads=2, head_dim=32, global_head_dim=64,
         num_global_key_value_heads=1, attention_k_eq_v=True, layer_types=[SLIDING, FULL],
@@ -84,55 +85,6 @@ def mean_loss(loss_fn, rows: torch.Tensor, batch_size: int) -> float:
             total += float(loss_fn(batch)) * len(batch)
         n += len(batch)
     return total / max(1, n)
-
-
-def assistant_masks(t: int, window: int, dev) -> dict[str, torch.Tensor]:
-    """Query q (for position q+1) may read target keys k ≤ q; sliding layers also q − k < window."""
-    q = torch.arange(t - 1, device=dev)[:, None]
-    k = torch.arange(t, device=dev)[None, :]
-    full = k <= q
-    return {FULL: full[None, None], SLIDING: (full & (q - k < window))[None, None]}
-
-
-class AssistantObjective:
-    """Loss and agreement of the assistant's first draft step against the frozen target."""
-
-    def __init__(self, target, assistant, window: int):
-        self.target, self.assistant, self.window = target, assistant, window
-
-    @torch.no_grad()
-    def _target_pass(self, x):
-        out = self.target.model(input_ids=x, return_shared_kv_states=True, use_cache=False)
-        h = out.last_hidden_state
-        greedy = self.target.lm_head(h).argmax(-1)
-        return h, dict(out.shared_kv_states), greedy
-
-    def logits_and_labels(self, x):
-        h, kv, greedy = self._target_pass(x)
-        t = x.shape[1]
-        emb = self.target.model.embed_tokens(x[:, 1:])  # scaled by sqrt(hidden), as the target embeds
-        inp = self.assistant.pre_projection(torch.cat([emb, h[:, :-1]], dim=-1))
-        pos = torch.arange(1, t, device=x.device)[None].expand(x.shape[0], -1)
-        out = self.assistant.model(inputs_embeds=inp, position_ids=pos,
-                                   attention_mask=assistant_masks(t, self.window, x.device),
-                                   shared_kv_states=kv, use_cache=False)
-        logits = self.assistant.lm_head(out.last_hidden_state)
-        return logits, greedy[:, 1:]
-
-    def loss(self, x):
-        logits, labels = self.logits_and_labels(x)
-        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
-
-    @torch.no_grad()
-    def agreement(self, rows, batch_size: int) -> float:
-        dev, hits, n = device(), 0, 0
-        for i in range(0, len(rows), batch_size):
-            x = rows[i:i + batch_size].to(dev)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                logits, labels = self.logits_and_labels(x)
-            hits += int((logits.argmax(-1) == labels).sum())
-            n += labels.numel()
-        return hits / max(1, n)
 
 
 SAMPLE_PROMPTS = (
@@ -167,6 +119,8 @@ def save_hf(model, tokenizer_dir: Path, out: Path) -> None:
 
 def write_card(r: dict, path: Path) -> None:
     t, a = r["target"], r["assistant"]
+    off, ans = a.get("mixed5_offline", {}), a.get("held_out_on_answers", {})
+    data = a.get("data", {})
     lines = [
         "# gemma4-mini: a Gemma-4-architecture miniature and its MTP assistant",
         "",
@@ -183,16 +137,35 @@ def write_card(r: dict, path: Path) -> None:
         f"| optimizer steps | {t['steps']} | {a['steps']} |",
         f"| tokens seen | {t['tokens_seen']:,} | {a['tokens_seen']:,} |",
         f"| training time | {t['seconds']} s | {a['seconds']} s |",
-        f"| held-out loss (nats/token) | {t['held_out_loss']:.3f} | {a['held_out_loss']:.3f} |",
-        f"| held-out top-1 agreement with the target's greedy token | — | {a['held_out_top1_agreement']:.3f} |",
+        f"| held-out loss (nats/token) | {t['held_out_loss']:.3f} | {a['held_out_loss']:.3f} (chained, weighted) |",
+        f"| held-out top-1 agreement with the target's greedy token, per draft step | — | "
+        f"{' / '.join(f'{v:.3f}' for v in ans.get('top1_per_step', []))} |",
         "",
         "![loss curves](loss.png)",
+        "",
+        "## What the pair allows on the published prompts (offline, before conversion)",
+        "",
+        f"The target's own answers to the five `mixed-5` prompts, 8 samples each at temperature {data.get('temperature')},",
+        "200 tokens. `mixed-5` is never trained on "
+        f"({r['corpus'].get('mixed5_prompts_in_training_data', '?')} of its prompts appear in the training pairs);",
+        "the corpus's generated problems are of the same families (work rates, knights and knaves, binary",
+        "search, classic bugs).",
+        "",
+        f"- Ceiling: the target samples its own greedy token with probability {t.get('mixed5_greedy_ceiling', float('nan')):.3f}"
+        " on average, the depth-1 acceptance of a perfect drafter.",
+        f"- The assistant drafting as llama-server does (greedy chain, accepted while equal to the sample), over {off.get('bases', 0):,}"
+        " answer positions: per position " + " / ".join(f"{v:.3f}" for v in off.get("p_per_position", []))
+        + "; acceptance at depth 1–4 " + " / ".join(f"{v:.3f}" for v in off.get("acceptance_at_depth", [])) + ".",
         "",
         "## Data",
         "Instruction/answer chat pairs built by `training/corpus.py` from the standard library and",
         f"`pydoc_data` of Python {r['corpus']['python']} plus generated reasoning problems with worked answers:",
         f"{r['corpus']['pairs']:,} pairs, {r['corpus']['chars']:,} characters, sha256 `{r['corpus']['sha256']}`;",
         f"2% held out. Train tokens {r['tokens']['train']:,}, held-out tokens {r['tokens']['held_out']:,}.",
+        f"The assistant also trains on the target's own answers to {data.get('target_answers', 0):,} training questions",
+        f"({data.get('answer_tokens', 0):,} tokens, sampled at temperature {data.get('temperature')}, repeated "
+        f"×{data.get('answer_rows_repeat', 1)} so they make about half its rows); its held-out figures are on the",
+        f"target's answers to {data.get('held_out_answers', 0):,} held-out questions.",
         "",
         "## Tokenizer",
         f"Byte-fallback BPE with {r['vocab_size']} tokens trained on the training pairs (`training/tokenizer.py`),",
@@ -204,11 +177,13 @@ def write_card(r: dict, path: Path) -> None:
         "bf16 autocast, random batches of packed 512-token rows. Settings:",
         "",
         f"- target: `{t['loop']}`",
-        f"- assistant: `{a['loop']}` (target frozen; loss on the target's greedy token two ahead of h_i)",
+        f"- assistant: `{a['loop']}` (target frozen; {a.get('draft_steps', 1)} chained draft steps as llama-server "
+        f"runs them, loss weight {a.get('decay', 1)}^(k−1) on step k, labels the target's greedy tokens)",
         f"- command arguments: `{r['args']}`",
         "",
         "Reproduce: `python training/gemma4_mini.py --out DIR --llama-cpp TREE --target-steps "
-        f"{t['steps']} --assistant-steps {a['steps']}` (fixed step counts instead of the time budget).",
+        f"{t['steps']} --assistant-steps {a['steps']}` (fixed step counts instead of the time budget; the",
+        "number of sampled answers still follows `--sample-budget-s`).",
         "",
         "## Files (converted by the pinned llama.cpp `convert_hf_to_gguf.py`, F16)",
         "",
@@ -216,7 +191,7 @@ def write_card(r: dict, path: Path) -> None:
         "|---|---|---|",
     ] + [f"| `{name}` | {g['bytes']:,} | `{g['sha256']}` |" for name, g in r["gguf"].items()] + [
         "",
-        f"Total time including corpus, tokenizer and conversion: {r['total_seconds']} s.",
+        f"Total time including corpus, tokenizer, sampling and conversion: {r['total_seconds']} s.",
         "",
         "## What the target answers (greedy, 120 tokens, from the trained weights before conversion)",
         "",
@@ -228,97 +203,187 @@ def write_card(r: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def main(argv=None) -> int:
+MIXED5 = Path(__file__).resolve().parents[1] / "src" / "specsweep" / "prompts" / "mixed-5.jsonl"
+
+
+def mixed5_questions() -> list[str]:
+    """The prompts the published protocol asks (evaluation only: never trained on)."""
+    return [json.loads(line)["prompt"] for line in MIXED5.read_text().splitlines() if line.strip()]
+
+
+def parse_args(argv):
     ap = base_parser(__doc__.split("\n")[0])
+    ap.add_argument("--stage", choices=("all", "target", "assistant"), default="all",
+                    help="target and assistant can run as two processes; the assistant reads OUT/hf-target")
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--assistant-hidden", type=int, default=128)
+    ap.add_argument("--assistant-hidden", type=int, default=384)
+    ap.add_argument("--assistant-ffn", type=int, default=1024)
     ap.add_argument("--window", type=int, default=128)
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--target-budget-s", type=float, default=300)
+    ap.add_argument("--target-lr", type=float, default=3e-3)
+    ap.add_argument("--target-budget-s", type=float, default=360)
     ap.add_argument("--target-steps", type=int, default=100_000)
-    ap.add_argument("--assistant-budget-s", type=float, default=150)
+    ap.add_argument("--draft-steps", type=int, default=4, help="chained draft steps the assistant is trained on")
+    ap.add_argument("--decay", type=float, default=0.8, help="loss weight of draft step k is decay^(k−1)")
+    ap.add_argument("--answers", type=int, default=40_000, help="target answers to sample for the assistant")
+    ap.add_argument("--answer-tokens", type=int, default=200)
+    ap.add_argument("--sample-batch", type=int, default=4096)
+    ap.add_argument("--sample-budget-s", type=float, default=60)
+    ap.add_argument("--answer-share", type=float, default=0.5,
+                    help="share of the assistant's training rows taken from the target's own answers")
+    ap.add_argument("--temperature", type=float, default=0.3, help="sampling temperature, as measured")
+    ap.add_argument("--assistant-budget-s", type=float, default=240)
     ap.add_argument("--assistant-steps", type=int, default=100_000)
     args = ap.parse_args(argv)
+    if not 0 <= args.answer_share < 1:
+        ap.error("--answer-share must be in [0, 1)")
+    return args
 
-    from transformers import Gemma4AssistantForCausalLM, Gemma4ForCausalLM
 
-    t0 = time.perf_counter()
-    seed_everything(args.seed)
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    dev = device()
-
+def corpus_rows(args, tok=None, tok_dir: Path | None = None):
+    """(train pairs, held pairs, corpus info, tokenizer, train rows, held rows); trains the tokenizer if none is given."""
     train_pairs, held_pairs, corpus_info = corpus.load(args.seed, args.reasoning_pairs, args.max_pairs)
-    print(f"corpus: {corpus_info} ({time.perf_counter() - t0:.0f}s)", flush=True)
+    asked = {q.strip() for q in mixed5_questions()}
+    corpus_info["mixed5_prompts_in_training_data"] = sum(q.strip() in asked for q, _ in train_pairs + held_pairs)
+    if tok is None:
+        tok = train_tokenizer([q + "\n" + a for q, a in train_pairs], args.vocab, tok_dir)
+    return (train_pairs, held_pairs, corpus_info, tok, pack(encode_pairs(tok, train_pairs), args.seq_len),
+            pack(encode_pairs(tok, held_pairs), args.seq_len))
 
-    tok_dir = out / "tokenizer"
-    tok = train_tokenizer([q + "\n" + a for q, a in train_pairs], args.vocab, tok_dir)
-    train_rows = pack(encode_pairs(tok, train_pairs), args.seq_len)
-    held_rows = pack(encode_pairs(tok, held_pairs), args.seq_len)
-    print(f"tokens: train {train_rows.numel():,} held-out {held_rows.numel():,} "
+
+def mixed5_samples(target, tok, args, copies: int = 8):
+    """The target's own answers to mixed-5 at the measured temperature, `copies` samples per prompt."""
+    return sample_answers(target, tok, mixed5_questions() * copies, args.answer_tokens, args.temperature,
+                          args.sample_batch, 1e9, args.seed + 7)
+
+
+def train_target(args, out: Path) -> dict:
+    from transformers import Gemma4ForCausalLM
+    t0, dev = time.perf_counter(), device()
+    train_pairs, held_pairs, corpus_info, tok, train_rows, held_rows = corpus_rows(args, tok_dir=out / "tokenizer")
+    print(f"corpus: {corpus_info}; tokens: train {train_rows.numel():,} held-out {held_rows.numel():,} "
           f"({time.perf_counter() - t0:.0f}s)", flush=True)
-
-    # ---- target ----
     tcfg = target_config(tok.get_vocab_size(), tok, args)
     target = Gemma4ForCausalLM(tcfg).to(dev)
-    n_target = sum(p.numel() for p in target.parameters())
     target_loss = lambda x: target(input_ids=x, labels=x, use_cache=False).loss  # noqa: E731
     tset = LoopSettings(batch_size=args.batch, budget_s=args.target_budget_s, max_steps=args.target_steps,
-                        seed=args.seed)
+                        seed=args.seed, lr=args.target_lr)
     target.train()
     tres = train_loop(list(target.parameters()), target_loss, train_rows,
                       lambda: mean_loss(target_loss, held_rows, args.batch), tset, "target")
-    target.eval()
-    target.requires_grad_(False)
+    target.eval().requires_grad_(False)
     samples = greedy_samples(target, tok)
     for sample in samples:
         print(f"sample: {sample['answer'][:300]!r}", flush=True)
+    ceiling = greedy_ceiling(target, mixed5_samples(target, tok, args), args.temperature)
+    print(f"mixed-5 greedy ceiling at T={args.temperature}: {ceiling:.3f}", flush=True)
+    save_hf(target, out / "tokenizer", out / "hf-target")
+    t_gguf = convert_to_gguf(out / "hf-target", out / "gemma4-mini-F16.gguf", args.llama_cpp)
+    part = {"corpus": corpus_info, "tokens": {"train": train_rows.numel(), "held_out": held_rows.numel()},
+            "vocab_size": tok.get_vocab_size(), "specials": SPECIALS,
+            "target": {"parameters": sum(p.numel() for p in target.parameters()), "config": tcfg.to_dict(),
+                       "loop": tset, "steps": tres.steps, "seconds": round(tres.seconds, 1), "tokens_seen": tres.tokens,
+                       "held_out_loss": tres.final_eval, "train_curve": tres.train_curve, "eval_curve": tres.eval_curve,
+                       "mixed5_greedy_ceiling": ceiling},
+            "greedy_samples": samples,
+            "gguf": {t_gguf.name: {"sha256": sha256_file(t_gguf), "bytes": t_gguf.stat().st_size}},
+            "target_stage_seconds": round(time.perf_counter() - t0, 1)}
+    write_json(out / "target.json", part)
+    return part
 
-    # ---- assistant ----
+
+def train_assistant(args, out: Path, part: dict) -> dict:
+    from tokenizers import Tokenizer
+    from transformers import Gemma4AssistantForCausalLM, Gemma4ForCausalLM
+    t0, dev = time.perf_counter(), device()
+    tok = Tokenizer.from_file(str(out / "tokenizer" / "tokenizer.json"))
+    target = Gemma4ForCausalLM.from_pretrained(out / "hf-target", attn_implementation="sdpa").to(dev)
+    target.eval().requires_grad_(False)
+    train_pairs, held_pairs, _, _, corpus_train, corpus_held = corpus_rows(args, tok=tok)
+    gen = torch.Generator().manual_seed(args.seed)
+    order = torch.randperm(len(train_pairs), generator=gen)[: args.answers].tolist()
+    answers = [] if args.answer_share <= 0 else sample_answers(
+        target, tok, [train_pairs[i][0] for i in order], args.answer_tokens, args.temperature,
+        args.sample_batch, args.sample_budget_s, args.seed)
+    held = sample_answers(target, tok, [q for q, _ in held_pairs[:1024]], args.answer_tokens, args.temperature,
+                          args.sample_batch, args.sample_budget_s, args.seed + 1)
+    answer_rows = pack([s for _, s in answers], args.seq_len)
+    held_answer_rows = pack([s for _, s in held], args.seq_len)
+    # Mix the target's own answers (what the assistant will draft against) with the corpus (breadth).
+    repeat = 0 if not answers else max(1, round(
+        args.answer_share / (1 - args.answer_share) * len(corpus_train) / max(1, len(answer_rows))))
+    train_rows = torch.cat([corpus_train, answer_rows.repeat(repeat, 1)]) if repeat else corpus_train
+    print(f"assistant data: {len(answers)} answers ({answer_rows.numel():,} tokens ×{repeat}) + corpus "
+          f"{corpus_train.numel():,} tokens ({time.perf_counter() - t0:.0f}s)", flush=True)
+
+    tcfg = target.config
     acfg = assistant_config(tcfg, args)
     assistant = Gemma4AssistantForCausalLM(acfg).to(dev)
-    n_assistant = sum(p.numel() for p in assistant.parameters())
-    objective = AssistantObjective(target, assistant, args.window)
+    objective = ChainObjective(target, assistant, args.window, args.draft_steps, args.decay)
     aset = LoopSettings(batch_size=args.batch, budget_s=args.assistant_budget_s, max_steps=args.assistant_steps,
                         seed=args.seed + 1, lr=2e-3)
     assistant.train()
     ares = train_loop([p for p in assistant.parameters() if p.requires_grad], objective.loss, train_rows,
-                      lambda: mean_loss(objective.loss, held_rows, args.batch), aset, "assistant")
+                      lambda: mean_loss(objective.loss, held_answer_rows, args.batch), aset, "assistant")
     assistant.eval()
-    agreement = objective.agreement(held_rows, args.batch)
-    print(f"assistant top-1 agreement with the target's greedy token (held-out): {agreement:.3f}", flush=True)
+    on_answers = objective.evaluate(held_answer_rows, args.batch)
+    on_corpus = objective.evaluate(corpus_held, args.batch)
+    mixed5 = mixed5_samples(target, tok, args)
+    offline = objective.drafted_acceptance(mixed5)
+    print(f"held-out, the target's answers: {on_answers}\nheld-out, corpus: {on_corpus}\n"
+          f"mixed-5 offline draft-mtp at T={args.temperature}: {offline}", flush=True)
 
-    # ---- save, convert, card ----
-    target_hf, assistant_hf = out / "hf-target", out / "hf-assistant"
-    save_hf(target, tok_dir, target_hf)
-    assistant.generation_config.num_assistant_tokens = 4
-    save_hf(assistant, tok_dir, assistant_hf)
-    t_gguf = convert_to_gguf(target_hf, out / "gemma4-mini-F16.gguf", args.llama_cpp)
-    a_gguf = convert_to_gguf(assistant_hf, out / "gemma4-mini-assistant-F16.gguf", args.llama_cpp)
-    plot_curves({"target (Gemma4ForCausalLM)": tres, "assistant (Gemma4AssistantForCausalLM)": ares},
+    assistant.generation_config.num_assistant_tokens = args.draft_steps
+    save_hf(assistant, out / "tokenizer", out / "hf-assistant")
+    a_gguf = convert_to_gguf(out / "hf-assistant", out / "gemma4-mini-assistant-F16.gguf", args.llama_cpp)
+    target_part = part["target"]
+    plot_curves({"target (Gemma4ForCausalLM)": _curves(target_part),
+                 f"assistant ({args.draft_steps} chained draft steps)": ares},
                 out / "loss.png", "Gemma-4 miniature: training and held-out loss")
-    record = {
+    record = dict(part)
+    record.update({
         "what": "a miniature of the Gemma-4 architecture trained here; not Gemma-4-31B",
         "environment": environment(), "seed": args.seed, "args": {k: str(v) for k, v in vars(args).items()},
-        "corpus": corpus_info, "tokens": {"train": train_rows.numel(), "held_out": held_rows.numel()},
-        "vocab_size": tok.get_vocab_size(), "specials": SPECIALS,
-        "target": {"parameters": n_target, "config": tcfg.to_dict(), "loop": tset, "steps": tres.steps,
-                   "seconds": round(tres.seconds, 1), "tokens_seen": tres.tokens,
-                   "held_out_loss": tres.final_eval, "train_curve": tres.train_curve, "eval_curve": tres.eval_curve},
-        "assistant": {"parameters": n_assistant, "config": acfg.to_dict(), "loop": aset, "steps": ares.steps,
-                      "seconds": round(ares.seconds, 1), "tokens_seen": ares.tokens,
-                      "held_out_loss": ares.final_eval, "held_out_top1_agreement": agreement,
+        "assistant": {"parameters": sum(p.numel() for p in assistant.parameters()), "config": acfg.to_dict(),
+                      "loop": aset, "steps": ares.steps, "seconds": round(ares.seconds, 1), "tokens_seen": ares.tokens,
+                      "held_out_loss": ares.final_eval, "held_out_top1_agreement": on_answers["top1_per_step"][0],
+                      "held_out_on_answers": on_answers, "held_out_on_corpus": on_corpus,
+                      "draft_steps": args.draft_steps, "decay": args.decay,
+                      "data": {"target_answers": len(answers), "answer_tokens": answer_rows.numel(),
+                               "answer_rows_repeat": repeat, "corpus_tokens": corpus_train.numel(),
+                               "held_out_answers": len(held), "temperature": args.temperature},
+                      "mixed5_offline": offline,
                       "train_curve": ares.train_curve, "eval_curve": ares.eval_curve},
-        "greedy_samples": samples,
-        "gguf": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in (t_gguf, a_gguf)},
-        "total_seconds": round(time.perf_counter() - t0, 1),
-    }
+        "assistant_stage_seconds": round(time.perf_counter() - t0, 1)})
+    record["gguf"] = dict(part["gguf"])
+    record["gguf"][a_gguf.name] = {"sha256": sha256_file(a_gguf), "bytes": a_gguf.stat().st_size}
+    record["total_seconds"] = round(part["target_stage_seconds"] + record["assistant_stage_seconds"], 1)
     write_json(out / "training.json", record)
     write_card(record, out / "MODEL_CARD.md")
-    print(f"done in {record['total_seconds']}s: {record['gguf']}", flush=True)
+    print(f"done: {record['gguf']}", flush=True)
+    return record
+
+
+def _curves(part: dict):
+    from common import LoopResult
+    return LoopResult(part["steps"], part["seconds"], part["tokens_seen"],
+                      [tuple(p) for p in part["train_curve"]], [tuple(p) for p in part["eval_curve"]])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    seed_everything(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.stage in ("all", "target"):
+        part = train_target(args, args.out)
+    else:
+        part = json.loads((args.out / "target.json").read_text())
+    if args.stage in ("all", "assistant"):
+        seed_everything(args.seed + 1)
+        train_assistant(args, args.out, part)
     return 0
 
 
