@@ -289,17 +289,61 @@ def bug_problem(rng: random.Random) -> tuple[str, str]:
     return q, ans
 
 
+def _clock(hours: Fraction) -> str:
+    minutes = round(hours * 60)
+    return f"{minutes // 60 % 24}:{minutes % 60:02d}"
+
+
+def staggered_work_rate_problem(rng: random.Random) -> tuple[str, str]:
+    """Pipes that open at different times: the second phase starts from what the first one filled."""
+    while True:
+        a, b, d = rng.choice([2, 3, 4, 5, 6]), rng.choice([3, 4, 6, 8]), rng.choice([8, 12, 24])
+        start, lag = rng.choice([7, 8, 9, 10]), rng.choice([1, 2])
+        first = Fraction(1, a) - Fraction(1, d)
+        if first > 0 and lag * first < 1:
+            break
+    filled = lag * first
+    rate = Fraction(1, a) + Fraction(1, b) - Fraction(1, d)
+    rest = (1 - filled) / rate
+    total = lag + rest
+    q = (f"Pipe A fills a tank in {a} hours, pipe B in {b} hours, and a drain empties it in {d} hours. "
+         f"A and the drain open at {start}:00, B opens at {start + lag}:00. When is the empty tank full? "
+         f"Show every step and check the answer.")
+    ans = (f"Work with rates in tanks per hour and split the time at {start + lag}:00.\n\n"
+           f"1. From {start}:00 to {start + lag}:00 only A and the drain run: 1/{a} - 1/{d} = {first} per hour, "
+           f"so after {lag} h the tank holds {filled}.\n"
+           f"2. From {start + lag}:00 all three run: 1/{a} + 1/{b} - 1/{d} = {rate} per hour.\n"
+           f"3. The remaining {1 - filled} takes {1 - filled} / {rate} = {rest} h = {_fmt_hours(rest)}.\n\n"
+           f"Check: A runs {total} h and adds {total / a}, B runs {rest} h and adds {rest / b}, the drain runs "
+           f"{total} h and removes {total / d}; {total / a} + {rest / b} - {total / d} = "
+           f"{total / a + rest / b - total / d}, one full tank. The tank is full at {_clock(start + total)}.")
+    return q, ans
+
+
 GENERATORS = (work_rate_problem, speed_problem, percent_problem, knights_problem,
               binary_search_problem, bug_problem)
+# The v2 corpus adds pipes opening at different times to the same families.
+GENERATORS_V2 = GENERATORS + (staggered_work_rate_problem,)
+RECIPES = ("v1", "v2")
 
 
-def reasoning_pairs(rng: random.Random, n: int) -> list[tuple[str, str]]:
-    return [GENERATORS[i % len(GENERATORS)](rng) for i in range(n)]
+def reasoning_pairs(rng: random.Random, n: int, generators=GENERATORS) -> list[tuple[str, str]]:
+    return [generators[i % len(generators)](rng) for i in range(n)]
 
 
-def build_pairs(seed: int = 0, n_reasoning: int = 24000) -> list[tuple[str, str]]:
+def build_pairs(seed: int = 0, n_reasoning: int = 24000, recipe: str = "v1") -> list[tuple[str, str]]:
+    """v1: stdlib functions, stdlib modules in chunks, the language reference, reasoning problems.
+    v2: no whole-module chunks (recalled, not written, and no drafter can predict which one comes),
+    generated coding tasks (`coding_tasks.py`) as many as reasoning problems, staggered pipes."""
     rng = random.Random(seed)
-    pairs = code_pairs(rng) + source_pairs(rng) + topic_pairs(rng) + reasoning_pairs(rng, n_reasoning)
+    if recipe == "v1":
+        pairs = code_pairs(rng) + source_pairs(rng) + topic_pairs(rng) + reasoning_pairs(rng, n_reasoning)
+    elif recipe == "v2":
+        from coding_tasks import coding_task
+        pairs = (code_pairs(rng) + topic_pairs(rng) + reasoning_pairs(rng, n_reasoning, GENERATORS_V2)
+                 + [coding_task(rng) for _ in range(n_reasoning)])
+    else:
+        raise ValueError(f"unknown corpus recipe {recipe!r}: one of {RECIPES}")
     rng.shuffle(pairs)
     return pairs
 
@@ -309,11 +353,11 @@ def split(pairs: list, heldout_fraction: float = 0.02) -> tuple[list, list]:
     return pairs[n_held:], pairs[:n_held]
 
 
-def load(seed: int, n_reasoning: int, max_pairs: int | None = None) -> tuple[list, list, dict]:
+def load(seed: int, n_reasoning: int, max_pairs: int | None = None, recipe: str = "v1") -> tuple[list, list, dict]:
     """Train pairs, held-out pairs and the description a model card records."""
-    pairs = build_pairs(seed=seed, n_reasoning=n_reasoning)[:max_pairs]
+    pairs = build_pairs(seed=seed, n_reasoning=n_reasoning, recipe=recipe)[:max_pairs]
     train, held = split(pairs)
-    return train, held, describe(pairs)
+    return train, held, {**describe(pairs), "recipe": recipe}
 
 
 def describe(pairs: list[tuple[str, str]]) -> dict:

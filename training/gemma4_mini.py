@@ -149,7 +149,9 @@ def write_card(r: dict, path: Path) -> None:
         "200 tokens. `mixed-5` is never trained on "
         f"({r['corpus'].get('mixed5_prompts_in_training_data', '?')} of its prompts appear in the training pairs);",
         "the corpus's generated problems are of the same families (work rates, knights and knaves, binary",
-        "search, classic bugs).",
+        "search, classic bugs" + (", pipes opening at different times, and small functions asked for with a docstring, "
+                                  "their complexity and three asserts; merging intervals is not among them)."
+                                  if r["corpus"].get("recipe") == "v2" else ")."),
         "",
         f"- Ceiling: the target samples its own greedy token with probability {t.get('mixed5_greedy_ceiling', float('nan')):.3f}"
         " on average, the depth-1 acceptance of a perfect drafter.",
@@ -158,7 +160,7 @@ def write_card(r: dict, path: Path) -> None:
         + "; acceptance at depth 1–4 " + " / ".join(f"{v:.3f}" for v in off.get("acceptance_at_depth", [])) + ".",
         "",
         "## Data",
-        "Instruction/answer chat pairs built by `training/corpus.py` from the standard library and",
+        f"Instruction/answer chat pairs built by `training/corpus.py` (recipe {r['corpus'].get('recipe', 'v1')}) from the standard library and",
         f"`pydoc_data` of Python {r['corpus']['python']} plus generated reasoning problems with worked answers:",
         f"{r['corpus']['pairs']:,} pairs, {r['corpus']['chars']:,} characters, sha256 `{r['corpus']['sha256']}`;",
         f"2% held out. Train tokens {r['tokens']['train']:,}, held-out tokens {r['tokens']['held_out']:,}.",
@@ -215,6 +217,8 @@ def parse_args(argv):
     ap = base_parser(__doc__.split("\n")[0])
     ap.add_argument("--stage", choices=("all", "target", "assistant"), default="all",
                     help="target and assistant can run as two processes; the assistant reads OUT/hf-target")
+    ap.add_argument("--corpus", choices=corpus.RECIPES, default="v1",
+                    help="v2 drops whole stdlib modules and adds generated coding tasks (corpus.build_pairs)")
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--hidden", type=int, default=256)
@@ -245,7 +249,8 @@ def parse_args(argv):
 
 def corpus_rows(args, tok=None, tok_dir: Path | None = None):
     """(train pairs, held pairs, corpus info, tokenizer, train rows, held rows); trains the tokenizer if none is given."""
-    train_pairs, held_pairs, corpus_info = corpus.load(args.seed, args.reasoning_pairs, args.max_pairs)
+    train_pairs, held_pairs, corpus_info = corpus.load(args.seed, args.reasoning_pairs, args.max_pairs,
+                                                       args.corpus)
     asked = {q.strip() for q in mixed5_questions()}
     corpus_info["mixed5_prompts_in_training_data"] = sum(q.strip() in asked for q, _ in train_pairs + held_pairs)
     if tok is None:
