@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The Gemma-4 miniature on a GPU host in three steps that each fit a 10-minute device call, as run on
+# the H100 on 2026-12-06 (benchmarks/gemma4-mini-retrain-h100.md). Run from the repository root with
+# the trimmed engine source at .device/llama-src.tar.xz (`specsweep engine source --out …`) and the
+# gguf wheel in .whl/; state is kept in /tmp/keep between calls of one warm machine.
+#
+#   bash training/gemma4_gpu.sh target    [extra gemma4_mini.py flags]   # engine build in the background + target
+#   bash training/gemma4_gpu.sh assistant [extra gemma4_mini.py flags]   # the target's answers + the assistant
+#   bash training/gemma4_gpu.sh measure                                  # ladder, published protocol, assistant grid
+#
+# Results go to $OUT (the device tool returns at most 8 files of 16 MiB: the target GGUF in pieces).
+set -u
+step=${1:?target, assistant or measure}; shift
+T0=$(date +%s)
+K=/tmp/keep R=/tmp/keep/run W=/tmp/keep/w
+elapsed() { echo $(( $(date +%s) - T0 )); }
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=$PWD/src:/tmp/site SPECSWEEP_CACHE=/tmp/ss PYTHONUNBUFFERED=1
+S="python3 -m specsweep.cli"
+
+case $step in
+target)
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  mkdir -p $K && tar xJf .device/llama-src.tar.xz -C $K || exit 1
+  # Its own session: the build outlives this call and is done (~7 min) before `measure` needs it.
+  setsid nohup $S engine install --cuda --jobs 12 --source .device/llama-src.tar.xz > $K/build.log 2>&1 < /dev/null &
+  ( cd training && timeout 150 python3 gemma4_mini.py --out /tmp/smoke --llama-cpp $K/llama.cpp --max-pairs 400 \
+      --reasoning-pairs 200 --layers 4 --target-steps 3 --assistant-steps 3 --answers 64 --sample-batch 64 \
+      --answer-tokens 32 --batch 8 "$@" > $OUT/smoke.log 2>&1 ) || { tail -60 $OUT/smoke.log; exit 1; }
+  echo "smoke run ok at $(elapsed) s"
+  left=$(( 585 - $(elapsed) ))
+  ( cd training && timeout $left python3 gemma4_mini.py --stage target --out $R --llama-cpp $K/llama.cpp \
+      --target-budget-s $(( left - 130 )) "$@" > $OUT/target.log 2>&1 ); echo "target rc=$? at $(elapsed) s"
+  grep -vE "^\[sample\]" $OUT/target.log | tail -20
+  cp $R/target.json $OUT/ && split -b 15M -d $R/gemma4-mini-F16.gguf $OUT/gemma4-mini-F16.gguf.part-
+  tar czf $OUT/tokenizer.tar.gz -C $R tokenizer
+  ;;
+assistant)
+  ( cd training && timeout 570 python3 gemma4_mini.py --stage assistant --out $R --llama-cpp $K/llama.cpp \
+      --assistant-budget-s 290 --sample-budget-s 50 "$@" > $OUT/assistant.log 2>&1 ); echo "assistant rc=$? at $(elapsed) s"
+  grep -vE "^\[sample\]" $OUT/assistant.log | tail -20
+  cp $R/training.json $R/MODEL_CARD.md $R/loss.png $R/gemma4-mini-assistant-F16.gguf $OUT/
+  ;;
+measure)
+  while pgrep -f "engine install" > /dev/null; do sleep 5; done
+  mkdir -p $W/asst
+  $S quantize $R/gemma4-mini-F16.gguf --types Q8_0,Q5_K_S,IQ4_XS,IQ3_M,IQ2_M --imatrix auto --out $W/ladder \
+    > $W/q.log 2>&1 || { tail $W/q.log; exit 1; }
+  $S quantize $R/gemma4-mini-assistant-F16.gguf --types Q8_0,Q4_K_M --out $W/asst > $W/qa.log 2>&1 || tail $W/qa.log
+  # Databases in $W: their server logs land beside them, and the device tool returns only 8 files.
+  timeout 250 $S run --models "$W/ladder/*.gguf" --draft-model $R/gemma4-mini-assistant-F16.gguf \
+    --protocol published --db $W/published.db > $OUT/published.log 2>&1
+  echo "published rc=$? at $(elapsed) s"
+  for a in Q8_0 Q4_K_M; do
+    timeout $(( 560 - $(elapsed) )) $S run --models "$W/ladder/*.gguf" --draft-model $W/asst/gemma4-mini-assistant-$a.gguf \
+      --protocol published --depths 1-4 --db $W/assistant-$a.db > $OUT/assistant-$a.log 2>&1
+    echo "assistant $a rc=$? at $(elapsed) s"
+  done
+  for db in $W/*.db; do  # one file each: no WAL beside it
+    python3 -c "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=DELETE')" "$db"
+    cp "$db" $OUT/
+  done
+  ;;
+*) echo "unknown step $step: target, assistant or measure" >&2; exit 2 ;;
+esac
