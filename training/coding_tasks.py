@@ -179,13 +179,23 @@ ASKS = (
 )
 
 
+def source_of(task: Task, name: str) -> str:
+    """The answer's function: signature, docstring with the complexity, body."""
+    return (f"def {name}({task.arg}):\n    \"\"\"{task.does[0].upper()}{task.does[1:]}.\n\n"
+            f"    Time complexity: {task.complexity}, because {task.why}.\n    \"\"\"\n{task.body}\n")
+
+
+def compiled(task: Task, name: str) -> Callable:
+    scope: dict = {}
+    exec(source_of(task, name), scope)  # noqa: S102 - our own fixed task code
+    return scope[name]
+
+
 def coding_task(rng: random.Random) -> tuple[str, str]:
     task = rng.choice(TASKS)
     name = rng.choice(task.names)
-    source = f"def {name}({task.arg}):\n    \"\"\"{task.does[0].upper()}{task.does[1:]}.\n\n" \
-             f"    Time complexity: {task.complexity}, because {task.why}.\n    \"\"\"\n{task.body}\n"
-    scope: dict = {}
-    exec(source, scope)  # noqa: S102 - our own fixed task code: the asserts' values come from running it
+    source = source_of(task, name)
+    scope = {name: compiled(task, name)}  # the asserts' expected values come from running it
     tests = []
     while len(tests) < 3:
         args = task.inputs(rng)

@@ -1,0 +1,127 @@
+"""The generated training problems are right: a miniature trained on wrong answers would be measured on them.
+
+`training/` is not part of the tool (it needs torch on a GPU host), but its generators are plain
+Python, so their answers are checked here: every coding task's code runs and its asserts hold, and
+every staggered-pipes answer's own check adds up to one tank at the time it states.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import itertools
+import math
+import random
+import re
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+TRAINING = Path(__file__).resolve().parents[2] / "training"
+
+
+@pytest.fixture(scope="module")
+def training_modules():
+    sys.path.insert(0, str(TRAINING))
+    try:
+        import coding_tasks
+        import corpus
+        yield coding_tasks, corpus
+    finally:
+        sys.path.remove(str(TRAINING))
+
+
+def test_every_coding_task_answer_runs_and_its_asserts_hold(training_modules):
+    coding_tasks, _ = training_modules
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(400):
+        question, answer = coding_tasks.coding_task(rng)
+        code = re.search(r"```python\n(.*?)```", answer, re.S).group(1)
+        name = re.search(r"^def (\w+)\(", code, re.M).group(1)
+        seen.add(name)
+        assert f"`{name}(" in question and "three" in question
+        asserts = [line for line in code.splitlines() if line.startswith("assert ")]
+        assert len(asserts) == 3 and len(set(asserts)) == 3
+        exec(compile(code, name, "exec"), {})  # an assert that does not hold raises here
+        # A wrong expected value must fail: the check above is not vacuous.
+        broken = code.replace(asserts[0], asserts[0].rsplit("==", 1)[0] + "== 'not the value'")
+        with pytest.raises(AssertionError):
+            exec(compile(broken, name, "exec"), {})
+    assert len(seen) >= 40  # the tasks and their alternative names all come up
+    assert "merge_intervals" not in seen  # mixed-5's own task is not trained on
+
+
+def _rotated(xs, k):
+    d = collections.deque(xs)
+    d.rotate(-k)
+    return list(d)
+
+
+def _first_pair(xs, target):
+    return next(((i, j) for j in range(len(xs)) for i in range(j) if xs[i] + xs[j] == target), None)
+
+
+_GAP = object()
+# Independent reference for every task, by its first name: the answers' code must do what the task says.
+REFERENCE = {
+    "dedupe": lambda xs: list(dict.fromkeys(xs)),
+    "running_max": lambda xs: list(itertools.accumulate(xs, max)),
+    "chunks": lambda xs, n: [xs[k * n:(k + 1) * n] for k in range(-(-len(xs) // n))],
+    "flatten": lambda xss: list(itertools.chain.from_iterable(xss)),
+    "is_palindrome": lambda t: t.lower() == "".join(reversed(t.lower())),
+    "rotate_left": _rotated,
+    "second_largest": lambda xs: sorted(set(xs), reverse=True)[1] if len(set(xs)) > 1 else None,
+    "run_length": lambda t: [(ch, len(list(g))) for ch, g in itertools.groupby(t)],
+    "max_subarray_sum": lambda xs: max(sum(xs[i:j]) for i in range(len(xs)) for j in range(i + 1, len(xs) + 1)),
+    "reverse_words": lambda s: " ".join(s.split()[::-1]),
+    "prefix_sums": lambda xs: list(itertools.accumulate(xs)),
+    "find_duplicates": lambda xs: sorted(k for k, c in collections.Counter(xs).items() if c > 1),
+    "merge_sorted": lambda a, b: sorted(a + b),
+    "transpose": lambda m: [[row[i] for row in m] for i in range(len(m[0]))],
+    "is_anagram": lambda a, b: collections.Counter(a.lower()) == collections.Counter(b.lower()),
+    "count_vowels": lambda t: sum(t.lower().count(v) for v in "aeiou"),
+    "moving_average": lambda xs, k: [math.fsum(xs[i:i + k]) / k for i in range(len(xs) - k + 1)],
+    "word_counts": lambda ws: dict(collections.Counter(ws)),
+    "clamp_all": lambda xs, lo, hi: [sorted((lo, v, hi))[1] for v in xs],
+    "interleave": lambda a, b: [x for pair in itertools.zip_longest(a, b, fillvalue=_GAP) for x in pair if x is not _GAP],
+    "digit_sum": lambda n: sum(map(int, str(n))),
+    "two_sum_indices": _first_pair,
+    "capitalize_words": lambda s: " ".join(w.capitalize() for w in s.split()),
+    "gcd_all": lambda xs: functools.reduce(math.gcd, xs),
+}
+
+
+def test_every_task_does_what_its_question_asks(training_modules):
+    coding_tasks, _ = training_modules
+    assert {task.names[0] for task in coding_tasks.TASKS} == set(REFERENCE)
+    rng = random.Random(2)
+    for task in coding_tasks.TASKS:
+        for name in task.names:
+            function = coding_tasks.compiled(task, name)
+            for _ in range(50):
+                args = task.inputs(rng)
+                assert function(*args) == REFERENCE[task.names[0]](*args), (name, args)
+
+
+def test_staggered_pipes_answers_check_out(training_modules):
+    _, corpus = training_modules
+    rng = random.Random(1)
+    for _ in range(200):
+        question, answer = corpus.staggered_work_rate_problem(rng)
+        a, b, d = (int(x) for x in re.search(r"in (\d+) hours, pipe B in (\d+) hours, and a drain empties it in "
+                                             r"(\d+) hours", question).groups())
+        start, b_start = (int(x) for x in re.search(r"open at (\d+):00, B opens at (\d+):00", question).groups())
+        end_h, end_m = (int(x) for x in re.search(r"full at (\d+):(\d\d)\.$", answer).groups())
+        end = Fraction(end_h * 60 + end_m, 60)
+        # What A, B and the drain did by the stated time, recomputed from the question alone.
+        level = (end - start) / a + (end - b_start) / b - (end - start) / d
+        assert abs(level - 1) < Fraction(1, 60), (question, answer)  # full, to the minute the answer rounds to
+
+
+def test_an_unknown_corpus_recipe_is_one_clear_error(training_modules):
+    _, corpus = training_modules
+    with pytest.raises(ValueError, match="unknown corpus recipe"):
+        corpus.build_pairs(recipe="v3")
