@@ -65,6 +65,7 @@ class LoopSettings:
     eval_every: int = 200
     grad_clip: float = 1.0
     seed: int = 0
+    keep_best: bool = False  # end on the weights of the lowest held-out loss (a small corpus overfits)
 
 
 @dataclass
@@ -74,9 +75,13 @@ class LoopResult:
     tokens: int
     train_curve: list[tuple[int, float]] = field(default_factory=list)
     eval_curve: list[tuple[int, float]] = field(default_factory=list)
+    kept_step: int | None = None  # with keep_best: the step whose weights the run ended on
 
     @property
     def final_eval(self) -> float:
+        """Held-out loss of the weights the run ended on."""
+        if self.kept_step is not None:
+            return dict(self.eval_curve)[self.kept_step]
         return self.eval_curve[-1][1] if self.eval_curve else float("nan")
 
 
@@ -85,10 +90,13 @@ def train_loop(params, loss_fn, train_rows: torch.Tensor, eval_fn, settings: Loo
     """Minimise loss_fn(batch) over random batches of train_rows until max_steps or budget_s.
 
     The planned length for the cosine is max_steps, or the step count the first 50 steps'
-    speed predicts for the budget, whichever is smaller.
+    speed predicts for the budget, whichever is smaller. With settings.keep_best the run ends on
+    the weights of its lowest held-out loss (result.kept_step says which, when not the last).
     """
     dev = device()
+    params = list(params)
     gen = torch.Generator().manual_seed(settings.seed)
+    best: tuple[float, int, list[torch.Tensor]] | None = None
     train_rows = train_rows.to(dev)  # a few tens of MB: keep batches off the host-to-device path
     opt = torch.optim.AdamW(params, lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay,
                             fused=dev.type == "cuda")
@@ -111,7 +119,7 @@ def train_loop(params, loss_fn, train_rows: torch.Tensor, eval_fn, settings: Loo
             loss = loss_fn(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params if isinstance(params, list) else list(params), settings.grad_clip)
+        torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
         opt.step()
         step += 1
         result.tokens += batch.numel()
@@ -120,6 +128,8 @@ def train_loop(params, loss_fn, train_rows: torch.Tensor, eval_fn, settings: Loo
         if step % settings.eval_every == 0 or step == planned:
             ev = eval_fn()
             result.eval_curve.append((step, ev))
+            if settings.keep_best and (best is None or ev < best[0]):
+                best = (ev, step, [p.detach().clone() for p in params])
             print(f"[{label}] step {step}/{planned} loss {float(loss):.3f} held-out {ev:.3f} "
                   f"{time.perf_counter() - start:.0f}s", flush=True)
         if time.perf_counter() - start > settings.budget_s * 1.05:
@@ -128,6 +138,14 @@ def train_loop(params, loss_fn, train_rows: torch.Tensor, eval_fn, settings: Loo
     result.seconds = time.perf_counter() - start
     if not result.eval_curve or result.eval_curve[-1][0] != step:
         result.eval_curve.append((step, eval_fn()))
+        if settings.keep_best and (best is None or result.eval_curve[-1][1] < best[0]):
+            best = None  # the last weights are the best: nothing to restore
+    if best is not None and best[1] != step:
+        with torch.no_grad():
+            for p, saved in zip(params, best[2]):
+                p.copy_(saved)
+        result.kept_step = best[1]
+        print(f"[{label}] restored the weights of step {best[1]} (held-out {best[0]:.3f})", flush=True)
     return result
 
 

@@ -138,6 +138,8 @@ def write_card(r: dict, path: Path) -> None:
         f"| tokens seen | {t['tokens_seen']:,} | {a['tokens_seen']:,} |",
         f"| training time | {t['seconds']} s | {a['seconds']} s |",
         f"| held-out loss (nats/token) | {t['held_out_loss']:.3f} | {a['held_out_loss']:.3f} (chained, weighted) |",
+        f"| weights kept from step (lowest held-out loss) | {t.get('kept_step') or 'the last'} | "
+        f"{a.get('kept_step') or 'the last'} |",
         f"| held-out top-1 agreement with the target's greedy token, per draft step | — | "
         f"{' / '.join(f'{v:.3f}' for v in ans.get('top1_per_step', []))} |",
         "",
@@ -228,6 +230,8 @@ def parse_args(argv):
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--target-lr", type=float, default=3e-3)
+    ap.add_argument("--keep-best", action="store_true",
+                    help="end target and assistant on the weights of their lowest held-out loss")
     ap.add_argument("--target-budget-s", type=float, default=360)
     ap.add_argument("--target-steps", type=int, default=100_000)
     ap.add_argument("--draft-steps", type=int, default=4, help="chained draft steps the assistant is trained on")
@@ -275,7 +279,7 @@ def train_target(args, out: Path) -> dict:
     target = Gemma4ForCausalLM(tcfg).to(dev)
     target_loss = lambda x: target(input_ids=x, labels=x, use_cache=False).loss  # noqa: E731
     tset = LoopSettings(batch_size=args.batch, budget_s=args.target_budget_s, max_steps=args.target_steps,
-                        seed=args.seed, lr=args.target_lr)
+                        seed=args.seed, lr=args.target_lr, keep_best=args.keep_best)
     target.train()
     tres = train_loop(list(target.parameters()), target_loss, train_rows,
                       lambda: mean_loss(target_loss, held_rows, args.batch), tset, "target")
@@ -292,7 +296,7 @@ def train_target(args, out: Path) -> dict:
             "target": {"parameters": sum(p.numel() for p in target.parameters()), "config": tcfg.to_dict(),
                        "loop": tset, "steps": tres.steps, "seconds": round(tres.seconds, 1), "tokens_seen": tres.tokens,
                        "held_out_loss": tres.final_eval, "train_curve": tres.train_curve, "eval_curve": tres.eval_curve,
-                       "mixed5_greedy_ceiling": ceiling},
+                       "kept_step": tres.kept_step, "mixed5_greedy_ceiling": ceiling},
             "greedy_samples": samples,
             "gguf": {t_gguf.name: {"sha256": sha256_file(t_gguf), "bytes": t_gguf.stat().st_size}},
             "target_stage_seconds": round(time.perf_counter() - t0, 1)}
@@ -329,7 +333,7 @@ def train_assistant(args, out: Path, part: dict) -> dict:
     assistant = Gemma4AssistantForCausalLM(acfg).to(dev)
     objective = ChainObjective(target, assistant, args.window, args.draft_steps, args.decay)
     aset = LoopSettings(batch_size=args.batch, budget_s=args.assistant_budget_s, max_steps=args.assistant_steps,
-                        seed=args.seed + 1, lr=2e-3)
+                        seed=args.seed + 1, lr=2e-3, keep_best=args.keep_best)
     assistant.train()
     ares = train_loop([p for p in assistant.parameters() if p.requires_grad], objective.loss, train_rows,
                       lambda: mean_loss(objective.loss, held_answer_rows, args.batch), aset, "assistant")
@@ -356,7 +360,7 @@ def train_assistant(args, out: Path, part: dict) -> dict:
                       "loop": aset, "steps": ares.steps, "seconds": round(ares.seconds, 1), "tokens_seen": ares.tokens,
                       "held_out_loss": ares.final_eval, "held_out_top1_agreement": on_answers["top1_per_step"][0],
                       "held_out_on_answers": on_answers, "held_out_on_corpus": on_corpus,
-                      "draft_steps": args.draft_steps, "decay": args.decay,
+                      "kept_step": ares.kept_step, "draft_steps": args.draft_steps, "decay": args.decay,
                       "data": {"target_answers": len(answers), "answer_tokens": answer_rows.numel(),
                                "answer_rows_repeat": repeat, "corpus_tokens": corpus_train.numel(),
                                "held_out_answers": len(held), "temperature": args.temperature},
