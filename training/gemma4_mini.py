@@ -308,6 +308,9 @@ def train_assistant(args, out: Path, part: dict) -> dict:
     from tokenizers import Tokenizer
     from transformers import Gemma4AssistantForCausalLM, Gemma4ForCausalLM
     t0, dev = time.perf_counter(), device()
+    if part["corpus"].get("recipe", "v1") != args.corpus:
+        raise SystemExit(f"the target in {out} was trained on corpus {part['corpus'].get('recipe', 'v1')}, "
+                         f"not {args.corpus}: pass the same --corpus to both stages")
     tok = Tokenizer.from_file(str(out / "tokenizer" / "tokenizer.json"))
     target = Gemma4ForCausalLM.from_pretrained(out / "hf-target", attn_implementation="sdpa").to(dev)
     target.eval().requires_grad_(False)
