@@ -124,13 +124,13 @@ def train_loop(params, loss_fn, train_rows: torch.Tensor, eval_fn, settings: Loo
         step += 1
         result.tokens += batch.numel()
         if step % 20 == 0:
-            result.train_curve.append((step, float(loss)))
+            result.train_curve.append((step, loss.item()))
         if step % settings.eval_every == 0 or step == planned:
             ev = eval_fn()
             result.eval_curve.append((step, ev))
             if settings.keep_best and (best is None or ev < best[0]):
                 best = (ev, step, [p.detach().clone() for p in params])
-            print(f"[{label}] step {step}/{planned} loss {float(loss):.3f} held-out {ev:.3f} "
+            print(f"[{label}] step {step}/{planned} loss {loss.item():.3f} held-out {ev:.3f} "
                   f"{time.perf_counter() - start:.0f}s", flush=True)
         if time.perf_counter() - start > settings.budget_s * 1.05:
             break

@@ -92,39 +92,61 @@ class ChainObjective:
                 "all_first_k_agree": [round(c / n, 4) for c in chain]}
 
     @torch.no_grad()
-    def drafted_acceptance(self, sequences: list[tuple[int, list[int]]]) -> dict:
-        """Offline draft-mtp on the target's own sampled answers: per position p_k, and acceptance at depth n.
-
-        `sequences` holds (prompt length, prompt + sampled answer). At every answer position the
-        assistant drafts K tokens greedily, each fed the previous draft; the draft is accepted while
-        it equals what the target sampled. Acceptance at depth n is (p_1 + … + p_n) / n, the
-        engine's accepted / drafted when every step drafts n tokens.
-        """
-        dev, alive_sum, n_bases = device(), [0.0] * self.steps, 0
+    def leading_matches(self, sequences: list[tuple[int, list[int]]]) -> list[list[int]]:
+        """Offline draft-mtp on (prompt length, prompt + answer): at every answer position the assistant
+        drafts K tokens greedily, each fed the previous draft, as llama-server chains them; per
+        position, how many leading drafts equal what follows in the sequence (0..K)."""
+        dev, out = device(), []
         for start, seq in sequences:
             x = torch.tensor([seq], device=dev)
+            n = x.shape[1] - self.steps - 1
+            if n <= start:
+                out.append([])
+                continue
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 h, kv, _ = self._target_pass(x)
-                t, n = x.shape[1], x.shape[1] - self.steps - 1
-                if n <= start:
-                    continue
                 pos = torch.arange(1, n + 1, device=dev)[None]
-                masks = chain_masks(n, t, self.window, dev)
-                hidden, token, alive = h[:, :n], x[:, 1:n + 1], None
+                masks = chain_masks(n, x.shape[1], self.window, dev)
+                hidden, token, alive, count = h[:, :n], x[:, 1:n + 1], None, None
                 for k in range(1, self.steps + 1):
                     emb = self.target.model.embed_tokens(token)
                     inp = self.assistant.pre_projection(torch.cat([emb, hidden.to(emb.dtype)], dim=-1))
-                    out = self.assistant.model(inputs_embeds=inp, position_ids=pos, attention_mask=masks,
-                                               shared_kv_states=kv, use_cache=False)
-                    token = self.assistant.lm_head(out.last_hidden_state).argmax(-1)
+                    o = self.assistant.model(inputs_embeds=inp, position_ids=pos, attention_mask=masks,
+                                             shared_kv_states=kv, use_cache=False)
+                    token = self.assistant.lm_head(o.last_hidden_state).argmax(-1)
                     ok = (token == x[:, k + 1:k + 1 + n])[0, start - 1:]  # bases whose draft is answer text
                     alive = ok if alive is None else alive & ok
-                    alive_sum[k - 1] += float(alive.sum())
-                    hidden = self.assistant.post_projection(out.last_hidden_state)
-            n_bases += int(alive.numel())
-        p = [a / max(1, n_bases) for a in alive_sum]
-        return {"bases": n_bases, "p_per_position": [round(v, 4) for v in p],
+                    count = alive.long() if count is None else count + alive.long()
+                    hidden = self.assistant.post_projection(o.last_hidden_state)
+            out.append(count.tolist())
+        return out
+
+    def drafted_acceptance(self, sequences: list[tuple[int, list[int]]]) -> dict:
+        """Per position p_k over every answer position, and acceptance at depth n = (p_1 + … + p_n) / n,
+        the engine's accepted / drafted when every step drafts n tokens; a draft is accepted while it
+        equals what the target sampled."""
+        counts = [c for per_seq in self.leading_matches(sequences) for c in per_seq]
+        p = [sum(c > k for c in counts) / max(1, len(counts)) for k in range(self.steps)]
+        return {"bases": len(counts), "p_per_position": [round(v, 4) for v in p],
                 "acceptance_at_depth": [round(sum(p[:d]) / d, 4) for d in range(1, self.steps + 1)]}
+
+
+def walk_like_the_engine(matches: list[int], depth: int) -> tuple[int, int, list[int], list[int]]:
+    """Replay llama-server's steps over one answer's leading-match counts at draft depth `depth`:
+    each step drafts `depth` tokens at the current base, accepts the leading matches, and the target
+    adds one token of its own. Returns drafted, accepted, and per position drafted / accepted."""
+    drafted = accepted = 0
+    pos_d, pos_a = [0] * depth, [0] * depth
+    i = 0
+    while i < len(matches):
+        a = min(matches[i], depth)
+        drafted += depth
+        accepted += a
+        for k in range(depth):
+            pos_d[k] += 1
+            pos_a[k] += k < a
+        i += a + 1
+    return drafted, accepted, pos_d, pos_a
 
 
 @torch.no_grad()
