@@ -34,42 +34,19 @@ import corpus
 from common import (LoopSettings, base_parser, convert_to_gguf, device, environment, pack, plot_curves,
                     seed_everything, sha256_file, train_loop, write_json)
 from gemma4_mini import _curves, assistant_config, save_hf, write_card
-from gemma4_mtp import ChainObjective, sample_answers
+from gemma4_mtp import ChainObjective, load_gguf_weights, sample_answers
 
 
 # ---------------------------------------------------------------- the committed target, read back
 
 def target_from_gguf(gguf_path: Path, config: dict, llama_cpp: Path):
-    """A frozen Gemma4ForCausalLM holding the GGUF's weights (names mapped by gguf-py's own table)."""
-    sys.path.insert(0, str(llama_cpp / "gguf-py"))
-    import gguf  # noqa: PLC0415
+    """A frozen Gemma4ForCausalLM holding the GGUF's weights."""
     from transformers import Gemma4ForCausalLM, Gemma4TextConfig
 
     cfg = Gemma4TextConfig(**{k: v for k, v in config.items() if k not in ("architectures", "model_type")})
     cfg._attn_implementation = "sdpa"
     model = Gemma4ForCausalLM(cfg)
-    reader = gguf.GGUFReader(str(gguf_path))
-    tensors = {t.name: t for t in reader.tensors}
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA4, cfg.num_hidden_layers)
-    state, used = {}, set()
-    for key, param in model.state_dict().items():
-        if key == "lm_head.weight":  # tied to the embedding
-            continue
-        # the converter names `layer_scalar` `layer_scalar.weight`; get_name keeps the suffix it strips
-        hf_key = key + ".weight" if key.endswith("layer_scalar") else key
-        gname = names.get_name(hf_key, try_suffixes=(".weight", ".bias"))
-        if gname is None or gname not in tensors:
-            raise SystemExit(f"no GGUF tensor for {key} (mapped to {gname})")
-        t = tensors[gname]
-        value = torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).copy()).float()
-        state[key] = value.reshape(param.shape)
-        used.add(gname)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k != "lm_head.weight"]
-    left = sorted(set(tensors) - used - {"rope_freqs.weight"})
-    if missing or unexpected or left:
-        raise SystemExit(f"target GGUF does not fit: missing {missing}, unexpected {unexpected}, unused {left}")
-    model.tie_weights()
+    load_gguf_weights(model, gguf_path, "GEMMA4", cfg.num_hidden_layers, llama_cpp)
     return model.eval().requires_grad_(False), cfg
 
 

@@ -14,7 +14,9 @@ KV-sharing assistant (common/speculative.cpp, `is_mem_shared`):
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -199,3 +201,36 @@ def greedy_ceiling(target, sequences: list[tuple[int, list[int]]], temperature: 
         total += float(probs.max(-1).values.sum())
         n += probs.shape[0]
     return total / max(1, n)
+
+
+def load_gguf_weights(model, gguf_path: Path, arch: str, n_layers: int, llama_cpp: Path) -> None:
+    """Fill a transformers model (tied LM head) with a GGUF's weights, names mapped by gguf-py's own table.
+
+    The converter's gemma4 and gemma4-assistant mappings are plain renames (no norm shift, no
+    permutation), so mapping back is too. Every model key must find a tensor and every tensor a key.
+    """
+    sys.path.insert(0, str(llama_cpp / "gguf-py"))
+    import gguf  # noqa: PLC0415 - the pinned tree's gguf-py, newer than the PyPI package
+
+    reader = gguf.GGUFReader(str(gguf_path))
+    tensors = {t.name: t for t in reader.tensors}
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch], n_layers)
+    state, used = {}, set()
+    for key, param in model.state_dict().items():
+        if key == "lm_head.weight":  # tied to the embedding
+            continue
+        # the converter names `layer_scalar` `layer_scalar.weight`; get_name keeps the suffix it strips
+        hf_key = key + ".weight" if key.endswith("layer_scalar") else key
+        gname = names.get_name(hf_key, try_suffixes=(".weight", ".bias"))
+        if gname is None or gname not in tensors:
+            raise SystemExit(f"{gguf_path.name}: no GGUF tensor for {key} (mapped to {gname})")
+        t = tensors[gname]
+        value = torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).copy()).float()
+        state[key] = value.reshape(param.shape)
+        used.add(gname)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "lm_head.weight"]
+    left = sorted(set(tensors) - used - {"rope_freqs.weight"})
+    if missing or unexpected or left:
+        raise SystemExit(f"{gguf_path.name} does not fit: missing {missing}, unexpected {unexpected}, unused {left}")
+    model.tie_weights()

@@ -16,45 +16,24 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 import torch
 
 from gemma4_chain import target_from_gguf
 from gemma4_mini import mixed5_questions
-from gemma4_mtp import ChainObjective, greedy_ceiling, sample_answers, walk_like_the_engine
+from gemma4_mtp import ChainObjective, greedy_ceiling, load_gguf_weights, sample_answers, walk_like_the_engine
 from tokenizer import render_turns, special_id
 
 
 def assistant_from_gguf(gguf_path: Path, config: dict, llama_cpp: Path):
-    sys.path.insert(0, str(llama_cpp / "gguf-py"))
-    import gguf  # noqa: PLC0415
     from transformers import Gemma4AssistantConfig, Gemma4AssistantForCausalLM
 
     cfg = Gemma4AssistantConfig(**{k: v for k, v in config.items()
                                    if k not in ("architectures", "model_type", "transformers_version")})
     cfg._attn_implementation = "sdpa"
     model = Gemma4AssistantForCausalLM(cfg)
-    reader = gguf.GGUFReader(str(gguf_path))
-    tensors = {t.name: t for t in reader.tensors}
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA4_ASSISTANT, cfg.text_config.num_hidden_layers)
-    state, used = {}, set()
-    for key, param in model.state_dict().items():
-        if key == "lm_head.weight":  # tied
-            continue
-        hf_key = key + ".weight" if key.endswith("layer_scalar") else key
-        gname = names.get_name(hf_key, try_suffixes=(".weight", ".bias"))
-        if gname is None or gname not in tensors:
-            raise SystemExit(f"no GGUF tensor for {key} (mapped to {gname})")
-        t = tensors[gname]
-        state[key] = torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).copy()).float().reshape(param.shape)
-        used.add(gname)
-    model.load_state_dict(state, strict=False)
-    left = sorted(set(tensors) - used - {"rope_freqs.weight"})
-    if left:
-        raise SystemExit(f"assistant GGUF tensors not loaded: {left}")
-    model.tie_weights()
+    load_gguf_weights(model, gguf_path, "GEMMA4_ASSISTANT", cfg.text_config.num_hidden_layers, llama_cpp)
     return model.eval().requires_grad_(False)
 
 
