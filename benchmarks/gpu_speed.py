@@ -256,6 +256,18 @@ def overhead(store: Store, run_id: int, wall: float) -> dict:
             "beyond_timed_work_share": (tool_total + requests - timed_work) / timed_work if timed_work else None}
 
 
+def parallel_time(store: Store, run_id: int, k: int) -> dict:
+    """Where a --parallel sweep's time went: the servers' starts and stops (not side by side), and how
+    busy the K lanes were (Σ request wall time / (K × sweep wall time)); idle lanes mean cell tails."""
+    notes = store.run(run_id).notes.get("overhead") or {}
+    seconds = {name: v["seconds"] for name, v in (notes.get("phases") or {}).items()}
+    in_sweep = notes.get("wall_seconds")
+    busy = sum((r.wall_ms or 0) for r in store.requests(run_id, status="ok")) / 1000.0
+    return {"wall_in_sweep": in_sweep, "server_start": seconds.get("server_start", 0.0),
+            "server_stop": seconds.get("server_stop", 0.0), "request_seconds": busy,
+            "lane_utilization": busy / (k * in_sweep) if in_sweep else None}
+
+
 def agreement(store: Store, seq_run: int, par_run: int) -> list[dict]:
     seq = by_drafting(store.requests(seq_run, status="ok"))
     par = by_drafting(store.requests(par_run, status="ok"))
@@ -450,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
                 engine, sweep_config(models, scale, settings, db, f"parallel-{mode}", scale.parallel, mode), logs)
             store = Store(db)
             facts["parallel" + suffix] = {"wall": par_wall, "state": par_state, "run": par_id, "mode": mode,
-                                          "n_requests": len(store.requests(par_id, status="ok"))}
+                                          "n_requests": len(store.requests(par_id, status="ok")),
+                                          **parallel_time(store, par_id, scale.parallel)}
             facts["agreement" + suffix] = agreement(store, seq_id, par_id)
             store.close()
             save(out, facts)

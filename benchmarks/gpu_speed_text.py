@@ -72,6 +72,19 @@ def _overhead(facts: dict) -> list[str]:
     return lines
 
 
+def _parallel_time(k: int, runs: list[tuple[str, dict | None]]) -> list[str]:
+    """Where each --parallel run's time went (runs made before this breakdown existed have none)."""
+    rows = [(name, r) for name, r in runs if r and r.get("lane_utilization") is not None]
+    if not rows:
+        return []
+    return ["| --parallel run | sweep wall s | server starts s | server stops s | Σ request s | lanes busy |",
+            "|---|---|---|---|---|---|",
+            *[f"| {name} | {r['wall_in_sweep']:.1f} | {r['server_start']:.1f} | {r['server_stop']:.1f} | "
+              f"{r['request_seconds']:.1f} | {100 * r['lane_utilization']:.0f}% |" for name, r in rows],
+            "", f"Lanes busy = Σ request wall time / ({k} × sweep wall time): the rest is server starts and stops, "
+            "the tail of each cell (fewer requests left than lanes) and the driver.", ""]
+
+
 def _parallel(facts: dict) -> list[str]:
     seq, par, agree = facts.get("sequential"), facts.get("parallel"), facts.get("agreement") or []
     slots = facts.get("parallel_slots")
@@ -91,7 +104,8 @@ def _parallel(facts: dict) -> list[str]:
                   else "") + "."
                if seq["state"] == par["state"] == "complete" else
                "Speedup: not comparable (a run was cut short: see its state)."),
-              "", "| model | depth | sequential | parallel | difference [95% CI] | pairs | agree | overlap | "
+              ""] + _parallel_time(facts['k'], [("one-slot servers", par), ("slots of one server", slots)]) + [
+              "| model | depth | sequential | parallel | difference [95% CI] | pairs | agree | overlap | "
               "identical text |", "|---|---|---|---|---|---|---|---|---|"]
     for a in agree:
         s, p = a["sequential"], a["parallel"]
