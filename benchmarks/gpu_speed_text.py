@@ -82,7 +82,8 @@ def _parallel_time(k: int, runs: list[tuple[str, dict | None]]) -> list[str]:
             *[f"| {name} | {r['wall_in_sweep']:.1f} | {r['server_start']:.1f} | {r['server_stop']:.1f} | "
               f"{r['request_seconds']:.1f} | {100 * r['lane_utilization']:.0f}% |" for name, r in rows],
             "", f"Lanes busy = Σ request wall time / ({k} × sweep wall time): the rest is server starts and stops, "
-            "the tail of each cell (fewer requests left than lanes) and the driver.", ""]
+            "the tail of each cell (fewer requests left than lanes) and the driver. Starts and stops are summed "
+            "over servers: one-slot servers start side by side, so their sum can exceed the wall time.", ""]
 
 
 def _parallel(facts: dict) -> list[str]:
