@@ -257,8 +257,8 @@ def overhead(store: Store, run_id: int, wall: float) -> dict:
 
 
 def parallel_time(store: Store, run_id: int, k: int) -> dict:
-    """Where a --parallel sweep's time went: the servers' starts and stops (not side by side), and how
-    busy the K lanes were (Σ request wall time / (K × sweep wall time)); idle lanes mean cell tails."""
+    """Where a --parallel sweep's time went: the servers' starts and stops (summed over servers), and
+    how busy the K lanes were (Σ request wall time / (K × sweep wall time)); idle lanes mean cell tails."""
     notes = store.run(run_id).notes.get("overhead") or {}
     seconds = {name: v["seconds"] for name, v in (notes.get("phases") or {}).items()}
     in_sweep = notes.get("wall_seconds")
