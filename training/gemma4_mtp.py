@@ -133,24 +133,6 @@ class ChainObjective:
                 "acceptance_at_depth": [round(sum(p[:d]) / d, 4) for d in range(1, self.steps + 1)]}
 
 
-def walk_like_the_engine(matches: list[int], depth: int) -> tuple[int, int, list[int], list[int]]:
-    """Replay llama-server's steps over one answer's leading-match counts at draft depth `depth`:
-    each step drafts `depth` tokens at the current base, accepts the leading matches, and the target
-    adds one token of its own. Returns drafted, accepted, and per position drafted / accepted."""
-    drafted = accepted = 0
-    pos_d, pos_a = [0] * depth, [0] * depth
-    i = 0
-    while i < len(matches):
-        a = min(matches[i], depth)
-        drafted += depth
-        accepted += a
-        for k in range(depth):
-            pos_d[k] += 1
-            pos_a[k] += k < a
-        i += a + 1
-    return drafted, accepted, pos_d, pos_a
-
-
 @torch.no_grad()
 def sample_answers(target, tok, questions: list[str], max_new: int, temperature: float, batch: int,
                    budget_s: float, seed: int) -> list[tuple[int, list[int]]]:

@@ -22,7 +22,8 @@ import torch
 
 from gemma4_chain import target_from_gguf
 from gemma4_mini import mixed5_questions
-from gemma4_mtp import ChainObjective, greedy_ceiling, load_gguf_weights, sample_answers, walk_like_the_engine
+from draft_replay import walk_like_the_engine
+from gemma4_mtp import ChainObjective, greedy_ceiling, load_gguf_weights, sample_answers
 from tokenizer import render_turns, special_id
 
 

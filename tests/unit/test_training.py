@@ -1,8 +1,10 @@
-"""The generated training problems are right: a miniature trained on wrong answers would be measured on them.
+"""The plain-Python parts of `training/`: generated problems that are right, and the engine-step replay.
 
-`training/` is not part of the tool (it needs torch on a GPU host), but its generators are plain
-Python, so their answers are checked here: every coding task's code runs and its asserts hold, and
-every staggered-pipes answer's own check adds up to one tank at the time it states.
+`training/` is not part of the tool (it needs torch on a GPU host), but these pieces run without it.
+A miniature trained on wrong answers would be measured on them, so every coding task's code runs, its
+asserts hold and it does what its question asks, and every staggered-pipes answer fills the tank at the
+time it states. The replay of llama-server's draft steps is what the offline acceptance estimate
+rests on (checked against the engine in benchmarks/gemma4-mini-retrain-h100.md).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 TRAINING = Path(__file__).resolve().parents[2] / "training"
 
@@ -31,6 +35,36 @@ def training_modules():
         yield coding_tasks, corpus
     finally:
         sys.path.remove(str(TRAINING))
+
+
+@pytest.fixture(scope="module")
+def walk():
+    sys.path.insert(0, str(TRAINING))
+    try:
+        from draft_replay import walk_like_the_engine
+        yield walk_like_the_engine
+    finally:
+        sys.path.remove(str(TRAINING))
+
+
+def test_each_step_keeps_the_leading_matches_and_the_target_adds_one(walk):
+    # Steps start at positions 0 and 3 (2 drafts kept + the target's token), then 5: past the end.
+    assert walk([2, 0, 3, 1, 0], 2) == (4, 3, [2, 2], [2, 1])
+    # Depth caps what a step keeps: at depth 1 the same answer steps at 0, 2, 4.
+    assert walk([2, 0, 3, 1, 0], 1) == (3, 2, [3], [2])
+    assert walk([], 3) == (0, 0, [0, 0, 0], [0, 0, 0])
+
+
+@given(st.lists(st.integers(0, 4), max_size=60), st.integers(1, 4))
+def test_the_replay_is_a_consistent_tally(walk, matches, depth):
+    drafted, accepted, pos_d, pos_a = walk(matches, depth)
+    assert sum(pos_d) == drafted and sum(pos_a) == accepted <= drafted
+    assert all(a <= d for a, d in zip(pos_a, pos_d))
+    assert pos_a == sorted(pos_a, reverse=True)  # a later draft is kept only after every earlier one
+    if all(m >= depth for m in matches):  # a perfect drafter: every step keeps all, steps are depth + 1 apart
+        assert accepted == drafted == depth * -(-len(matches) // (depth + 1))
+    if not any(matches):  # nothing matches: a step at every position, nothing kept
+        assert (drafted, accepted) == (depth * len(matches), 0)
 
 
 def test_every_coding_task_answer_runs_and_its_asserts_hold(training_modules):
