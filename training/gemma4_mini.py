@@ -160,6 +160,11 @@ def write_card(r: dict, path: Path) -> None:
         f"- The assistant drafting as llama-server does (greedy chain, accepted while equal to the sample), over {off.get('bases', 0):,}"
         " answer positions: per position " + " / ".join(f"{v:.3f}" for v in off.get("p_per_position", []))
         + "; acceptance at depth 1–4 " + " / ".join(f"{v:.3f}" for v in off.get("acceptance_at_depth", [])) + ".",
+        *([f"- Greedy (temperature 0, one answer per prompt; llama-server gives the same within ~1 pp, "
+           "`training/gemma4_offline_check.py`): acceptance at depth 1–4 "
+           + " / ".join(f"{v:.3f}" for v in a['mixed5_offline_greedy']['acceptance_at_depth'])
+           + "."]
+          if a.get("mixed5_offline_greedy") else []),
         "",
         "## Data",
         f"Instruction/answer chat pairs built by `training/corpus.py` (recipe {r['corpus'].get('recipe', 'v1')}) from the standard library and",
@@ -345,8 +350,12 @@ def train_assistant(args, out: Path, part: dict) -> dict:
     on_corpus = objective.evaluate(corpus_held, args.batch)
     mixed5 = mixed5_samples(target, tok, args)
     offline = objective.drafted_acceptance(mixed5)
+    # Greedy, the same figure llama-server gives at --temperature 0 (training/gemma4_offline_check.py).
+    greedy = objective.drafted_acceptance(sample_answers(target, tok, mixed5_questions(), args.answer_tokens, 0.0,
+                                                         args.sample_batch, 1e9, args.seed))
     print(f"held-out, the target's answers: {on_answers}\nheld-out, corpus: {on_corpus}\n"
-          f"mixed-5 offline draft-mtp at T={args.temperature}: {offline}", flush=True)
+          f"mixed-5 offline draft-mtp at T={args.temperature}: {offline}\nmixed-5 offline, greedy: {greedy}",
+          flush=True)
 
     assistant.generation_config.num_assistant_tokens = args.draft_steps
     save_hf(assistant, out / "tokenizer", out / "hf-assistant")
@@ -367,7 +376,7 @@ def train_assistant(args, out: Path, part: dict) -> dict:
                       "data": {"target_answers": len(answers), "answer_tokens": answer_rows.numel(),
                                "answer_rows_repeat": repeat, "corpus_tokens": corpus_train.numel(),
                                "held_out_answers": len(held), "temperature": args.temperature},
-                      "mixed5_offline": offline,
+                      "mixed5_offline": offline, "mixed5_offline_greedy": greedy,
                       "train_curve": ares.train_curve, "eval_curve": ares.eval_curve},
         "assistant_stage_seconds": round(time.perf_counter() - t0, 1)})
     record["gguf"] = dict(part["gguf"])

@@ -136,7 +136,8 @@ class ChainObjective:
 @torch.no_grad()
 def sample_answers(target, tok, questions: list[str], max_new: int, temperature: float, batch: int,
                    budget_s: float, seed: int) -> list[tuple[int, list[int]]]:
-    """(prompt length, chat-formatted prompt + the target's sampled answer), left-padded batches, KV cache."""
+    """(prompt length, chat-formatted prompt + the target's sampled answer), left-padded batches, KV cache.
+    Temperature 0 gives the greedy answers."""
     dev = device()
     bos, pad, stop = (special_id(tok, t) for t in ("<bos>", "<pad>", "<end_of_turn>"))
     prompts = [[bos] + e.ids for e in tok.encode_batch([render_turns(q, "")[0] for q in questions],
@@ -153,9 +154,10 @@ def sample_answers(target, tok, questions: list[str], max_new: int, temperature:
             ids[r, width - len(p):] = torch.tensor(p)
             mask[r, width - len(p):] = 1
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            seqs = target.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), do_sample=True,
-                                   temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new,
-                                   eos_token_id=stop, pad_token_id=pad)
+            sampling = (dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0
+                        else dict(do_sample=False))  # temperature 0: the greedy answer
+            seqs = target.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), max_new_tokens=max_new,
+                                   eos_token_id=stop, pad_token_id=pad, **sampling)
         for r, p in enumerate(chunk):
             answer = seqs[r, width:].tolist()
             if stop in answer:
