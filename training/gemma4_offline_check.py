@@ -7,24 +7,21 @@
 runs. At temperature 0 both sides are deterministic, so the same pair must give the same
 per-position acceptance up to arithmetic (F16 weights, bf16/F32 kernels). This loads both GGUFs
 back into transformers (a plain rename in both directions, names from gguf-py's own tables), drafts
-offline on the target's greedy answers to `mixed-5`, and prints them beside the per-position counts
-that `specsweep run --temperature 0` stored in RUN.db.
+offline on the target's greedy answers to `mixed-5`, and prints them beside the acceptance that
+`specsweep run --temperature 0` stored in RUN.db, per position as specsweep's report computes it
+(so `src/` must be importable: run it with PYTHONPATH=src, or where specsweep is installed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 from pathlib import Path
 
-import torch
-
+from draft_replay import walk_like_the_engine
 from gemma4_chain import target_from_gguf
 from gemma4_mini import mixed5_questions
-from draft_replay import walk_like_the_engine
 from gemma4_mtp import ChainObjective, greedy_ceiling, load_gguf_weights, sample_answers
-from tokenizer import render_turns, special_id
 
 
 def assistant_from_gguf(gguf_path: Path, config: dict, llama_cpp: Path):
@@ -38,37 +35,20 @@ def assistant_from_gguf(gguf_path: Path, config: dict, llama_cpp: Path):
     return model.eval().requires_grad_(False)
 
 
-@torch.no_grad()
-def greedy_answers(target, tok, questions, max_new: int) -> list[tuple[int, list[int]]]:
-    bos, stop = special_id(tok, "<bos>"), special_id(tok, "<end_of_turn>")
-    out = []
-    for q in questions:
-        ids = [bos] + tok.encode(render_turns(q, "")[0], add_special_tokens=False).ids
-        seq = target.generate(input_ids=torch.tensor([ids]), do_sample=False, max_new_tokens=max_new,
-                              eos_token_id=stop, pad_token_id=special_id(tok, "<pad>"))[0].tolist()
-        out.append((len(ids), seq))
-    return out
+def engine_rates(db: Path) -> dict[int, tuple[float, int, list[float | None]]]:
+    """Per depth of the database's last run: accepted / drafted and its drafted count, pooled over the
+    ok requests, and per-position p_i as specsweep's own report computes them."""
+    from specsweep.analysis.positions import per_position
+    from specsweep.store import Store
 
-
-def engine_rates(db: Path) -> dict[int, dict]:
-    """Per depth: accepted / drafted, and per-position accepted / drafted, pooled over requests.
-
-    Per position comes from /metrics where every draft was full length (each step drafted every
-    position), else from the traced replay's per-step log, as specsweep's own report takes them.
-    """
-    rows = sqlite3.connect(db).execute(
-        "SELECT depth, draft_n, draft_n_accepted, counts_from, m_steps, m_accepted_per_pos, log_drafted_per_pos,"
-        " log_accepted_per_pos FROM requests WHERE status = 'ok' AND depth > 0").fetchall()
-    out: dict[int, dict] = {}
-    for depth, drafted, accepted, source, steps, m_acc, log_d, log_a in rows:
-        cell = out.setdefault(depth, {"drafted": 0, "accepted": 0, "pos_d": [0] * depth, "pos_a": [0] * depth})
-        cell["drafted"] += drafted
-        cell["accepted"] += accepted
-        per_d, per_a = (([steps] * depth, json.loads(m_acc)) if source == "metrics"
-                        else (json.loads(log_d or "[]"), json.loads(log_a or "[]")))
-        for i, (d, a) in enumerate(zip(per_d, per_a)):
-            cell["pos_d"][i] += d
-            cell["pos_a"][i] += a
+    store = Store(db, readonly=True)
+    records = store.requests(store.runs()[-1].id, status="ok")
+    out = {}
+    for depth in sorted({r.depth for r in records if r.depth > 0}):
+        cell = [r for r in records if r.depth == depth]
+        drafted = sum(r.draft_n or 0 for r in cell)
+        out[depth] = (sum(r.draft_n_accepted or 0 for r in cell) / max(1, drafted), drafted,
+                      [stat.p_uncond for stat in per_position(cell)])
     return out
 
 
@@ -90,7 +70,8 @@ def main(argv=None) -> int:
     target, tcfg = target_from_gguf(args.target, record["target"]["config"], args.llama_cpp)
     assistant = assistant_from_gguf(args.assistant, record["assistant"]["config"], args.llama_cpp)
     tok = Tokenizer.from_file(str(args.tokenizer))
-    answers = greedy_answers(target, tok, mixed5_questions(), args.max_tokens)
+    # One greedy answer per prompt, each alone (batch 1: no padding), as the engine generates it.
+    answers = sample_answers(target, tok, mixed5_questions(), args.max_tokens, 0.0, 1, 1e9, 0)
     matches = ChainObjective(target, assistant, tcfg.sliding_window, 4, 1.0).leading_matches(answers)
     engine = engine_rates(args.engine_db)
     print("depth | offline acceptance | engine acceptance | offline per position | engine per position")
@@ -102,10 +83,13 @@ def main(argv=None) -> int:
             d, a = d + dd, a + aa
             pos_d = [x + y for x, y in zip(pos_d, pd)]
             pos_a = [x + y for x, y in zip(pos_a, pa)]
-        cell = engine.get(depth)
         offline_pos = [round(x / y, 3) for x, y in zip(pos_a, pos_d)]
-        engine_pos = [round(x / y, 3) if y else None for x, y in zip(cell["pos_a"], cell["pos_d"])] if cell else None
-        engine_acc = f"{cell['accepted'] / max(1, cell['drafted']):.3f} ({cell['drafted']} drafted)" if cell else "-"
+        if depth in engine:
+            acc, drafted, per_pos = engine[depth]
+            engine_acc, engine_pos = f"{acc:.3f} ({drafted} drafted)", [None if p is None else round(p, 3)
+                                                                         for p in per_pos]
+        else:
+            engine_acc, engine_pos = "-", None
         print(f"{depth} | {a / max(1, d):.3f} ({d} drafted) | {engine_acc} | {offline_pos} | {engine_pos}")
     if args.ceiling_temperature > 0:
         sampled = sample_answers(target, tok, mixed5_questions() * 8, args.max_tokens, args.ceiling_temperature,
