@@ -93,22 +93,11 @@ SAMPLE_PROMPTS = (
 )
 
 
-@torch.no_grad()
 def greedy_samples(target, tok, n_tokens: int = 120) -> list[dict]:
-    """What the trained target answers to two chat prompts (greedy, no cache): a sanity check for the card."""
-    dev, bos, stop = device(), special_id(tok, "<bos>"), special_id(tok, "<end_of_turn>")
-    samples = []
-    for question in SAMPLE_PROMPTS:
-        prompt, _ = render_turns(question, "")
-        ids = [bos] + tok.encode(prompt, add_special_tokens=False).ids
-        start = len(ids)
-        for _ in range(n_tokens):
-            logits = target(input_ids=torch.tensor([ids], device=dev), use_cache=False).logits[0, -1]
-            ids.append(int(logits.argmax()))
-            if ids[-1] == stop:
-                break
-        samples.append({"prompt": question, "answer": tok.decode(ids[start:], skip_special_tokens=False)})
-    return samples
+    """What the trained target answers to two chat prompts (greedy, each alone): a sanity check for the card."""
+    answers = sample_answers(target, tok, list(SAMPLE_PROMPTS), n_tokens, 0.0, 1, 1e9, 0)
+    return [{"prompt": question, "answer": tok.decode(seq[start:], skip_special_tokens=False)}
+            for question, (start, seq) in zip(SAMPLE_PROMPTS, answers)]
 
 
 def save_hf(model, tokenizer_dir: Path, out: Path) -> None:
@@ -160,7 +149,7 @@ def write_card(r: dict, path: Path) -> None:
         f"- The assistant drafting as llama-server does (greedy chain, accepted while equal to the sample), over {off.get('bases', 0):,}"
         " answer positions: per position " + " / ".join(f"{v:.3f}" for v in off.get("p_per_position", []))
         + "; acceptance at depth 1–4 " + " / ".join(f"{v:.3f}" for v in off.get("acceptance_at_depth", [])) + ".",
-        *([f"- Greedy (temperature 0, one answer per prompt; llama-server gives the same within ~1 pp, "
+        *(["- Greedy (temperature 0, one answer per prompt; llama-server gives the same within ~1 pp, "
            "`training/gemma4_offline_check.py`): acceptance at depth 1–4 "
            + " / ".join(f"{v:.3f}" for v in a['mixed5_offline_greedy']['acceptance_at_depth'])
            + "."]
