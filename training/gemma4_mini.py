@@ -201,12 +201,9 @@ def write_card(r: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-MIXED5 = Path(__file__).resolve().parents[1] / "src" / "specsweep" / "prompts" / "mixed-5.jsonl"
-
-
 def mixed5_questions() -> list[str]:
-    """The prompts the published protocol asks (evaluation only: never trained on)."""
-    return [json.loads(line)["prompt"] for line in MIXED5.read_text().splitlines() if line.strip()]
+    """The prompts the published protocol asks (evaluation only: `corpus.build_pairs` drops them)."""
+    return corpus.evaluation_questions("mixed-5")
 
 
 def parse_args(argv):

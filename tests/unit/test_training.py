@@ -159,3 +159,19 @@ def test_an_unknown_corpus_recipe_is_one_clear_error(training_modules):
     _, corpus = training_modules
     with pytest.raises(ValueError, match="unknown corpus recipe"):
         corpus.build_pairs(recipe="v3")
+
+
+def test_no_training_pair_asks_a_built_in_suite_prompt(training_modules):
+    _, corpus = training_modules
+    asked = corpus.evaluation_questions()
+    assert len(asked) == len(corpus.evaluation_questions("mixed-5")) + len(corpus.evaluation_questions("mixed-40"))
+    cistern = next(q for q in corpus.evaluation_questions("mixed-5") if q.startswith("Pipe A"))
+    rng = random.Random(0)
+    generated = [corpus.staggered_work_rate_problem(rng) for _ in range(3000)]
+    hits = sum(q == cistern for q, _ in generated)
+    assert hits > 0  # the family's parameter space is small enough to reach mixed-5's question itself
+    respaced = (cistern.replace(". ", ".  ") + "\n", "an answer learnt by heart")
+    kept = corpus.without_evaluation_questions(generated + [respaced])
+    assert len(kept) == len(generated) - hits
+    normalized = {" ".join(q.split()) for q in asked}
+    assert not any(" ".join(q.split()) in normalized for q, _ in kept)
