@@ -138,7 +138,7 @@ def write_card(r: dict, path: Path) -> None:
         "",
         f"The target's own answers to the five `mixed-5` prompts, 8 samples each at temperature {data.get('temperature')},",
         "200 tokens. `mixed-5` is never trained on "
-        f"({r['corpus'].get('mixed5_prompts_in_training_data', '?')} of its prompts appear in the training pairs);",
+        f"({r['corpus'].get('mixed5_prompts_in_training_data', '?')} training pairs ask one of its prompts);",
         "the corpus's generated problems are of the same families (work rates, knights and knaves, binary",
         "search, classic bugs" + (", pipes opening at different times, and small functions asked for with a docstring, "
                                   "their complexity and three asserts; merging intervals is not among them)."
@@ -248,6 +248,8 @@ def corpus_rows(args, tok=None, tok_dir: Path | None = None):
                                                        args.corpus)
     asked = {q.strip() for q in mixed5_questions()}
     corpus_info["mixed5_prompts_in_training_data"] = sum(q.strip() in asked for q, _ in train_pairs + held_pairs)
+    if corpus_info["mixed5_prompts_in_training_data"]:  # corpus.build_pairs drops them: a model must never see one
+        raise SystemExit(f"{corpus_info['mixed5_prompts_in_training_data']} training pairs ask a mixed-5 prompt")
     if tok is None:
         tok = train_tokenizer([q + "\n" + a for q, a in train_pairs], args.vocab, tok_dir)
     return (train_pairs, held_pairs, corpus_info, tok, pack(encode_pairs(tok, train_pairs), args.seq_len),

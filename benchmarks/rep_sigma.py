@@ -1,0 +1,85 @@
+"""How much of a cell's rep-to-rep σ is counting noise: the acceptance table with, per cell, the σ
+that binomial counting alone would give (√(p(1−p)/drafted per rep)), optionally without one prompt
+category (to set aside a prompt a model was found to have been trained on).
+
+    PYTHONPATH=src python benchmarks/rep_sigma.py RUN.db [--without math] [--run latest]
+
+Why it matters: the published protocol (5 prompts × 200 tokens × 3 reps) drafts only ~400–550 tokens
+per rep at depth 1, so at ~50% acceptance counting alone gives σ ≈ 2.4 pp, and the sample σ of three
+reps exceeds 3 pp by chance in exp(−(3/2.4)²) ≈ 21% of cells (s²/σ² ~ χ²₂/2). At the published 31B's
+88.5% the same counts give ≈ 1.4 pp. Written for benchmarks/gemma4-mini-v2-h100.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from specsweep.analysis import summarize
+from specsweep.analysis.cells import model_order
+from specsweep.errors import SpecsweepError
+from specsweep.store import Store
+
+
+def load_ok_requests(db: Path, run: str) -> list:
+    """The run's ok requests, read from a copy (a read-only store may still need to write its WAL)."""
+    if not db.is_file():
+        raise SystemExit(f"Error: no database at {db}")
+    work = Path(tempfile.mkdtemp(prefix="rep-sigma-"))
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{db}{suffix}").exists():
+            shutil.copy(f"{db}{suffix}", work / f"run.db{suffix}")
+    store = Store(work / "run.db", readonly=True)
+    try:
+        row = store.run(run)
+    except SpecsweepError:
+        raise SystemExit(f"Error: no run {run!r} in {db} ('specsweep runs --db {db}' lists them)") from None
+    return store.requests(row.id, status="ok")
+
+
+def counting_sigma(records: list) -> dict[tuple[str, int], float]:
+    """Per (model, depth): √(p(1−p)/d̄), p pooled over reps, d̄ the mean drafted tokens per rep."""
+    drafted, accepted = defaultdict(lambda: defaultdict(int)), defaultdict(int)
+    for r in records:
+        if r.depth and r.draft_n:
+            drafted[(r.model_label, r.depth)][r.rep] += r.draft_n
+            accepted[(r.model_label, r.depth)] += r.draft_n_accepted or 0
+    out = {}
+    for key, per_rep in drafted.items():
+        p = accepted[key] / sum(per_rep.values())
+        out[key] = math.sqrt(p * (1 - p) / (sum(per_rep.values()) / len(per_rep)))
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("db", type=Path)
+    ap.add_argument("--without", metavar="CATEGORY", help="leave out the prompts of one category")
+    ap.add_argument("--run", default="latest")
+    args = ap.parse_args(argv)
+    records = [r for r in load_ok_requests(args.db, args.run) if r.category != args.without]
+    if not records:
+        raise SystemExit(f"Error: no ok requests left in {args.db}" + (f" without {args.without}" if args.without else ""))
+    floor = counting_sigma(records)
+    cells = {(c.key.model_label, c.key.depth): c for c in summarize(records, intervals=False) if c.acceptance}
+    depths = sorted({d for _, d in cells})
+    print("| Model | " + " | ".join(f"n={d}: mean ±σ (counting σ)" for d in depths) + " |")
+    print("|---|" + "---|" * len(depths))
+    for model in model_order(records):
+        row = []
+        for d in depths:
+            c = cells.get((model, d))
+            row.append(f"{100 * c.acceptance.mean:.1f} ±{100 * c.acceptance.sd:.1f}% ({100 * floor[(model, d)]:.1f})"
+                        if c else "–")
+        print(f"| {model} | " + " | ".join(row) + " |")
+    within = sum(c.acceptance.sd <= 0.03 for c in cells.values())
+    print(f"\nσ ≤ 3 pp in {within} of {len(cells)} cells"
+          + (f"; prompts of category {args.without!r} left out" if args.without else ""))
+
+
+if __name__ == "__main__":
+    main()
