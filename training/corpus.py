@@ -325,7 +325,7 @@ GENERATORS = (work_rate_problem, speed_problem, percent_problem, knights_problem
               binary_search_problem, bug_problem)
 # The v2 corpus adds pipes opening at different times to the same families.
 GENERATORS_V2 = GENERATORS + (staggered_work_rate_problem,)
-RECIPES = ("v1", "v2")
+RECIPES = ("v1", "v2", "v3")
 
 
 def reasoning_pairs(rng: random.Random, n: int, generators=GENERATORS) -> list[tuple[str, str]]:
@@ -355,6 +355,10 @@ def build_pairs(seed: int = 0, n_reasoning: int = 24000, recipe: str = "v1") -> 
     """v1: stdlib functions, stdlib modules in chunks, the language reference, reasoning problems.
     v2: no whole-module chunks (recalled, not written, and no drafter can predict which one comes),
     generated coding tasks (`coding_tasks.py`) as many as reasoning problems, staggered pipes.
+    v3: v2 without the stdlib functions. Their questions share the coding prompts' words ("Write a Python
+    function `…` that …"), and the v2 target on the H100 answered every coding prompt whose function name
+    was not one of the coding tasks' ~60 with recalled stdlib code ("Here is an implementation of
+    `_internal_posix`"): a name it had not seen meant "recall" (benchmarks/gemma4-mini-v2-h100.md).
     Neither asks a prompt of the built-in suites (v1 never did: its pairs and sha256 are unchanged)."""
     rng = random.Random(seed)
     if recipe == "v1":
@@ -362,6 +366,10 @@ def build_pairs(seed: int = 0, n_reasoning: int = 24000, recipe: str = "v1") -> 
     elif recipe == "v2":
         from coding_tasks import coding_task
         pairs = (code_pairs(rng) + topic_pairs(rng) + reasoning_pairs(rng, n_reasoning, GENERATORS_V2)
+                 + [coding_task(rng) for _ in range(n_reasoning)])
+    elif recipe == "v3":
+        from coding_tasks import coding_task
+        pairs = (topic_pairs(rng) + reasoning_pairs(rng, n_reasoning, GENERATORS_V2)
                  + [coding_task(rng) for _ in range(n_reasoning)])
     else:
         raise ValueError(f"unknown corpus recipe {recipe!r}: one of {RECIPES}")

@@ -211,7 +211,8 @@ def parse_args(argv):
     ap.add_argument("--stage", choices=("all", "target", "assistant"), default="all",
                     help="target and assistant can run as two processes; the assistant reads OUT/hf-target")
     ap.add_argument("--corpus", choices=corpus.RECIPES, default="v1",
-                    help="v2 drops whole stdlib modules and adds generated coding tasks (corpus.build_pairs)")
+                    help="v2 drops whole stdlib modules and adds generated coding tasks; v3 also drops the stdlib "
+                         "functions (corpus.build_pairs)")
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--hidden", type=int, default=256)
@@ -317,6 +318,10 @@ def train_assistant(args, out: Path, part: dict) -> dict:
                           args.sample_batch, args.sample_budget_s, args.seed + 1)
     answer_rows = pack([s for _, s in answers], args.seq_len)
     held_answer_rows = pack([s for _, s in held], args.seq_len)
+    if not len(held_answer_rows):  # toy sizes, or a sample budget that ended early on a slow machine
+        raise SystemExit(f"{len(held)} held-out answers ({sum(len(s) for _, s in held):,} tokens) fill no "
+                         f"{args.seq_len}-token row: more --max-pairs, a shorter --seq-len, or a larger "
+                         f"--sample-budget-s (now {args.sample_budget_s:g} s)")
     # Mix the target's own answers (what the assistant will draft against) with the corpus (breadth).
     repeat = 0 if not answers else max(1, round(
         args.answer_share / (1 - args.answer_share) * len(corpus_train) / max(1, len(answer_rows))))
