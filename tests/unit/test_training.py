@@ -158,7 +158,7 @@ def test_staggered_pipes_answers_check_out(training_modules):
 def test_an_unknown_corpus_recipe_is_one_clear_error(training_modules):
     _, corpus = training_modules
     with pytest.raises(ValueError, match="unknown corpus recipe"):
-        corpus.build_pairs(recipe="v3")
+        corpus.build_pairs(recipe="v9")
 
 
 def test_no_training_pair_asks_a_built_in_suite_prompt(training_modules):
