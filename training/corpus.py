@@ -19,6 +19,7 @@ version and the corpus sha256.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import itertools
 import json
@@ -242,8 +243,20 @@ def knights_problem(rng: random.Random) -> tuple[str, str]:
     return q, ans
 
 
-def binary_search_problem(rng: random.Random) -> tuple[str, str]:
-    xs = sorted(rng.sample(range(1, 60), rng.randint(6, 12)))
+BINARY_SEARCH_ASKS_V3 = (
+    "Show how binary search finds the lower bound of {t} in {xs}, with the indices at each step.",
+    "Explain how binary search finds the lower bound of {t} in {xs}, showing the low, high and middle indices "
+    "at each step.",
+    "Trace a lower-bound binary search for {t} in the sorted list {xs}: give low, high and mid at every step.",
+)
+
+
+def binary_search_problem(rng: random.Random, varied: bool = False) -> tuple[str, str]:
+    """varied (v3): repeated values (where a lower bound matters) and three phrasings."""
+    if varied:
+        xs = sorted(rng.choices(range(1, 30), k=rng.randint(6, 12)))
+    else:
+        xs = sorted(rng.sample(range(1, 60), rng.randint(6, 12)))
     target = rng.choice(xs + [rng.randint(1, 60)])
     lo, hi, steps = 0, len(xs), []
     while lo < hi:
@@ -252,7 +265,8 @@ def binary_search_problem(rng: random.Random) -> tuple[str, str]:
         steps.append(f"- low={lo}, high={hi}, mid={mid}, a[mid]={xs[mid]} "
                      f"{'< ' + str(target) + ', so low = mid + 1' if go else '>= ' + str(target) + ', so high = mid'}")
         lo, hi = (mid + 1, hi) if go else (lo, mid)
-    q = f"Show how binary search finds the lower bound of {target} in {xs}, with the indices at each step."
+    ask = rng.choice(BINARY_SEARCH_ASKS_V3) if varied else BINARY_SEARCH_ASKS_V3[0]
+    q = ask.format(t=target, xs=xs)
     ans = ("The lower bound is the first index whose value is not less than the target. Keep the "
            "half-open range [low, high).\n\n" + "\n".join(steps)
            + f"\n\nThe loop ends with low = high = {lo}: the lower bound of {target} is index {lo}"
@@ -282,10 +296,20 @@ BUGS = [
 ]
 
 
-def bug_problem(rng: random.Random) -> tuple[str, str]:
+BUG_ASKS_V3 = ("Why does this function misbehave? Explain the bug and show a fix.",
+               "Why does the second call of this function return a wrong result? Explain the bug and show a fix.",
+               "What is wrong with this function? Explain the bug and show a fix.")
+
+
+def bug_problem(rng: random.Random, varied: bool = False) -> tuple[str, str]:
+    """varied (v3): invented function names (coding_tasks.invented_name) and three phrasings."""
+    from coding_tasks import invented_name
     bad, why, good = rng.choice(BUGS)
     f = rng.choice(["count_items", "chunks", "mean_value", "same_value", "collect", "split_list", "average"])
-    q = f"Why does this function misbehave? Explain the bug and show a fix.\n\n```python\n{bad.format(f=f)}\n```"
+    if varied:
+        f = invented_name(rng) if rng.random() < 0.5 else f
+    ask = rng.choice(BUG_ASKS_V3) if varied else BUG_ASKS_V3[0]
+    q = f"{ask}\n\n```python\n{bad.format(f=f)}\n```"
     ans = f"{why}\n\nA fixed version:\n\n```python\n{good.format(f=f)}\n```\n\nTest it with an empty input and with two calls in a row."
     return q, ans
 
@@ -325,6 +349,12 @@ GENERATORS = (work_rate_problem, speed_problem, percent_problem, knights_problem
               binary_search_problem, bug_problem)
 # The v2 corpus adds pipes opening at different times to the same families.
 GENERATORS_V2 = GENERATORS + (staggered_work_rate_problem,)
+# v3: the same families, with repeated values and three phrasings for binary search, invented names
+# and three phrasings for the bugs: a miniature keys on surface forms (an unseen name or opening word
+# sent the v2 and v3-probe targets to recall), so the families vary them.
+GENERATORS_V3 = (work_rate_problem, speed_problem, percent_problem, knights_problem,
+                 functools.partial(binary_search_problem, varied=True), functools.partial(bug_problem, varied=True),
+                 staggered_work_rate_problem)
 RECIPES = ("v1", "v2", "v3")
 
 
@@ -369,8 +399,8 @@ def build_pairs(seed: int = 0, n_reasoning: int = 24000, recipe: str = "v1") -> 
                  + [coding_task(rng) for _ in range(n_reasoning)])
     elif recipe == "v3":
         from coding_tasks import coding_task
-        pairs = (topic_pairs(rng) + reasoning_pairs(rng, n_reasoning, GENERATORS_V2)
-                 + [coding_task(rng) for _ in range(n_reasoning)])
+        pairs = (topic_pairs(rng) + reasoning_pairs(rng, n_reasoning, GENERATORS_V3)
+                 + [coding_task(rng, invent_names=True) for _ in range(n_reasoning)])
     else:
         raise ValueError(f"unknown corpus recipe {recipe!r}: one of {RECIPES}")
     rng.shuffle(pairs)

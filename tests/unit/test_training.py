@@ -67,12 +67,13 @@ def test_the_replay_is_a_consistent_tally(walk, matches, depth):
         assert (drafted, accepted) == (depth * len(matches), 0)
 
 
-def test_every_coding_task_answer_runs_and_its_asserts_hold(training_modules):
+@pytest.mark.parametrize("invent_names", [False, True])
+def test_every_coding_task_answer_runs_and_its_asserts_hold(training_modules, invent_names):
     coding_tasks, _ = training_modules
     rng = random.Random(0)
     seen = set()
     for _ in range(400):
-        question, answer = coding_tasks.coding_task(rng)
+        question, answer = coding_tasks.coding_task(rng, invent_names=invent_names)
         code = re.search(r"```python\n(.*?)```", answer, re.S).group(1)
         name = re.search(r"^def (\w+)\(", code, re.M).group(1)
         seen.add(name)
@@ -86,6 +87,23 @@ def test_every_coding_task_answer_runs_and_its_asserts_hold(training_modules):
             exec(compile(broken, name, "exec"), {})
     assert len(seen) >= 40  # the tasks and their alternative names all come up
     assert "merge_intervals" not in seen  # mixed-5's own task is not trained on
+    own_names = {name for task in coding_tasks.TASKS for name in task.names}
+    assert (len(seen - own_names) >= 100) == invent_names  # v3 asks for made-up names too
+
+
+def test_varied_binary_search_traces_find_the_lower_bound(training_modules):
+    import bisect
+    _, corpus = training_modules
+    rng = random.Random(3)
+    asks = collections.Counter()
+    for _ in range(300):
+        question, answer = corpus.binary_search_problem(rng, varied=True)
+        target, xs = re.search(r"lower.bound (?:of |binary search for )(\d+) in (?:the sorted list )?(\[[\d, ]+\])",
+                               question).groups()
+        xs, target = [int(x) for x in xs.strip("[]").split(",")], int(target)
+        asks[question.split()[0]] += 1
+        assert f"the lower bound of {target} is index {bisect.bisect_left(xs, target)}" in answer, question
+    assert len(asks) == 3  # all three phrasings come up
 
 
 def _rotated(xs, k):
