@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,19 +24,11 @@ from specsweep.store import Store
 
 
 def load_ok_requests(db: Path, run: str) -> list:
-    """The run's ok requests, read from a copy (a read-only store may still need to write its WAL)."""
-    if not db.is_file():
-        raise SystemExit(f"Error: no database at {db}")
-    work = Path(tempfile.mkdtemp(prefix="rep-sigma-"))
-    for suffix in ("", "-wal", "-shm"):
-        if Path(f"{db}{suffix}").exists():
-            shutil.copy(f"{db}{suffix}", work / f"run.db{suffix}")
-    store = Store(work / "run.db", readonly=True)
     try:
-        row = store.run(run)
-    except SpecsweepError:
-        raise SystemExit(f"Error: no run {run!r} in {db} ('specsweep runs --db {db}' lists them)") from None
-    return store.requests(row.id, status="ok")
+        store = Store(db, readonly=True)
+        return store.requests(store.run(run).id, status="ok")
+    except SpecsweepError as exc:
+        raise SystemExit(f"Error: {exc}") from None
 
 
 def counting_sigma(records: list) -> dict[tuple[str, int], float]:
