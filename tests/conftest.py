@@ -29,6 +29,7 @@ REAL_CACHE = cache_root()  # before any test changes the environment
 REAL_BUILD = current_build()  # the build 'specsweep engine install' made there, if any
 
 
+
 @pytest.fixture(scope="session")
 def matplotlib_dir(tmp_path_factory) -> Path:
     """matplotlib's config and font cache for the whole session (not the user's): its font list is
@@ -82,19 +83,32 @@ def finish(proc: subprocess.Popen, stderr: Path, timeout: float) -> str:
     return stderr.read_text(errors="replace")
 
 
+# Every process this pytest process starts inherits this variable (llama-servers, the ``specsweep``
+# commands between, the nodes of a local Ray cluster and their workers), so the servers of this
+# session, or of this pytest-xdist worker, are told from those of another worker or of anyone else
+# on the machine, orphans included. Set at import: each xdist worker imports conftest and sets its own.
+SESSION_MARK = f"{os.getpid()}-{os.urandom(4).hex()}"
+os.environ["SPECSWEEP_TEST_SESSION"] = SESSION_MARK
+_MARK_ENTRY = f"SPECSWEEP_TEST_SESSION={SESSION_MARK}".encode()
+
+
 def llama_server_pids() -> set[int]:
-    """Every llama-server process on the machine, from /proc (tests check none is left behind)."""
+    """The llama-server processes this test session started, from /proc (tests check none is left
+    behind; the servers of other sessions or xdist workers are none of their business)."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
+            if not argv0.endswith(b"llama-server"):
+                continue
             state = next((line for line in (entry / "status").read_text().splitlines()
                           if line.startswith("State:")), "")
+            ours = _MARK_ENTRY in (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv0.endswith(b"llama-server") and "zombie" not in state:
+        if ours and "zombie" not in state:
             pids.add(int(entry.name))
     return pids
 
