@@ -29,6 +29,16 @@ REAL_CACHE = cache_root()  # before any test changes the environment
 REAL_BUILD = current_build()  # the build 'specsweep engine install' made there, if any
 
 
+def _threads_per_server() -> int:
+    """Threads for each llama-server a test starts: 2, or the cores' share of one pytest-xdist worker
+    when fewer (``make test`` runs two workers on 2 cores: two servers spinning 2 threads each on
+    2 cores would wait on each other at every barrier)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(2, len(os.sched_getaffinity(0)) // workers))
+
+
+THREADS = _threads_per_server()
+
 
 @pytest.fixture(scope="session")
 def matplotlib_dir(tmp_path_factory) -> Path:

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import THREADS, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +27,7 @@ PROMPTS = [
 def sweep_args(model_path, drafter, prompts, db, *extra):
     return ["run", "--model", f"Q4_1={model_path}", "--draft-model", str(drafter), "--spec-type", "draft-simple",
             "--depths", "1", "--reps", "1", "--seed", "7", "--temperature", "0", "--prompts", str(prompts),
-            "--max-tokens", "200", "--threads", "2", "--db", str(db), *extra]
+            "--max-tokens", "200", "--threads", THREADS, "--db", str(db), *extra]
 
 
 def test_a_looping_request_is_marked_and_the_report_shows_acceptance_with_and_without_it(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import THREADS, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ def rows(db, sql):
 def test_mtp_head_and_ngram_in_one_sweep(tmp_path, no_orphans):
     db = tmp_path / "axis.db"
     args = ["run", "--model", f"F16={QWEN}", "--drafting", "mtp=draft-mtp", "--drafting", "ngram=ngram-simple",
-            "--depths", "0-2", "--reps", "1", "--prompt-limit", "2", "--max-tokens", "32", "--threads", "2",
+            "--depths", "0-2", "--reps", "1", "--prompt-limit", "2", "--max-tokens", "32", "--threads", THREADS,
             "--db", db]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
@@ -69,7 +69,7 @@ def test_a_pruned_copy_of_the_default_model_drafts_for_it(model_path, tmp_path, 
     assert drafter.is_file() and "3 of 30 layers" in pruned.stderr
     db = tmp_path / "pruned.db"
     run = run_cli("run", "--model", f"Q4_1={model_path}", "--drafting", f"pruned=draft-simple:{drafter}",
-                  "--depths", "0,2", "--reps", "1", "--prompt-limit", "2", "--max-tokens", "24", "--threads", "2",
+                  "--depths", "0,2", "--reps", "1", "--prompt-limit", "2", "--max-tokens", "24", "--threads", THREADS,
                   "--db", db)
     assert run.returncode == 0, run.stderr
     stored = rows(db, "SELECT draft_n, m_draft_tokens, log_drafted, draft_n_accepted, m_accepted, log_accepted,"

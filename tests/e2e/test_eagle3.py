@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 
 from specsweep.trained import trained_file
-from tests.conftest import SHORT_PROMPTS, run_cli
+from tests.conftest import SHORT_PROMPTS, THREADS, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +21,7 @@ def test_default_model_drafted_by_its_eagle3_head(tmp_path, model_path, no_orpha
     db = tmp_path / "eagle3.db"
     done = run_cli("run", "--model", f"Q4_1={model_path}", "--draft-model", trained_file("eagle3-smollm2", "head"),
                    "--spec-type", "draft-eagle3", "--depths", "1-3", "--reps", "1", "--prompts", SHORT_PROMPTS,
-                   "--prompt-limit", "2", "--max-tokens", "32", "--threads", "2", "--db", db)
+                   "--prompt-limit", "2", "--max-tokens", "32", "--threads", THREADS, "--db", db)
     assert done.returncode == 0, done.stderr
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT depth, spec_type, draft_n, m_draft_tokens, log_drafted, draft_n_accepted,"

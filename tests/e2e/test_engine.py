@@ -10,7 +10,7 @@ import pytest
 from specsweep.client import chat_body, measure_request
 from specsweep.engine.options import ServerOptions, ServerSettings
 from specsweep.engine.server import LlamaServer
-from tests.conftest import run_cli
+from tests.conftest import THREADS, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -18,7 +18,7 @@ HELLO = ({"role": "user", "content": "Name three prime numbers."},)
 
 
 def test_chat_completion_timings_and_metrics(engine, model_path, tmp_path, no_orphans):
-    options = ServerOptions(model=model_path, settings=ServerSettings(ctx_size=512, threads=2))
+    options = ServerOptions(model=model_path, settings=ServerSettings(ctx_size=512, threads=THREADS))
     with LlamaServer(engine.server, options, tmp_path / "server.log") as server:
         assert server.argv[server.argv.index("--host") + 1] == "127.0.0.1"
         assert server.props["build_info"] == engine.version()
@@ -36,7 +36,7 @@ def test_chat_completion_timings_and_metrics(engine, model_path, tmp_path, no_or
 
 def test_draft_simple_with_the_model_drafting_for_itself(engine, model_path, tmp_path, no_orphans):
     options = ServerOptions(model=model_path, draft_model=model_path, spec_type="draft-simple", draft_n_max=3,
-                            settings=ServerSettings(ctx_size=512, threads=2))
+                            settings=ServerSettings(ctx_size=512, threads=THREADS))
     with LlamaServer(engine.server, options, tmp_path / "server.log") as server:
         outcome = measure_request(server, chat_body(HELLO, 32, 0.3, 1, False), timeout=180)
     assert "loading draft model" in (tmp_path / "server.log").read_text()

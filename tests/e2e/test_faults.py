@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import SHORT_PROMPTS, finish, llama_server_pids, run_cli, start_cli
+from tests.conftest import SHORT_PROMPTS, THREADS, finish, llama_server_pids, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +32,7 @@ PLANNED = REPS * PROMPTS * len(DEPTHS)
 def args(model_path, db, *extra):
     return ["run", "--model", f"m={model_path}", "--draft-model", model_path, "--spec-type", "draft-simple",
             "--depths", ",".join(map(str, DEPTHS)), "--reps", str(REPS), "--prompts", SHORT_PROMPTS,
-            "--prompt-limit", str(PROMPTS), "--max-tokens", "24", "--threads", "2", "--db", db, *extra]
+            "--prompt-limit", str(PROMPTS), "--max-tokens", "24", "--threads", THREADS, "--db", db, *extra]
 
 
 def query(db: Path, sql: str):
@@ -161,7 +161,7 @@ def test_model_that_keeps_crashing_is_skipped_and_the_sweep_goes_on(model_path, 
     broken = broken_model(tmp_path / "broken.gguf")
     result = run_cli("run", "--model", f"broken={broken}", "--model", f"good={model_path}", "--spec-type",
                      "ngram-simple", "--depths", "0,1", "--reps", "1", "--prompts", SHORT_PROMPTS, "--prompt-limit",
-                     "2", "--max-tokens", "8", "--threads", "2", "--db", db)
+                     "2", "--max-tokens", "8", "--threads", THREADS, "--db", db)
     assert result.returncode == 1, result.stderr  # the run is partial, and says so
     assert "Traceback" not in result.stderr
     good = query(db, "SELECT COUNT(*) FROM requests WHERE model_label = 'good' AND status = 'ok'")[0][0]
@@ -193,7 +193,7 @@ def test_a_draft_file_that_cannot_load_skips_only_its_own_entry(model_path, tmp_
     broken = unknown_architecture_copy(model_path, tmp_path / "broken-draft.gguf")
     result = run_cli("run", "--model", f"m={model_path}", "--drafting", f"bad=draft-simple:{broken}",
                      "--drafting", "ngram=ngram-simple", "--depths", "0,1", "--reps", "1", "--prompts", SHORT_PROMPTS,
-                     "--prompt-limit", "2", "--max-tokens", "8", "--threads", "2", "--db", db)
+                     "--prompt-limit", "2", "--max-tokens", "8", "--threads", THREADS, "--db", db)
     assert result.returncode == 1, result.stderr  # partial: the bad entry's cells failed
     counts = dict(((d, s), n) for d, s, n in query(
         db, "SELECT drafting, status, COUNT(*) FROM requests GROUP BY drafting, status"))

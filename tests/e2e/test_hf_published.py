@@ -25,7 +25,7 @@ import pytest
 from specsweep.trained import trained_file
 
 from specsweep.hf_cache import CACHE_ENV
-from tests.conftest import SPECSWEEP
+from tests.conftest import SPECSWEEP, THREADS
 from tests.hf_layout import REVISION, add_repo, split_gguf, tiny_gguf
 
 pytestmark = pytest.mark.e2e
@@ -66,7 +66,7 @@ def hf_home(pair, tmp_path_factory) -> Path:
     """HF_HOME with hub/models--pearsonkyle--gemma4-31b-imatrix-mtp-GGUF filled from real quants."""
     work = tmp_path_factory.mktemp(f"hf-{pair.name}")
     quantized = subprocess.run([str(SPECSWEEP), "quantize", str(pair.source), "--types", ",".join(QUANTS),
-                                "--out", str(work / "ladder"), "--threads", "2"],
+                                "--out", str(work / "ladder"), "--threads", str(THREADS)],
                                capture_output=True, text=True, timeout=900)
     assert quantized.returncode == 0, quantized.stderr
     made = {q: next((work / "ladder").glob(f"*-{q}.gguf")) for q in QUANTS}
@@ -137,7 +137,7 @@ def test_published_repository_resolves_pairs_and_measures(pair, hf_home, tmp_pat
     draft = [] if pair.auto_draft else ["--draft-model", snapshot / SIDECAR]
     run = _cli("run", "--hf", REPO, "--quants", ",".join(MEASURED), "--spec-type", pair.spec_type, *draft,
                "--protocol", "published", "--depths", "0,1,2", "--reps", "1", "--prompt-limit", "2",
-               "--max-tokens", "24", "--threads", "2", "--request-timeout", "300", "--db", db,
+               "--max-tokens", "24", "--threads", THREADS, "--request-timeout", "300", "--db", db,
                hf_home=hf_home, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
 

@@ -13,6 +13,7 @@ from specsweep.config import load_toml
 from specsweep.errors import UsageError
 from specsweep.fidelity import kld_base, measure_kld
 from specsweep.quantize import build_ladder, make_reference, needs_imatrix, write_sweep_file
+from tests.conftest import THREADS
 
 pytestmark = pytest.mark.e2e
 # Falling bits; llama-quantize refuses Q2_K_S (its Q2_K tensors) without an importance matrix.
@@ -29,11 +30,11 @@ def isolated_cache(tmp_path, monkeypatch, engine, model_path):
 
 def test_ladder_fidelity_and_sweep_file(engine, model_path, tmp_path, isolated_cache):
     out = tmp_path / "ladder"
-    reference = make_reference(engine, model_path, out, threads=2)
+    reference = make_reference(engine, model_path, out, threads=THREADS)
     assert "dequantized from" in json.loads(reference.with_name(reference.name + ".json").read_text())["provenance"]
 
     steps = []
-    rungs = build_ladder(engine, reference, TYPES, out, threads=2, imatrix_chunks=2,
+    rungs = build_ladder(engine, reference, TYPES, out, threads=THREADS, imatrix_chunks=2,
                          progress=lambda done, total, msg: steps.append(msg))
     assert [r.qtype for r in rungs] == TYPES
     assert steps[0] == "importance matrix"
@@ -52,8 +53,8 @@ def test_ladder_fidelity_and_sweep_file(engine, model_path, tmp_path, isolated_c
     assert "importance matrix entries" in (out / "SmolLM2-135M-Instruct-Q2_K_S.gguf.log").read_text()
 
     # Fidelity against the reference: KLD grows and top-1 agreement falls as bits fall.
-    base = kld_base(engine, reference, out / "reference.kld", ctx=128, chunks=4, threads=2)
-    results = [measure_kld(engine, r.path, base, threads=2) for r in rungs]
+    base = kld_base(engine, reference, out / "reference.kld", ctx=128, chunks=4, threads=THREADS)
+    results = [measure_kld(engine, r.path, base, threads=THREADS) for r in rungs]
     klds = [f.kld_mean for f in results]
     top1 = [f.top1_pct for f in results]
     print("\ntype     size_MB  bpw    mean_KLD            top1_%            tokens")
@@ -65,14 +66,14 @@ def test_ladder_fidelity_and_sweep_file(engine, model_path, tmp_path, isolated_c
     assert top1[0] > top1[1] > top1[2]
     assert all(f.tokens == 4 * 63 for f in results)
 
-    itself = measure_kld(engine, reference, base, threads=2)
+    itself = measure_kld(engine, reference, base, threads=THREADS)
     assert itself.kld_mean == pytest.approx(0.0, abs=1e-4) and itself.top1_pct == 100.0
 
     # A second call with the same inputs does no work.
     made = [imatrix, *(r.path for r in rungs)]
     mtimes = [p.stat().st_mtime_ns for p in made]
     started = time.monotonic()
-    again = build_ladder(engine, reference, TYPES, out, threads=2, imatrix_chunks=2)
+    again = build_ladder(engine, reference, TYPES, out, threads=THREADS, imatrix_chunks=2)
     assert time.monotonic() - started < 5
     assert again == rungs
     assert [p.stat().st_mtime_ns for p in made] == mtimes

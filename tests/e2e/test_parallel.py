@@ -17,12 +17,12 @@ import sqlite3
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import THREADS, run_cli
 
 pytestmark = pytest.mark.e2e
 
 
-def _args(model_path, db, *extra, threads: int | None = 2):
+def _args(model_path, db, *extra, threads: int | None = THREADS):
     return ["run", "--model", f"Q4_1={model_path}", "--draft-model", model_path, "--spec-type", "draft-simple",
             "--depths", "0,2", "--reps", "2", "--prompt-limit", "2", "--max-tokens", "16",
             *(["--threads", str(threads)] if threads else []), "--db", db, *extra]

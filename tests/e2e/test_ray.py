@@ -32,6 +32,9 @@ def cluster(tmp_path_factory):
     saved = os.environ.get("SPECSWEEP_CACHE")
     os.environ["SPECSWEEP_CACHE"] = str(tmp_path_factory.mktemp("node-cache"))
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Ray starts its workers (and so their llama-servers) at niceness 15: beside another pytest-xdist
+    # worker's server they got almost no CPU and these tests took minutes. At 0 they share it fairly.
+    os.environ["RAY_worker_niceness"] = "0"
     try:
         # The head runs no server, and no dashboard: on 2 cores Ray's own processes should stay small.
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from specsweep.records import decode_steps
-from tests.conftest import SHORT_PROMPTS, run_cli
+from tests.conftest import SHORT_PROMPTS, THREADS, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ def sweep_args(model_path, second_model, db):
     return ["run", "--model", f"Q4_1={model_path}", "--model", f"Q8_0={second_model}",
             "--draft-model", model_path, "--spec-type", "draft-simple", "--depths", ",".join(map(str, DEPTHS)),
             "--reps", str(REPS), "--prompts", SHORT_PROMPTS, "--prompt-limit", str(PROMPTS), "--max-tokens", "16",
-            "--threads", "2", "--db", db]
+            "--threads", THREADS, "--db", db]
 
 
 def rows(db, sql):

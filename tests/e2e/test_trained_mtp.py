@@ -13,7 +13,7 @@ import sqlite3
 import pytest
 
 from specsweep.trained import trained_file
-from tests.conftest import SHORT_PROMPTS, run_cli
+from tests.conftest import SHORT_PROMPTS, THREADS, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +24,7 @@ TALLIES = ("SELECT depth, draft_n, m_draft_tokens, log_drafted, draft_n_accepted
 def sweep(tmp_path, *model_args):
     db = tmp_path / "mtp.db"
     done = run_cli("run", *model_args, "--spec-type", "draft-mtp", "--depths", "1-3", "--reps", "1",
-                   "--prompts", SHORT_PROMPTS, "--prompt-limit", "2", "--max-tokens", "32", "--threads", "2",
+                   "--prompts", SHORT_PROMPTS, "--prompt-limit", "2", "--max-tokens", "32", "--threads", THREADS,
                    "--db", db)
     assert done.returncode == 0, done.stderr
     with sqlite3.connect(db) as conn:

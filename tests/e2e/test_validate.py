@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from specsweep.validate import pruned_drafter, validate_rates
-from tests.conftest import SHORT_PROMPTS
+from tests.conftest import SHORT_PROMPTS, THREADS
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +23,7 @@ def test_estimates_recover_configured_rates_despite_short_drafts(engine, model_p
     # Short prompts: synthetic acceptance does not depend on what is asked, and the packaged suite's
     # prompts took longer to process than the 24 tokens to generate.
     check = validate_rates(engine, model_path, drafter, RATES, tmp_path, max_tokens=24, max_requests=60,
-                           threads=2, prompts=str(SHORT_PROMPTS))
+                           threads=THREADS, prompts=str(SHORT_PROMPTS))
     assert check.requests == 60
     assert check.short_drafts > check.steps * 0.15, "short generations should trim many drafts"
     for position in check.positions:
