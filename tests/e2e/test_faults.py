@@ -5,7 +5,9 @@ Faults: SIGSTOP of the server (a hang) and then kill -9 of the next server in on
 (Ctrl-C) and then SIGTERM to the tool (each stop resumed), a model whose server dies at every
 start (skipped, the sweep goes on) and a draft file that cannot load (only its entry is skipped).
 Faults that need a sweep each share one where they assert different things: a sweep with its
-servers costs seconds on 2 cores.
+servers costs seconds on 2 cores. Those two sweeps run the committed Gemma-4 miniature drafting for
+itself (the faults are the subject, not the model; it decodes about twice as fast as the default
+model); the broken-file tests start from the default model's bytes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from specsweep.trained import trained_file
 from tests.conftest import SHORT_PROMPTS, THREADS, finish, llama_server_pids, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
@@ -29,8 +32,13 @@ REPS, PROMPTS, DEPTHS = 2, 3, (0, 1)
 PLANNED = REPS * PROMPTS * len(DEPTHS)
 
 
-def args(model_path, db, *extra):
-    return ["run", "--model", f"m={model_path}", "--draft-model", model_path, "--spec-type", "draft-simple",
+@pytest.fixture(scope="module")
+def model():
+    return trained_file("gemma4-mini", "target")
+
+
+def args(model, db, *extra):
+    return ["run", "--model", f"m={model}", "--draft-model", model, "--spec-type", "draft-simple",
             "--depths", ",".join(map(str, DEPTHS)), "--reps", str(REPS), "--prompts", SHORT_PROMPTS,
             "--prompt-limit", str(PROMPTS), "--max-tokens", "24", "--threads", THREADS, "--db", db, *extra]
 
@@ -59,8 +67,8 @@ def _ppid(pid: int) -> int:
     return int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
 
 
-def start_sweep(model_path, db, *extra) -> tuple[subprocess.Popen, Path]:
-    return start_cli(db.parent / "cli", *args(model_path, db, *extra))
+def start_sweep(model, db, *extra) -> tuple[subprocess.Popen, Path]:
+    return start_cli(db.parent / "cli", *args(model, db, *extra))
 
 
 def wait_for(predicate, timeout=300.0):
@@ -80,12 +88,12 @@ def assert_complete_and_unique(db: Path):
     assert all(count == 1 for *_, count in cells)
 
 
-def test_hung_then_killed_server_is_replaced_and_the_request_retried(model_path, tmp_path, no_orphans):
+def test_hung_then_killed_server_is_replaced_and_the_request_retried(model, tmp_path, no_orphans):
     """Two server faults in one sweep, each met by a fresh server and a retry: the depth-0 server
     hangs (SIGSTOP: alive, answering nothing) and its request times out; later the depth-1 server
     is killed (-9) in the middle of the sweep."""
     db = tmp_path / "f.db"
-    proc, stderr_path = start_sweep(model_path, db, "--request-timeout", "8")
+    proc, stderr_path = start_sweep(model, db, "--request-timeout", "8")
     wait_for(lambda: ok_rows(db) >= 2)
     hung = wait_for(lambda: children_servers(proc.pid))[0]
     os.kill(hung, signal.SIGSTOP)  # alive but answering nothing: a hang
@@ -116,13 +124,13 @@ def test_hung_then_killed_server_is_replaced_and_the_request_retried(model_path,
     assert retried >= 2  # one retry after each fault
 
 
-def test_signals_to_the_tool_stop_it_cleanly_and_each_resume_goes_on(model_path, tmp_path, no_orphans):
+def test_signals_to_the_tool_stop_it_cleanly_and_each_resume_goes_on(model, tmp_path, no_orphans):
     """SIGINT (what Ctrl-C sends) stops the sweep; the resumed sweep is stopped by SIGTERM; the
     next resume completes it. One sweep for both signals: each stop is checked the same way."""
     db = tmp_path / "f.db"
     done = 0
     for n, sig in enumerate((signal.SIGINT, signal.SIGTERM)):
-        proc, stderr_path = start_cli(tmp_path / f"cli-{n}", *args(model_path, db))
+        proc, stderr_path = start_cli(tmp_path / f"cli-{n}", *args(model, db))
         wait_for(lambda: ok_rows(db) >= done + 3)
         servers = wait_for(lambda: children_servers(proc.pid))
         done_before = ok_rows(db)
@@ -136,7 +144,7 @@ def test_signals_to_the_tool_stop_it_cleanly_and_each_resume_goes_on(model_path,
         assert query(db, "PRAGMA integrity_check")[0][0] == "ok"
         assert query(db, "SELECT state FROM runs")[0][0] == "interrupted"
         done = partial
-    resumed = run_cli(*args(model_path, db))
+    resumed = run_cli(*args(model, db))
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed: {done} requests were already done" in resumed.stderr
     assert_complete_and_unique(db)
