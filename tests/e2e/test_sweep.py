@@ -1,15 +1,21 @@
 """The sweep on the real server: exact row counts, three tallies that agree, and a resume with nothing
-left to do. Ctrl-C (SIGINT) in the middle of a sweep, then resuming it, is in test_faults.py."""
+left to do. Ctrl-C (SIGINT) in the middle of a sweep, then resuming it, is in test_faults.py.
+
+The models are the committed Gemma-4 miniature (F16, drafting for both) and its Q8_0: the subject is
+the sweep's bookkeeping, not the model, and the miniature decodes about twice as fast as the default
+model."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 
 import pytest
 
 from specsweep.records import decode_steps
-from tests.conftest import SHORT_PROMPTS, THREADS, run_cli
+from specsweep.trained import trained_file
+from tests.conftest import REAL_BUILD, SHORT_PROMPTS, THREADS, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -18,9 +24,24 @@ REPS = 2
 PROMPTS = 2
 
 
-def sweep_args(model_path, second_model, db):
-    return ["run", "--model", f"Q4_1={model_path}", "--model", f"Q8_0={second_model}",
-            "--draft-model", model_path, "--spec-type", "draft-simple", "--depths", ",".join(map(str, DEPTHS)),
+@pytest.fixture(scope="module")
+def model():
+    return trained_file("gemma4-mini", "target")
+
+
+@pytest.fixture(scope="module")
+def second_model(model, tmp_path_factory):
+    """A second real model: the miniature quantized to Q8_0."""
+    assert REAL_BUILD is not None, "engine missing: run 'make engine' (make test does it)"
+    out = tmp_path_factory.mktemp("models") / "gemma4-mini-Q8_0.gguf"
+    subprocess.run([str(REAL_BUILD / "bin" / "llama-quantize"), str(model), str(out), "Q8_0"], check=True,
+                   capture_output=True, timeout=300)
+    return out
+
+
+def sweep_args(model, second_model, db):
+    return ["run", "--model", f"F16={model}", "--model", f"Q8_0={second_model}",
+            "--draft-model", model, "--spec-type", "draft-simple", "--depths", ",".join(map(str, DEPTHS)),
             "--reps", str(REPS), "--prompts", SHORT_PROMPTS, "--prompt-limit", str(PROMPTS), "--max-tokens", "16",
             "--threads", THREADS, "--db", db]
 
@@ -33,9 +54,9 @@ def rows(db, sql):
 EXPECTED = 2 * len(DEPTHS) * REPS * PROMPTS
 
 
-def test_sweep_stores_every_request_and_resumes_with_zero_work(model_path, second_model, tmp_path, no_orphans):
+def test_sweep_stores_every_request_and_resumes_with_zero_work(model, second_model, tmp_path, no_orphans):
     db = tmp_path / "sweep.db"
-    first = run_cli(*sweep_args(model_path, second_model, db))
+    first = run_cli(*sweep_args(model, second_model, db))
     assert first.returncode == 0, first.stderr
     stored = rows(db, "SELECT depth, draft_n, status, crosscheck FROM requests")
     assert len(stored) == EXPECTED
@@ -86,7 +107,7 @@ def test_sweep_stores_every_request_and_resumes_with_zero_work(model_path, secon
     bad = run_cli("report", "--db", db, "--budget", "lots")
     assert bad.returncode == 2 and bad.stderr.startswith("Error: --budget:") and "Traceback" not in bad.stderr
 
-    again = run_cli(*sweep_args(model_path, second_model, db))
+    again = run_cli(*sweep_args(model, second_model, db))
     assert again.returncode == 0, again.stderr
     assert "0 requests measured" in again.stderr
     assert len(rows(db, "SELECT id FROM requests")) == EXPECTED
@@ -98,7 +119,7 @@ def test_sweep_stores_every_request_and_resumes_with_zero_work(model_path, secon
                                         " ORDER BY id LIMIT 1").fetchall()
         conn.execute("UPDATE requests SET counts_from = 'pending', log_step_pairs = NULL, log_steps = NULL"
                      " WHERE id = ?", (row_id,))
-    resumed = run_cli(*sweep_args(model_path, second_model, db))
+    resumed = run_cli(*sweep_args(model, second_model, db))
     assert resumed.returncode == 0 and "0 requests measured" in resumed.stderr, resumed.stderr
     assert rows(db, f"SELECT counts_from, log_step_pairs FROM requests WHERE id = {row_id}") == [("replay", pairs)]
     assert rows(db, "SELECT role FROM servers ORDER BY id DESC LIMIT 1") == [("replay",)]
