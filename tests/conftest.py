@@ -157,19 +157,3 @@ def second_model(model_path, tmp_path_factory) -> Path:
     subprocess.run([str(REAL_BUILD / "bin" / "llama-quantize"), "--allow-requantize", str(model_path), str(out),
                     "Q8_0"], check=True, capture_output=True, timeout=300)
     return out
-
-
-# The longest e2e modules first (seconds at one thread beside another worker, make test on 2 cores):
-# pytest-xdist hands modules out in collection order, so a long module collected last runs alone
-# at the end with the other worker idle. Order only; every test still runs. Unlisted modules follow.
-LONGEST_FIRST = ("test_ray", "test_faults", "test_validate", "test_drafting", "test_eagle3", "test_hf_published",
-                 "test_degeneration", "test_parallel", "test_sweep", "test_trained_mtp")
-
-
-def pytest_collection_modifyitems(items):
-    def rank(item):
-        if item.get_closest_marker("e2e") is None:
-            return (1, 0)
-        module = item.path.stem
-        return (0, LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST))
-    items.sort(key=rank)  # stable: the order within a module is kept
