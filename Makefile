@@ -32,11 +32,9 @@ browser:
 demo: engine model
 	$(BIN)/specsweep demo
 
-# Two pytest-xdist workers, a test module each at a time (module fixtures are made once), every
-# llama-server at one thread (tests/conftest.py THREADS): one test's server start, CLI start-up,
-# report or Ray set-up overlaps the other's decoding, where one at a time left a core idle.
+# Two pytest-xdist workers (pyproject.toml addopts).
 test: engine model browser
-	$(BIN)/python -m pytest -q --durations=15 -n 2 --dist loadscope
+	$(BIN)/python -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
