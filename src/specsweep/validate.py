@@ -25,7 +25,7 @@ from .engine.options import ServerOptions, ServerSettings
 from .engine.server import LlamaServer
 from .errors import RequestError, UsageError
 from .prompts import load_prompts
-from .quantize import prune_layers
+from .quantize import default_keep_last, prune_layers
 
 DEFAULT_RATE_VECTORS = ((0.9, 0.7, 0.5, 0.3), (0.85, 0.7, 0.55, 0.4, 0.25))
 TOLERANCE_PP = 2.0
@@ -45,8 +45,9 @@ def parse_rates(text: str) -> tuple[float, ...]:
 
 
 def pruned_drafter(engine: Engine, model: Path, keep_layers: int = 2) -> Path:
-    """A cheap drafter with the model's vocabulary: all but the first ``keep_layers`` blocks pruned."""
-    return prune_layers(engine, model, keep_layers)
+    """A cheap drafter with the model's vocabulary: all but the first ``keep_layers`` blocks pruned
+    (the last of them the model's last layer where the engine needs a full-attention one: Gemma-4)."""
+    return prune_layers(engine, model, keep_layers, default_keep_last(model, keep_layers))
 
 
 @dataclass(frozen=True)

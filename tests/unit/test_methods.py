@@ -222,6 +222,26 @@ def test_prune_refuses_impossible_layer_counts_in_one_line(tmp_path, capsys, arg
     assert code == 2 and err.startswith("Error: ") and message in err and err.count("\n") == 1
 
 
+def test_a_pruning_the_engine_could_not_load_is_refused_in_one_line(capsys):
+    from specsweep.cli import main
+    from specsweep.quantize import default_keep_last
+    from specsweep.trained import trained_file
+    gemma4 = trained_file("gemma4-mini", "target")  # full attention at layers 3, 7, …, 23
+    code = main(["models", "prune", str(gemma4), "--keep", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "layers [0, 1] of gemma4-mini-F16.gguf are all sliding-window layers" in err and "--keep-last 1" in err
+    assert [default_keep_last(gemma4, keep) for keep in (2, 3, 4)] == [1, 1, 0]
+
+
+def test_models_without_full_attention_tensors_prune_as_asked(tmp_path):
+    from specsweep.quantize import check_loadable_layers, default_keep_last
+    from tests.hf_layout import tiny_gguf
+    model = tiny_gguf(tmp_path / "m.gguf", n_tensors=4)
+    assert default_keep_last(model, 1) == 0
+    check_loadable_layers(model, (0,), 4)  # no sliding-window pattern: nothing to refuse
+
+
 def test_kept_layers_take_the_first_and_the_last():
     from specsweep.quantize import kept_layers
     assert kept_layers(30, 4) == (0, 1, 2, 3)

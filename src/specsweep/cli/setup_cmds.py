@@ -108,10 +108,11 @@ def cmd_models_inspect(args) -> int:
 def cmd_models_prune(args) -> int:
     import sys
     from ..models import fetch_default_model, inspect_gguf
-    from ..quantize import kept_layers, prune_layers, quant_types
+    from ..quantize import check_loadable_layers, kept_layers, prune_layers, quant_types
     model = args.model or fetch_default_model()
     source = inspect_gguf(model)
-    kept_layers(source.block_count, args.keep, args.keep_last)  # bad counts fail before the engine is asked
+    # Bad counts, and layers the engine could not load, fail before the engine is asked.
+    check_loadable_layers(model, kept_layers(source.block_count, args.keep, args.keep_last), source.block_count)
     engine = engine_from_args(args)
     if args.type not in quant_types(engine):
         raise UsageError(f"--type {args.type}: not a llama-quantize type", hint="e.g. Q8_0, F16, Q4_K_M")
