@@ -31,7 +31,7 @@ target)
   left=$(( 585 - $(elapsed) ))
   ( cd training && timeout $left python3 gemma4_mini.py --stage target --out $R --llama-cpp $K/llama.cpp \
       --target-budget-s $(( left - 130 )) "$@" > $OUT/target.log 2>&1 ); echo "target rc=$? at $(elapsed) s"
-  grep -vE "^\[sample\]" $OUT/target.log | tail -20
+  grep -vE "^\[sample\]" $OUT/target.log | tail -28
   cp $R/target.json $OUT/ && split -b 15M -d $R/gemma4-mini-F16.gguf $OUT/gemma4-mini-F16.gguf.part-
   tar czf $OUT/tokenizer.tar.gz -C $R tokenizer
   ;;

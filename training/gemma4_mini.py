@@ -100,6 +100,12 @@ def greedy_samples(target, tok, n_tokens: int = 120) -> list[dict]:
             for question, (start, seq) in zip(SAMPLE_PROMPTS, answers)]
 
 
+def mixed5_openings(target, tok, n_tokens: int = 40) -> list[str]:
+    """The first tokens of the target's greedy answer to each mixed-5 prompt (each alone)."""
+    answers = sample_answers(target, tok, mixed5_questions(), n_tokens, 0.0, 1, 1e9, 0)
+    return [tok.decode(seq[start:], skip_special_tokens=False) for start, seq in answers]
+
+
 def save_hf(model, tokenizer_dir: Path, out: Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
     for name in ("tokenizer.json", "tokenizer_config.json"):
@@ -283,6 +289,11 @@ def train_target(args, out: Path) -> dict:
         print(f"sample: {sample['answer'][:300]!r}", flush=True)
     ceiling = greedy_ceiling(target, mixed5_samples(target, tok, args), args.temperature)
     print(f"mixed-5 greedy ceiling at T={args.temperature}: {ceiling:.3f}", flush=True)
+    # How each published prompt is answered, before an assistant is trained for it: the v2 and v3-probe
+    # targets answered the coding prompts from the wrong family (benchmarks/gemma4-mini-v2-h100.md).
+    openings = mixed5_openings(target, tok)
+    for opening in openings:
+        print(f"mixed-5 greedy opening: {opening!r}", flush=True)
     save_hf(target, out / "tokenizer", out / "hf-target")
     t_gguf = convert_to_gguf(out / "hf-target", out / "gemma4-mini-F16.gguf", args.llama_cpp)
     part = {"corpus": corpus_info, "tokens": {"train": train_rows.numel(), "held_out": held_rows.numel()},
@@ -291,7 +302,7 @@ def train_target(args, out: Path) -> dict:
                        "loop": tset, "steps": tres.steps, "seconds": round(tres.seconds, 1), "tokens_seen": tres.tokens,
                        "held_out_loss": tres.final_eval, "train_curve": tres.train_curve, "eval_curve": tres.eval_curve,
                        "kept_step": tres.kept_step, "mixed5_greedy_ceiling": ceiling},
-            "greedy_samples": samples,
+            "greedy_samples": samples, "mixed5_greedy_openings": openings,
             "gguf": {t_gguf.name: {"sha256": sha256_file(t_gguf), "bytes": t_gguf.stat().st_size}},
             "target_stage_seconds": round(time.perf_counter() - t0, 1)}
     write_json(out / "target.json", part)
