@@ -130,6 +130,18 @@ def engine(isolated):
 
 
 @pytest.fixture(scope="session")
+def gemma4_q8_0(tmp_path_factory) -> Path:
+    """The committed Gemma-4 miniature quantized to Q8_0: a second real model beside its F16, and a
+    quantized source to dequantize a reference from (as the default model is); made once per worker."""
+    from specsweep.trained import trained_file
+    assert REAL_BUILD is not None, "engine missing: run 'make engine' (make test does it)"
+    out = tmp_path_factory.mktemp("gemma4") / "gemma4-mini-Q8_0.gguf"
+    subprocess.run([str(REAL_BUILD / "bin" / "llama-quantize"), str(trained_file("gemma4-mini", "target")), str(out),
+                    "Q8_0"], check=True, capture_output=True, timeout=300)
+    return out
+
+
+@pytest.fixture(scope="session")
 def model_path() -> Path:
     from specsweep.models import DEFAULT_MODEL_NAME
     path = REAL_CACHE / "models" / DEFAULT_MODEL_NAME

@@ -10,7 +10,6 @@ Kept small for 2 CPU cores: an imatrix over 2 chunks of 256 tokens, KL divergenc
 """
 
 import json
-import subprocess
 import time
 
 import pytest
@@ -19,8 +18,7 @@ from specsweep.config import load_toml
 from specsweep.errors import UsageError
 from specsweep.fidelity import kld_base, measure_kld
 from specsweep.quantize import build_ladder, make_reference, needs_imatrix, write_sweep_file
-from specsweep.trained import trained_file
-from tests.conftest import REAL_BUILD, THREADS
+from tests.conftest import THREADS
 
 pytestmark = pytest.mark.e2e
 # Falling bits; llama-quantize refuses Q2_K_S (its Q2_K tensors) without an importance matrix.
@@ -30,14 +28,9 @@ TYPES = ["Q8_0", "Q4_K_M", "Q2_K_S"]
 
 
 @pytest.fixture
-def source(tmp_path):
+def source(gemma4_q8_0):
     """The Gemma-4 miniature (F16, committed) quantized to Q8_0."""
-    assert REAL_BUILD is not None, "engine missing: run 'make engine' (make test does it)"
-    out = tmp_path / "source" / "gemma4-mini-Q8_0.gguf"
-    out.parent.mkdir()
-    subprocess.run([str(REAL_BUILD / "bin" / "llama-quantize"), str(trained_file("gemma4-mini", "target")), str(out),
-                    "Q8_0"], check=True, capture_output=True, timeout=300)
-    return out
+    return gemma4_q8_0
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 
 import pytest
 
 from specsweep.records import decode_steps
 from specsweep.trained import trained_file
-from tests.conftest import REAL_BUILD, SHORT_PROMPTS, THREADS, run_cli
+from tests.conftest import SHORT_PROMPTS, THREADS, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -30,13 +29,9 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def second_model(model, tmp_path_factory):
+def second_model(gemma4_q8_0):
     """A second real model: the miniature quantized to Q8_0."""
-    assert REAL_BUILD is not None, "engine missing: run 'make engine' (make test does it)"
-    out = tmp_path_factory.mktemp("models") / "gemma4-mini-Q8_0.gguf"
-    subprocess.run([str(REAL_BUILD / "bin" / "llama-quantize"), str(model), str(out), "Q8_0"], check=True,
-                   capture_output=True, timeout=300)
-    return out
+    return gemma4_q8_0
 
 
 def sweep_args(model, second_model, db):
