@@ -99,26 +99,26 @@ def _acceptance_parts(r: RequestRecord) -> tuple[float, float] | None:
     return _pair(r.draft_n_accepted, r.draft_n)
 
 
-def _tau_parts(r: RequestRecord) -> tuple[float, float] | None:
-    """(accepted, verification steps) from one tally, so τ never mixes sources: the trace log
-    (exact per step) first, then the /metrics deltas, then timings' accepted over any step count."""
-    for accepted, steps in ((r.log_accepted, r.log_steps), (r.m_accepted, r.m_steps)):
-        got = _pair(accepted, steps)
+def _first_tally(r: RequestRecord, tallies, from_timings) -> tuple[float, float] | None:
+    """(count, verification steps) from one tally, so a ratio never mixes sources: the trace log
+    (exact per step) first, then the /metrics deltas, then the timings' count over any step count."""
+    for count, steps in tallies:
+        got = _pair(count, steps)
         if got is not None:
             return got
     steps = r.log_steps if r.log_steps is not None else r.m_steps
-    return _pair(r.draft_n_accepted, steps)
+    return _pair(from_timings, steps)
+
+
+def _tau_parts(r: RequestRecord) -> tuple[float, float] | None:
+    """(accepted, verification steps): τ = 1 + Σ accepted / Σ steps."""
+    return _first_tally(r, ((r.log_accepted, r.log_steps), (r.m_accepted, r.m_steps)), r.draft_n_accepted)
 
 
 def _draft_length_parts(r: RequestRecord) -> tuple[float, float] | None:
-    """(drafted, verification steps) from one tally, as ``_tau_parts``: Σ / Σ is the mean draft
-    length of the steps that drafted — the effective depth, which n-gram types decide themselves."""
-    for drafted, steps in ((r.log_drafted, r.log_steps), (r.m_draft_tokens, r.m_steps)):
-        got = _pair(drafted, steps)
-        if got is not None:
-            return got
-    steps = r.log_steps if r.log_steps is not None else r.m_steps
-    return _pair(r.draft_n, steps)
+    """(drafted, verification steps): Σ / Σ is the mean draft length of the steps that drafted — the
+    effective depth, which n-gram types decide themselves."""
+    return _first_tally(r, ((r.log_drafted, r.log_steps), (r.m_draft_tokens, r.m_steps)), r.draft_n)
 
 
 def _drafting_share_parts(r: RequestRecord) -> tuple[float, float] | None:
