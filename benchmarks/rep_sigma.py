@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections import defaultdict
 from pathlib import Path
 
 from specsweep.analysis import summarize
@@ -31,18 +30,10 @@ def load_ok_requests(db: Path, run: str) -> list:
         raise SystemExit(f"Error: {exc}") from None
 
 
-def counting_sigma(records: list) -> dict[tuple[str, int], float]:
-    """Per (model, depth): √(p(1−p)/d̄), p pooled over reps, d̄ the mean drafted tokens per rep."""
-    drafted, accepted = defaultdict(lambda: defaultdict(int)), defaultdict(int)
-    for r in records:
-        if r.depth and r.draft_n:
-            drafted[(r.model_label, r.depth)][r.rep] += r.draft_n
-            accepted[(r.model_label, r.depth)] += r.draft_n_accepted or 0
-    out = {}
-    for key, per_rep in drafted.items():
-        p = accepted[key] / sum(per_rep.values())
-        out[key] = math.sqrt(p * (1 - p) / (sum(per_rep.values()) / len(per_rep)))
-    return out
+def counting_sigma(cell) -> float:
+    """√(p(1−p)/d̄): p pooled over the cell's reps, d̄ its drafted tokens per rep."""
+    p = cell.accepted_tokens / cell.drafted_tokens
+    return math.sqrt(p * (1 - p) / (cell.drafted_tokens / cell.n_reps))
 
 
 def main(argv=None) -> None:
@@ -54,7 +45,6 @@ def main(argv=None) -> None:
     records = [r for r in load_ok_requests(args.db, args.run) if r.category != args.without]
     if not records:
         raise SystemExit(f"Error: no ok requests left in {args.db}" + (f" without {args.without}" if args.without else ""))
-    floor = counting_sigma(records)
     cells = {(c.key.model_label, c.key.depth): c for c in summarize(records, intervals=False) if c.acceptance}
     depths = sorted({d for _, d in cells})
     print("| Model | " + " | ".join(f"n={d}: mean ±σ (counting σ)" for d in depths) + " |")
@@ -63,7 +53,7 @@ def main(argv=None) -> None:
         row = []
         for d in depths:
             c = cells.get((model, d))
-            row.append(f"{100 * c.acceptance.mean:.1f} ±{100 * c.acceptance.sd:.1f}% ({100 * floor[(model, d)]:.1f})"
+            row.append(f"{100 * c.acceptance.mean:.1f} ±{100 * c.acceptance.sd:.1f}% ({100 * counting_sigma(c):.1f})"
                         if c else "–")
         print(f"| {model} | " + " | ".join(row) + " |")
     within = sum(c.acceptance.sd <= 0.03 for c in cells.values())
