@@ -124,10 +124,10 @@ def kept_layers(n_layers: int, keep: int, keep_last: int = 0) -> tuple[int, ...]
     return tuple(range(keep - keep_last)) + tuple(range(n_layers - keep_last, n_layers))
 
 
-def _full_attention_layers(model: Path) -> list[int] | None:
-    """The full-attention layers of a model that interleaves them with sliding-window ones and gives
-    them a tensor of their own (Gemma-4: rope_freqs.weight, read only by full-attention layers); None
-    for any other model."""
+def _sliding_pattern(model: Path) -> list[bool] | None:
+    """Per layer, whether it is a sliding-window layer, for a model whose full-attention layers own a
+    tensor of their own (Gemma-4: rope_freqs.weight, read only by full-attention layers); None for
+    any other model."""
     import gguf
 
     reader = gguf.GGUFReader(model)
@@ -135,15 +135,16 @@ def _full_attention_layers(model: Path) -> list[int] | None:
     pattern = reader.get_field(f"{arch}.attention.sliding_window_pattern")
     if pattern is None or not any(t.name == "rope_freqs.weight" for t in reader.tensors):
         return None
-    return [i for i, sliding in enumerate(pattern.contents()) if not sliding]
+    return list(pattern.contents())
 
 
-def check_loadable_layers(model: Path, layers: tuple[int, ...], n_layers: int) -> None:
+def check_loadable_layers(model: Path, layers: tuple[int, ...]) -> None:
     """Refuse a pruning the engine could not load: with only sliding-window layers kept, no layer reads
     the full-attention tensor, and llama-server stops at "wrong number of tensors; expected 31, got 30"."""
-    full = _full_attention_layers(model)
-    if full and not set(full) & set(layers):
-        hint = ("--keep-last 1 keeps the last layer, a full-attention one" if n_layers - 1 in full
+    sliding = _sliding_pattern(model)
+    if sliding and all(sliding[i] for i in layers):
+        full = [i for i, s in enumerate(sliding) if not s]
+        hint = ("--keep-last 1 keeps the last layer, a full-attention one" if not sliding[-1]
                 else f"keep one of its full-attention layers ({', '.join(map(str, full[:4]))}, …)")
         raise UsageError(f"layers {list(layers)} of {Path(model).name} are all sliding-window layers: the engine "
                          f"cannot load a pruned model without one of its full-attention layers", hint=hint)
@@ -151,8 +152,8 @@ def check_loadable_layers(model: Path, layers: tuple[int, ...], n_layers: int) -
 
 def default_keep_last(model: Path, keep: int) -> int:
     """0, or 1 where the first ``keep`` layers alone would not load (see check_loadable_layers)."""
-    full = _full_attention_layers(model)
-    return 1 if full and min(full) >= keep else 0
+    sliding = _sliding_pattern(model)
+    return 1 if sliding and all(sliding[:keep]) else 0
 
 
 def prune_layers(engine, model: Path, keep: int, keep_last: int = 0, qtype: str = "Q8_0",
@@ -164,7 +165,7 @@ def prune_layers(engine, model: Path, keep: int, keep_last: int = 0, qtype: str 
     model = Path(model)
     info = inspect_gguf(model)
     layers = kept_layers(info.block_count, keep, keep_last)
-    check_loadable_layers(model, layers, info.block_count)
+    check_loadable_layers(model, layers)
     if out is None:
         suffix = f"-last{keep_last}" if keep_last else ""
         out = cache_root() / "models" / f"{model.stem}.pruned{keep}{suffix}.{qtype}.gguf"

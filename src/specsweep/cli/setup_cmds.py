@@ -112,7 +112,7 @@ def cmd_models_prune(args) -> int:
     model = args.model or fetch_default_model()
     source = inspect_gguf(model)
     # Bad counts, and layers the engine could not load, fail before the engine is asked.
-    check_loadable_layers(model, kept_layers(source.block_count, args.keep, args.keep_last), source.block_count)
+    check_loadable_layers(model, kept_layers(source.block_count, args.keep, args.keep_last))
     engine = engine_from_args(args)
     if args.type not in quant_types(engine):
         raise UsageError(f"--type {args.type}: not a llama-quantize type", hint="e.g. Q8_0, F16, Q4_K_M")
