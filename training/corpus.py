@@ -368,7 +368,8 @@ def evaluation_questions(suite: str = "*") -> list[str]:
             for line in path.read_text().splitlines() if line.strip()]
 
 
-def _same_question(text: str) -> str:
+def same_question(text: str) -> str:
+    """A question as compared with the suites' prompts: whitespace runs are one space."""
     return " ".join(text.split())
 
 
@@ -377,8 +378,8 @@ def without_evaluation_questions(pairs: list[tuple[str, str]]) -> list[tuple[str
     shape, and their parameter space is small: 24,000 v2 problems asked mixed-5's cistern question
     itself six times, and the target learnt its answer by heart (math at ~95% acceptance on the H100,
     benchmarks/gemma4-mini-v2-h100.md)."""
-    asked = {_same_question(q) for q in evaluation_questions()}
-    return [(q, a) for q, a in pairs if _same_question(q) not in asked]
+    asked = {same_question(q) for q in evaluation_questions()}
+    return [(q, a) for q, a in pairs if same_question(q) not in asked]
 
 
 def build_pairs(seed: int = 0, n_reasoning: int = 24000, recipe: str = "v1") -> list[tuple[str, str]]:

@@ -253,8 +253,9 @@ def corpus_rows(args, tok=None, tok_dir: Path | None = None):
     """(train pairs, held pairs, corpus info, tokenizer, train rows, held rows); trains the tokenizer if none is given."""
     train_pairs, held_pairs, corpus_info = corpus.load(args.seed, args.reasoning_pairs, args.max_pairs,
                                                        args.corpus)
-    asked = {q.strip() for q in mixed5_questions()}
-    corpus_info["mixed5_prompts_in_training_data"] = sum(q.strip() in asked for q, _ in train_pairs + held_pairs)
+    asked = {corpus.same_question(q) for q in mixed5_questions()}
+    corpus_info["mixed5_prompts_in_training_data"] = sum(corpus.same_question(q) in asked
+                                                         for q, _ in train_pairs + held_pairs)
     if corpus_info["mixed5_prompts_in_training_data"]:  # corpus.build_pairs drops them: a model must never see one
         raise SystemExit(f"{corpus_info['mixed5_prompts_in_training_data']} training pairs ask a mixed-5 prompt")
     if tok is None:
