@@ -355,7 +355,7 @@ GENERATORS_V2 = GENERATORS + (staggered_work_rate_problem,)
 GENERATORS_V3 = (work_rate_problem, speed_problem, percent_problem, knights_problem,
                  functools.partial(binary_search_problem, varied=True), functools.partial(bug_problem, varied=True),
                  staggered_work_rate_problem)
-RECIPES = ("v1", "v2", "v3")
+RECIPES = ("v1", "v2", "v3", "v4")
 
 
 def reasoning_pairs(rng: random.Random, n: int, generators=GENERATORS) -> list[tuple[str, str]]:
@@ -390,6 +390,11 @@ def build_pairs(seed: int = 0, n_reasoning: int = 24000, recipe: str = "v1") -> 
     function `…` that …"), and the v2 target on the H100 answered every coding prompt whose function name
     was not one of the coding tasks' ~60 with recalled stdlib code ("Here is an implementation of
     `_internal_posix`"): a name it had not seen meant "recall" (benchmarks/gemma4-mini-v2-h100.md).
+    v4: v3 without the language reference: generated problems and coding tasks only. The v3 target
+    (H100, 2026-12-06) answered two of mixed-5's prompts with reference text ("Identifiers****") though
+    its 172 reference pairs are 0.7% of the characters (seen ~19 times each in a 6-minute run); in v4
+    every answer a target learns is one of the families, written in one regular layout, and more
+    problems per family (`--reasoning-pairs`) mean fewer passes over each.
     Neither asks a prompt of the built-in suites (v1 never did: its pairs and sha256 are unchanged)."""
     rng = random.Random(seed)
     if recipe == "v1":
@@ -398,9 +403,10 @@ def build_pairs(seed: int = 0, n_reasoning: int = 24000, recipe: str = "v1") -> 
         from coding_tasks import coding_task
         pairs = (code_pairs(rng) + topic_pairs(rng) + reasoning_pairs(rng, n_reasoning, GENERATORS_V2)
                  + [coding_task(rng) for _ in range(n_reasoning)])
-    elif recipe == "v3":
+    elif recipe in ("v3", "v4"):
         from coding_tasks import coding_task
-        pairs = (topic_pairs(rng) + reasoning_pairs(rng, n_reasoning, GENERATORS_V3)
+        pairs = ((topic_pairs(rng) if recipe == "v3" else [])
+                 + reasoning_pairs(rng, n_reasoning, GENERATORS_V3)
                  + [coding_task(rng, invent_names=True) for _ in range(n_reasoning)])
     else:
         raise ValueError(f"unknown corpus recipe {recipe!r}: one of {RECIPES}")

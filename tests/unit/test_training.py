@@ -193,3 +193,14 @@ def test_no_training_pair_asks_a_built_in_suite_prompt(training_modules):
     assert len(kept) == len(generated) - hits
     normalized = {" ".join(q.split()) for q in asked}
     assert not any(" ".join(q.split()) in normalized for q, _ in kept)
+
+
+def test_v4_is_v3_without_the_language_reference(training_modules):
+    _, corpus = training_modules
+    reference_pairs = corpus.topic_pairs(random.Random(0))
+    reference = {answer for _, answer in reference_pairs}
+    v3 = corpus.build_pairs(seed=1, n_reasoning=200, recipe="v3")
+    v4 = corpus.build_pairs(seed=1, n_reasoning=200, recipe="v4")
+    assert sum(answer in reference for _, answer in v3) == len(reference_pairs)
+    assert not any(answer in reference for _, answer in v4)
+    assert len(v4) == len(v3) - len(reference_pairs) == 400  # the generated problems and coding tasks, all kept
