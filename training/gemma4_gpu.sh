@@ -24,9 +24,10 @@ target)
   mkdir -p $K && tar xJf .device/llama-src.tar.xz -C $K || exit 1
   # Its own session: the build outlives this call and is done (~7 min) before `measure` needs it.
   pgrep -f "engine install" > /dev/null || setsid nohup $S engine install --cuda --jobs 12 --source .device/llama-src.tar.xz > $K/build.log 2>&1 < /dev/null &
-  ( cd training && timeout 150 python3 gemma4_mini.py --out /tmp/smoke --llama-cpp $K/llama.cpp --max-pairs 400 \
+  # The smoke's own sizes come after "$@" so they win (argparse keeps the last), the recipe flags still apply.
+  ( cd training && timeout 150 python3 gemma4_mini.py "$@" --out /tmp/smoke --llama-cpp $K/llama.cpp --max-pairs 400 \
       --reasoning-pairs 200 --layers 4 --target-steps 3 --assistant-steps 3 --answers 64 --sample-batch 64 \
-      --answer-tokens 32 --batch 8 --seq-len 128 "$@" > $OUT/smoke.log 2>&1 ) || { tail -60 $OUT/smoke.log; exit 1; }
+      --answer-tokens 32 --batch 8 --seq-len 128 > $OUT/smoke.log 2>&1 ) || { tail -60 $OUT/smoke.log; exit 1; }
   echo "smoke run ok at $(elapsed) s"
   left=$(( 585 - $(elapsed) ))
   ( cd training && timeout $left python3 gemma4_mini.py --stage target --out $R --llama-cpp $K/llama.cpp \
