@@ -233,3 +233,19 @@ def test_the_report_states_the_gpu_defaults_a_run_was_given():
     assert ("so its servers ran with `--gpu-layers all`, `--spec-draft-ngl all`, `--flash-attn on` (the drafter's "
             "only where there is a draft model)") in text
     assert "GPU defaults" not in bullets({"gpu_defaults": []})  # a CPU engine, or every setting given
+
+
+def test_the_report_says_when_replays_of_the_same_text_drafted_differently():
+    def record(counts_from, crosscheck):
+        return SimpleNamespace(status="ok", depth=2, counts_from=counts_from, crosscheck=crosscheck, traced=0, slots=1)
+
+    def text(records):
+        report = SimpleNamespace(records=records, cells=[], run=SimpleNamespace(notes={}))
+        return blocks_to_markdown(measurement_blocks(report))
+
+    same_text_other_drafts = record("approx", "replay differed (draft_n, draft_n_accepted)")
+    other_text = record("approx", "replay differed (predicted_n, draft_n, content)")
+    reproduced = record("replay", "ok")
+    assert "**Drafts not reproducible:** 1 of 3 traced replays" in text(
+        [same_text_other_drafts, other_text, reproduced, record("metrics", None)])
+    assert "not reproducible" not in text([other_text, reproduced])  # a different text is sampling, not drafting

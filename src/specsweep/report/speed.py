@@ -41,6 +41,21 @@ def speed_note(report: "Report") -> str | None:
     return None
 
 
+def drafts_that_did_not_replay(speculative) -> tuple[int, int]:
+    """(replays with the same text but other draft counts, replays): the request_rows cross-check says
+    which of predicted_n, draft_n, draft_n_accepted and content differed."""
+    redrafted = replayed = 0
+    for r in speculative:
+        check = r.crosscheck or ""
+        if "replay differed (" in check:
+            replayed += 1
+            fields = set(check.split("replay differed (", 1)[1].split(")", 1)[0].split(", "))
+            redrafted += not fields & {"content", "predicted_n"} and bool(fields & {"draft_n", "draft_n_accepted"})
+        elif r.counts_from == "replay":
+            replayed += 1
+    return redrafted, replayed
+
+
 def measurement_blocks(report: "Report") -> list:
     """How speed and the per-position counts were measured, and the tool's own time."""
     ok = [r for r in report.records if r.status == "ok"]
@@ -64,6 +79,13 @@ def measurement_blocks(report: "Report") -> list:
              "replay": "a traced replay of the same prompt and seed that generated the same tokens",
              "pending": "/metrics assuming full-length drafts (a replay is still due: run the sweep again)",
              "approx": "/metrics assuming full-length drafts (no per-step data)"}
+    redrafted, replayed = drafts_that_did_not_replay(speculative)
+    if redrafted:
+        items.append(f"**Drafts not reproducible:** {redrafted} of {replayed} traced replays generated the same text as "
+                     "their timed request but drafted or accepted a different number of tokens. With the target's "
+                     "tokens identical, only the drafter's proposals changed between two identical requests, so "
+                     "acceptance on this engine and machine carries more than sampling noise (seen on CUDA builds "
+                     "of the pinned engine, where the CPU build reproduces every count: benchmarks/gpu-draft-counts.md).")
     if counts:
         items.append("Per-position counts of the speculative requests: " + "; ".join(
             f"{n} from {names.get(source, source)}" for source, n in sorted(counts.items(), key=lambda kv: -kv[1])) + ".")
