@@ -5,9 +5,10 @@ Faults: SIGSTOP of the server (a hang) and then kill -9 of the next server in on
 (Ctrl-C) and then SIGTERM to the tool (each stop resumed), a model whose server dies at every
 start (skipped, the sweep goes on) and a draft file that cannot load (only its entry is skipped).
 Faults that need a sweep each share one where they assert different things: a sweep with its
-servers costs seconds on 2 cores. Those two sweeps run the committed Gemma-4 miniature drafting for
-itself (the faults are the subject, not the model; it decodes about twice as fast as the default
-model); the broken-file tests start from the default model's bytes.
+servers costs seconds on 2 cores. Every test runs the committed Gemma-4 miniature (drafting for
+itself in the two sweeps; the broken drafter is a copy of its bytes): the faults are the subject,
+not the model, and a server of the miniature starts and answers in about a third of the time of one
+of the default model.
 """
 
 from __future__ import annotations
@@ -164,10 +165,10 @@ def broken_model(path: Path) -> Path:
     return path
 
 
-def test_model_that_keeps_crashing_is_skipped_and_the_sweep_goes_on(model_path, tmp_path, no_orphans):
+def test_model_that_keeps_crashing_is_skipped_and_the_sweep_goes_on(model, tmp_path, no_orphans):
     db = tmp_path / "f.db"
     broken = broken_model(tmp_path / "broken.gguf")
-    result = run_cli("run", "--model", f"broken={broken}", "--model", f"good={model_path}", "--spec-type",
+    result = run_cli("run", "--model", f"broken={broken}", "--model", f"good={model}", "--spec-type",
                      "ngram-simple", "--depths", "0,1", "--reps", "1", "--prompts", SHORT_PROMPTS, "--prompt-limit",
                      "2", "--max-tokens", "8", "--threads", THREADS, "--db", db)
     assert result.returncode == 1, result.stderr  # the run is partial, and says so
@@ -187,19 +188,21 @@ def unknown_architecture_copy(model: Path, path: Path) -> Path:
     metadata fails)."""
     data = bytearray(model.read_bytes())
     key = b"general.architecture"
-    at = data.index(key) + len(key) + 4 + 8  # value type (u32), string length (u64), then the name
-    assert data[at:at + 5] == b"llama"
-    data[at:at + 5] = b"llamx"
+    at = data.index(key) + len(key) + 4  # then the value type (u32), the string's length (u64), the name
+    length = int.from_bytes(data[at:at + 8], "little")
+    name = bytes(data[at + 8:at + 8 + length])
+    assert name.isalnum(), name
+    data[at + 8 + length - 1:at + 8 + length] = b"x" if not name.endswith(b"x") else b"y"  # same length
     path.write_bytes(data)
     return path
 
 
-def test_a_draft_file_that_cannot_load_skips_only_its_own_entry(model_path, tmp_path, no_orphans):
+def test_a_draft_file_that_cannot_load_skips_only_its_own_entry(model, tmp_path, no_orphans):
     """A broken drafter fails its servers; the model's baseline and its other drafting entry are
     still measured (before, the whole model was given up on)."""
     db = tmp_path / "f.db"
-    broken = unknown_architecture_copy(model_path, tmp_path / "broken-draft.gguf")
-    result = run_cli("run", "--model", f"m={model_path}", "--drafting", f"bad=draft-simple:{broken}",
+    broken = unknown_architecture_copy(model, tmp_path / "broken-draft.gguf")
+    result = run_cli("run", "--model", f"m={model}", "--drafting", f"bad=draft-simple:{broken}",
                      "--drafting", "ngram=ngram-simple", "--depths", "0,1", "--reps", "1", "--prompts", SHORT_PROMPTS,
                      "--prompt-limit", "2", "--max-tokens", "8", "--threads", THREADS, "--db", db)
     assert result.returncode == 1, result.stderr  # partial: the bad entry's cells failed
