@@ -117,6 +117,27 @@ class ServerRecord:
     peak_memory_source: str | None = None  # "nvidia-smi" (device memory) or "rss" (peak resident set, VmHWM)
 
 
+# How request_rows.with_replay_counts writes a replay that did not reproduce its request into
+# ``crosscheck``: "replay differed (FIELD, …)", FIELD among predicted_n, draft_n, draft_n_accepted, content.
+REPLAY_DIFFERED = "replay differed"
+
+
+def drafts_that_did_not_replay(records) -> tuple[int, int]:
+    """(traced replays that generated their request's text with other draft counts, traced replays).
+    With the target's tokens identical only the drafter's proposals can have changed: seen on CUDA
+    builds, never on the CPU one (benchmarks/gpu-draft-counts.md)."""
+    redrafted = replayed = 0
+    for r in records:
+        check = r.crosscheck or ""
+        if f"{REPLAY_DIFFERED} (" in check:
+            replayed += 1
+            fields = set(check.split(f"{REPLAY_DIFFERED} (", 1)[1].split(")", 1)[0].split(", "))
+            redrafted += not fields & {"content", "predicted_n"} and bool(fields & {"draft_n", "draft_n_accepted"})
+        elif r.counts_from == "replay":
+            replayed += 1
+    return redrafted, replayed
+
+
 def encode_steps(steps) -> str:
     """``[(3, 3), (3, 3), (1, 3), (0, 2)]`` -> ``"3/3*2 1/3 0/2"``: "accepted/drafted" per step,
     a run of identical steps written once with ``*count``. About 4 bytes a step, often less."""

@@ -14,7 +14,7 @@ from specsweep.analysis import (CellKey, Estimate, MemoryPoint, budget_choice, m
 from specsweep.client import LogTally, Outcome, parse_log_slice
 from specsweep.engine.memory import MIB, parse_load_log
 from specsweep.overhead import Stopwatch
-from specsweep.records import ServerRecord, encode_steps
+from specsweep.records import ServerRecord, drafts_that_did_not_replay, encode_steps
 from specsweep.report.render import blocks_to_markdown
 from specsweep.report.speed import measurement_blocks
 from specsweep.request_rows import counts_source, with_replay_counts
@@ -249,3 +249,5 @@ def test_the_report_says_when_replays_of_the_same_text_drafted_differently():
     assert "**Drafts not reproducible:** 1 of 3 traced replays" in text(
         [same_text_other_drafts, other_text, reproduced, record("metrics", None)])
     assert "not reproducible" not in text([other_text, reproduced])  # a different text is sampling, not drafting
+    after_a_per_position_check = record("approx", "per-position: metrics=[48, 12] log=[47, 13]; replay differed (draft_n)")
+    assert drafts_that_did_not_replay([after_a_per_position_check, same_text_other_drafts, reproduced]) == (2, 3)

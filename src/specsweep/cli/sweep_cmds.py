@@ -18,6 +18,7 @@ def _resume_hint(argv: list[str]) -> str:
 def cmd_run(args) -> int:
     from ..progress import SweepProgress, console
     from ..report import print_main_table
+    from ..records import drafts_that_did_not_replay
     from ..store import Store
     from ..analysis import MIN_PROMPTS
     from ..sweep import AdaptiveTarget, Sweep, prepare
@@ -62,6 +63,11 @@ def cmd_run(args) -> int:
     for item in result.unconfirmed_drafting:
         console.print(f"[yellow]warning:[/yellow] no drafts on the warm-up for {item} "
                       "(normal for n-gram types on short text)")
+    redrafted, replayed = drafts_that_did_not_replay(store.requests(result.run.id, status="ok"))
+    if redrafted:
+        console.print(f"[yellow]warning:[/yellow] {redrafted} of {replayed} traced replays generated their request's "
+                      "text with other draft counts: this engine's drafts vary between identical requests on this "
+                      "machine, so acceptance carries more than sampling noise (the report's Measurement section)")
     print_main_table(store, result.run)
     return 0 if result.run.state == "complete" else 1
 

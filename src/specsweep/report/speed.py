@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..analysis import MemoryPoint
 from ..overhead import per_request_tool_phases
+from ..records import drafts_that_did_not_replay
 from .blocks import DASH, Bullets, Heading, Image, Para, Table, _plural, _pm, _size
 
 if TYPE_CHECKING:
@@ -39,21 +40,6 @@ def speed_note(report: "Report") -> str | None:
                 "step (LLAMA_TRACE): they were stored before speed was measured without the trace, and that "
                 "log's cost is inside those figures.")
     return None
-
-
-def drafts_that_did_not_replay(speculative) -> tuple[int, int]:
-    """(replays with the same text but other draft counts, replays): the request_rows cross-check says
-    which of predicted_n, draft_n, draft_n_accepted and content differed."""
-    redrafted = replayed = 0
-    for r in speculative:
-        check = r.crosscheck or ""
-        if "replay differed (" in check:
-            replayed += 1
-            fields = set(check.split("replay differed (", 1)[1].split(")", 1)[0].split(", "))
-            redrafted += not fields & {"content", "predicted_n"} and bool(fields & {"draft_n", "draft_n_accepted"})
-        elif r.counts_from == "replay":
-            replayed += 1
-    return redrafted, replayed
 
 
 def measurement_blocks(report: "Report") -> list:
