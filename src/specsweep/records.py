@@ -117,9 +117,11 @@ class ServerRecord:
     peak_memory_source: str | None = None  # "nvidia-smi" (device memory) or "rss" (peak resident set, VmHWM)
 
 
-# How request_rows.with_replay_counts writes a replay that did not reproduce its request into
-# ``crosscheck``: "replay differed (FIELD, …)", FIELD among predicted_n, draft_n, draft_n_accepted, content.
+# How request_rows.with_replay_counts writes a replay whose counts it could not take into
+# ``crosscheck``: "replay differed (FIELD, …)", FIELD among predicted_n, draft_n, draft_n_accepted,
+# content; or "replay log slice incomplete".
 REPLAY_DIFFERED = "replay differed"
+REPLAY_LOG_INCOMPLETE = "replay log slice incomplete"
 
 
 def drafts_that_did_not_replay(records) -> tuple[int, int]:
@@ -133,7 +135,7 @@ def drafts_that_did_not_replay(records) -> tuple[int, int]:
             replayed += 1
             fields = set(check.split(f"{REPLAY_DIFFERED} (", 1)[1].split(")", 1)[0].split(", "))
             redrafted += not fields & {"content", "predicted_n"} and bool(fields & {"draft_n", "draft_n_accepted"})
-        elif r.counts_from == "replay":
+        elif r.counts_from == "replay" or REPLAY_LOG_INCOMPLETE in check:
             replayed += 1
     return redrafted, replayed
 

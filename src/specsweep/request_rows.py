@@ -12,7 +12,7 @@ from dataclasses import replace
 from .client import Outcome
 from .degeneration import measure
 from .plan import PlannedRequest
-from .records import REPLAY_DIFFERED, RequestRecord, encode_steps
+from .records import REPLAY_DIFFERED, REPLAY_LOG_INCOMPLETE, RequestRecord, encode_steps
 
 
 def counts_source(outcome: Outcome, depth: int) -> str | None:
@@ -123,7 +123,7 @@ def with_replay_counts(record: RequestRecord, replay: Outcome) -> RequestRecord:
     slice is incomplete (the record then keeps its /metrics counts)."""
     differ = same_generation(record, replay)
     if differ is not None or not replay.log.complete:
-        why = f"{REPLAY_DIFFERED} ({differ})" if differ else "replay log slice incomplete"
+        why = f"{REPLAY_DIFFERED} ({differ})" if differ else REPLAY_LOG_INCOMPLETE
         check = why if record.crosscheck in (None, "ok") else f"{record.crosscheck}; {why}"
         return replace(record, counts_from="approx", crosscheck=check)
     timed = Outcome(wall_ms=0.0, response={"timings": {"draft_n": record.draft_n,

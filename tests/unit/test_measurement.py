@@ -250,4 +250,6 @@ def test_the_report_says_when_replays_of_the_same_text_drafted_differently():
         [same_text_other_drafts, other_text, reproduced, record("metrics", None)])
     assert "not reproducible" not in text([other_text, reproduced])  # a different text is sampling, not drafting
     after_a_per_position_check = record("approx", "per-position: metrics=[48, 12] log=[47, 13]; replay differed (draft_n)")
-    assert drafts_that_did_not_replay([after_a_per_position_check, same_text_other_drafts, reproduced]) == (2, 3)
+    log_cut_short = record("approx", "replay log slice incomplete")
+    assert drafts_that_did_not_replay([after_a_per_position_check, same_text_other_drafts, reproduced,
+                                       log_cut_short, record("metrics", None)]) == (2, 4)
