@@ -17,9 +17,14 @@ T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
 S="python3 -m specsweep.cli"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 work=$(mktemp -d)
-tar xJf "$src" -C "$work" && patch -s -p1 -d "$work" < benchmarks/patches/llama-sync-inputs.patch \
-  && tar cJf "$work/llama-src-sync.tar.xz" -C "$work" llama.cpp || exit 1
-$S engine install --cuda --jobs 16 --source "$work/llama-src-sync.tar.xz" > "$OUT/build.log" 2>&1 \
+tar xJf "$src" -C "$work" && patch -s -p1 -d "$work" < benchmarks/patches/llama-sync-inputs.patch || exit 1
+# The patched tree must build under its own source id, not the pinned one (engine/source.py checks the
+# record's content id; a tarball from before content ids cannot be checked, so it is refused here).
+python3 -c "import sys; from specsweep.engine.source import resolve_source; from pathlib import Path
+v = resolve_source(Path(sys.argv[1])).info.version
+sys.exit(0 if v.endswith('+modified') else 'the patched tree still reads as the pinned source: make SRC with this version of specsweep engine source')" \
+  "$work/llama.cpp" || exit 1
+$S engine install --cuda --jobs 16 --source "$work/llama.cpp" > "$OUT/build.log" 2>&1 \
   || { tail -20 "$OUT/build.log"; exit 1; }
 echo "engine at $(el) s"
 for arm in default sync blocking; do

@@ -4,18 +4,22 @@ The sdist vendors a complete llama.cpp tree. A tree built without ``.git``
 reports "commit unknown", so provenance (sdist name, version, sha256, commit)
 is recorded by us, in ``specsweep-source.json`` next to the unpacked tree and
 inside the trimmed tarball that GPU hosts without registry access receive.
+The record carries a hash of the files a build reads: a tree edited after it was
+written (a patch applied to an unpacked tarball) gets its own source id, so it is
+neither built under the pinned source's name nor served the pinned build from the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..cache import cache_root, sha256_file
@@ -43,6 +47,7 @@ class SourceInfo:
     version: str = SDIST_VERSION
     sdist_sha256: str | None = None
     commit: str | None = None
+    content_id: str | None = None  # _tree_content_id when the record was written; None in older records
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -104,6 +109,7 @@ def unpack_pinned(sdist: Path) -> SourceTree:
                 if m.name:
                     members.append(m)
         _safe_extract(tar, members, tmp)
+    info = replace(info, content_id=_tree_content_id(tmp))
     (tmp / PROVENANCE_FILE).write_text(json.dumps(info.to_json(), indent=2))
     shutil.rmtree(root, ignore_errors=True)
     tmp.replace(root)
@@ -120,17 +126,35 @@ def _find_tree_root(top: Path) -> Path:
     raise UsageError(f"{top} does not look like a llama.cpp source tree (no CMakeLists.txt with tools/server)")
 
 
+def _trimmed(rel: str) -> bool:
+    """A path (relative to the tree, posix) that the trimmed tarball leaves out."""
+    return any(rel == d or rel.startswith(d + "/") for d in TRIM_DIRS)
+
+
 def _tree_content_id(root: Path) -> str:
-    """Hash of the files a build reads, for trees we did not unpack ourselves."""
+    """Hash of the files a build reads: every file but the trimmed folders, build output and our own record."""
     digest = hashlib.sha256()
-    skip = {d.split("/")[0] for d in TRIM_DIRS} | {"build"}
     for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if rel.parts[0] in skip or not path.is_file():
+        rel = path.relative_to(root).as_posix()
+        if not path.is_file() or _trimmed(rel) or rel == PROVENANCE_FILE or rel.split("/")[0] == "build":
             continue
-        digest.update(str(rel).encode())
+        digest.update(rel.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _recorded_info(root: Path, data: dict, origin: str) -> SourceInfo:
+    """The record's provenance if the tree still holds what it recorded; else the tree's own id, marked modified."""
+    recorded = SourceInfo(**{**data, "origin": data.get("origin", origin)})
+    if recorded.content_id is None:  # a record from before content ids: nothing to check it against
+        return recorded
+    content_id = _tree_content_id(root)
+    if content_id == recorded.content_id:
+        return recorded
+    return SourceInfo(origin=f"{origin}, modified from {recorded.name} {recorded.version} "
+                             f"({recorded.source_id[:12]})",
+                      source_id=content_id, name=recorded.name, version=f"{recorded.version}+modified",
+                      content_id=content_id)
 
 
 def resolve_source(source: Path | None) -> SourceTree:
@@ -161,8 +185,7 @@ def resolve_source(source: Path | None) -> SourceTree:
     root = _find_tree_root(source)
     recorded = root / PROVENANCE_FILE
     if recorded.exists():
-        data = json.loads(recorded.read_text())
-        return SourceTree(root, SourceInfo(**{**data, "origin": data.get("origin", origin)}))
+        return SourceTree(root, _recorded_info(root, json.loads(recorded.read_text()), origin))
     return SourceTree(root, SourceInfo(origin=origin, source_id=_tree_content_id(root),
                                        name="llama.cpp", version="unknown"))
 
@@ -178,11 +201,13 @@ def write_trimmed_tarball(tree: SourceTree, out: Path) -> Path:
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         rel = info.name.split("/", 1)[1] if "/" in info.name else ""
-        for trimmed in TRIM_DIRS:
-            if rel == trimmed or rel.startswith(trimmed + "/"):
-                return None
-        return info
+        return None if _trimmed(rel) or rel == PROVENANCE_FILE else info
 
+    # The record goes in with the content id of what the tarball holds, so an edit after unpacking shows.
+    record = json.dumps(replace(tree.info, content_id=_tree_content_id(tree.root)).to_json(), indent=2).encode()
     with fh, tarfile.open(fileobj=fh, mode="w:xz") as tar:
         tar.add(tree.root, arcname="llama.cpp", filter=keep)
+        member = tarfile.TarInfo(f"llama.cpp/{PROVENANCE_FILE}")
+        member.size, member.mode = len(record), 0o644
+        tar.addfile(member, io.BytesIO(record))
     return out
