@@ -355,7 +355,29 @@ GENERATORS_V2 = GENERATORS + (staggered_work_rate_problem,)
 GENERATORS_V3 = (work_rate_problem, speed_problem, percent_problem, knights_problem,
                  functools.partial(binary_search_problem, varied=True), functools.partial(bug_problem, varied=True),
                  staggered_work_rate_problem)
-RECIPES = ("v1", "v2", "v3", "v4")
+RECIPES = ("v1", "v2", "v3", "v4", "v5")
+
+# v5: what users add to a question. A miniature answers a family's question in that family only in the
+# words it was trained on: one more clause ("…, and name two common off-by-one mistakes", "… and verify")
+# sent the v3 target (step 800) and the committed v1 one from the right template to reference text or
+# another family (training/README.md). Generic instructions, none of them a suite prompt's whole ending.
+CLAUSES = (", and check the result.", ", and explain why.", ", step by step.", ", and keep it short.",
+           ", and explain your reasoning.", ", and verify it.", ", and name common pitfalls.", ", and be precise.")
+SENTENCES = (" Explain each step.", " Check the answer.", " Show your work.", " Be precise.", " Keep it short.",
+             " Explain your reasoning.", " Verify the result.", " Mention a common mistake.")
+LEADS = ("Question: ", "Task: ", "Please answer this. ")
+
+
+def varied_question(rng: random.Random, question: str) -> str:
+    """Half the time a clause in place of the final full stop or a sentence after it; now and then a lead-in."""
+    r = rng.random()
+    if r < 0.25 and question.endswith("."):
+        question = question[:-1] + rng.choice(CLAUSES)
+    elif r < 0.5:
+        question += rng.choice(SENTENCES)
+    if rng.random() < 0.1:
+        question = rng.choice(LEADS) + question
+    return question
 
 
 def reasoning_pairs(rng: random.Random, n: int, generators=GENERATORS) -> list[tuple[str, str]]:
@@ -395,6 +417,8 @@ def build_pairs(seed: int = 0, n_reasoning: int = 24000, recipe: str = "v1") -> 
     its 172 reference pairs are 0.7% of the characters (seen ~19 times each in a 6-minute run); in v4
     every answer a target learns is one of the families, written in one regular layout, and more
     problems per family (`--reasoning-pairs`) mean fewer passes over each.
+    v5: v4's problems, half of their questions with a clause, a sentence or a lead-in a user might add
+    (`varied_question`).
     Neither asks a prompt of the built-in suites (v1 never did: its pairs and sha256 are unchanged)."""
     rng = random.Random(seed)
     if recipe == "v1":
@@ -403,11 +427,14 @@ def build_pairs(seed: int = 0, n_reasoning: int = 24000, recipe: str = "v1") -> 
         from coding_tasks import coding_task
         pairs = (code_pairs(rng) + topic_pairs(rng) + reasoning_pairs(rng, n_reasoning, GENERATORS_V2)
                  + [coding_task(rng) for _ in range(n_reasoning)])
-    elif recipe in ("v3", "v4"):
+    elif recipe in ("v3", "v4", "v5"):
         from coding_tasks import coding_task
         pairs = ((topic_pairs(rng) if recipe == "v3" else [])
                  + reasoning_pairs(rng, n_reasoning, GENERATORS_V3)
                  + [coding_task(rng, invent_names=True) for _ in range(n_reasoning)])
+        if recipe == "v5":  # v4's problems, asked with what users add (an own generator: v4 stays as it was);
+            vary = random.Random(seed + 5)  # a suite prompt is dropped before a clause could disguise it
+            pairs = [(varied_question(vary, q), a) for q, a in without_evaluation_questions(pairs)]
     else:
         raise ValueError(f"unknown corpus recipe {recipe!r}: one of {RECIPES}")
     rng.shuffle(pairs)

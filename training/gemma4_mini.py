@@ -148,7 +148,7 @@ def write_card(r: dict, path: Path) -> None:
         "the corpus's generated problems are of the same families (work rates, knights and knaves, binary",
         "search, classic bugs" + (", pipes opening at different times, and small functions asked for with a docstring, "
                                   "their complexity and three asserts; merging intervals is not among them)."
-                                  if r["corpus"].get("recipe") in ("v2", "v3", "v4") else ")."),
+                                  if r["corpus"].get("recipe") in ("v2", "v3", "v4", "v5") else ")."),
         "",
         f"- Ceiling: the target samples its own greedy token with probability {t.get('mixed5_greedy_ceiling', float('nan')):.3f}"
         " on average, the depth-1 acceptance of a perfect drafter.",
@@ -218,7 +218,8 @@ def parse_args(argv):
                     help="target and assistant can run as two processes; the assistant reads OUT/hf-target")
     ap.add_argument("--corpus", choices=corpus.RECIPES, default="v1",
                     help="v2 drops whole stdlib modules and adds generated coding tasks; v3 also drops the stdlib "
-                         "functions; v4 also drops the language reference (corpus.build_pairs)")
+                         "functions; v4 also drops the language reference; v5 asks v4's problems with added clauses "
+                         "(corpus.build_pairs)")
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--hidden", type=int, default=256)

@@ -204,3 +204,24 @@ def test_v4_is_v3_without_the_language_reference(training_modules):
     assert sum(answer in reference for _, answer in v3) == len(reference_pairs)
     assert not any(answer in reference for _, answer in v4)
     assert len(v4) == len(v3) - len(reference_pairs) == 400  # the generated problems and coding tasks, all kept
+
+
+def test_v5_asks_v4s_problems_with_added_clauses(training_modules):
+    _, corpus = training_modules
+    v4 = corpus.build_pairs(seed=1, n_reasoning=300, recipe="v4")
+    v5 = corpus.build_pairs(seed=1, n_reasoning=300, recipe="v5")
+    assert sorted(a for _, a in v4) == sorted(a for _, a in v5)  # the same problems and answers
+    asked_in_v4 = {q for q, _ in v4}
+    changed = [q for q, _ in v5 if q not in asked_in_v4]
+    assert 0.4 < len(changed) / len(v5) < 0.7
+    endings = corpus.CLAUSES + corpus.SENTENCES
+    assert all(q.endswith(endings) or q.startswith(corpus.LEADS) for q in changed)
+
+
+def test_a_clause_cannot_smuggle_a_suite_prompt_into_v5(training_modules, monkeypatch):
+    coding_tasks, corpus = training_modules
+    cistern = next(q for q in corpus.evaluation_questions("mixed-5") if q.startswith("Pipe A"))
+    monkeypatch.setattr(corpus, "reasoning_pairs", lambda rng, n, generators: [(cistern, "learnt by heart")] * n)
+    monkeypatch.setattr(coding_tasks, "coding_task", lambda rng, invent_names: ("Write `f`.", "def f(): pass"))
+    v5 = corpus.build_pairs(seed=0, n_reasoning=40, recipe="v5")
+    assert len(v5) == 40 and not any(cistern[:-1] in q for q, _ in v5)  # only the coding tasks are left
