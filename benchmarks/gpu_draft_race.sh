@@ -14,6 +14,7 @@ set -u
 src=${1:?trimmed source tarball} q8=${2:?Q8_0 target} assistant=${3:?assistant GGUF}
 OUT=${OUT:-$PWD/race-out}; mkdir -p "$OUT"
 T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}  # this checkout's specsweep (the gguf package must be importable)
 S="python3 -m specsweep.cli"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 work=$(mktemp -d)

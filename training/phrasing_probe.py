@@ -46,7 +46,8 @@ def in_family(model, tok, prompts: list[dict], tag: str) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", type=Path, required=True)
-    ap.add_argument("--target-json", type=Path, required=True, help="the target stage's target.json (its config)")
+    ap.add_argument("--target-json", type=Path, required=True,
+                    help="the target stage's target.json or a pair's training.json (reads target.config)")
     ap.add_argument("--tokenizer", type=Path, required=True)
     ap.add_argument("--llama-cpp", type=Path, required=True)
     ap.add_argument("--recipe", choices=corpus.RECIPES, required=True)
