@@ -8,6 +8,9 @@
 #   bash training/gemma4_gpu.sh assistant [extra gemma4_mini.py flags]   # the target's answers + the assistant
 #   bash training/gemma4_gpu.sh measure                                  # ladder, published protocol, assistant grid
 #
+# PATCH=benchmarks/patches/llama-sync-inputs.patch before `target` builds the engine with that patch
+# (see the target step); without it the engine is the pinned one.
+#
 # Results go to $OUT (the device tool returns at most 8 files of 16 MiB: the target GGUF in pieces).
 set -u
 step=${1:?target, assistant or measure}; shift
@@ -23,7 +26,15 @@ target)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   mkdir -p $K && tar xJf .device/llama-src.tar.xz -C $K || exit 1
   # Its own session: the build outlives this call and is done (~7 min) before `measure` needs it.
-  pgrep -f "engine install" > /dev/null || setsid nohup $S engine install --cuda --jobs 12 --source .device/llama-src.tar.xz > $K/build.log 2>&1 < /dev/null &
+  # PATCH=FILE builds the engine from the source with that patch applied (its own source id, "+modified"),
+  # e.g. benchmarks/patches/llama-sync-inputs.patch, so that benchmarks/gpu_draft_race.sh on this warm
+  # machine finds its engine already built (run it with SPECSWEEP_CACHE=/tmp/ss).
+  src=.device/llama-src.tar.xz
+  if [ -n "${PATCH:-}" ]; then
+    mkdir -p $K/patched && tar xJf $src -C $K/patched && patch -s -p1 -d $K/patched < "$PATCH" || exit 1
+    src=$K/patched/llama.cpp
+  fi
+  pgrep -f "engine install" > /dev/null || setsid nohup $S engine install --cuda --jobs 12 --source $src > $K/build.log 2>&1 < /dev/null &
   # The smoke's own sizes come after "$@" so they win (argparse keeps the last), the recipe flags still apply.
   ( cd training && timeout 150 python3 gemma4_mini.py "$@" --out /tmp/smoke --llama-cpp $K/llama.cpp --max-pairs 400 \
       --reasoning-pairs 200 --layers 4 --target-steps 3 --assistant-steps 3 --answers 64 --sample-batch 64 \
