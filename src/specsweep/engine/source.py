@@ -186,8 +186,9 @@ def resolve_source(source: Path | None) -> SourceTree:
     recorded = root / PROVENANCE_FILE
     if recorded.exists():
         return SourceTree(root, _recorded_info(root, json.loads(recorded.read_text()), origin))
-    return SourceTree(root, SourceInfo(origin=origin, source_id=_tree_content_id(root),
-                                       name="llama.cpp", version="unknown"))
+    content_id = _tree_content_id(root)
+    return SourceTree(root, SourceInfo(origin=origin, source_id=content_id, name="llama.cpp", version="unknown",
+                                       content_id=content_id))
 
 
 def write_trimmed_tarball(tree: SourceTree, out: Path) -> Path:
@@ -204,7 +205,10 @@ def write_trimmed_tarball(tree: SourceTree, out: Path) -> Path:
         return None if _trimmed(rel) or rel == PROVENANCE_FILE else info
 
     # The record goes in with the content id of what the tarball holds, so an edit after unpacking shows.
-    record = json.dumps(replace(tree.info, content_id=_tree_content_id(tree.root)).to_json(), indent=2).encode()
+    # resolve_source has hashed a tarball's or a tree's files already (and checked them against their
+    # record); the pinned sdist's info leaves it to be computed here.
+    content_id = tree.info.content_id or _tree_content_id(tree.root)
+    record = json.dumps(replace(tree.info, content_id=content_id).to_json(), indent=2).encode()
     with fh, tarfile.open(fileobj=fh, mode="w:xz") as tar:
         tar.add(tree.root, arcname="llama.cpp", filter=keep)
         member = tarfile.TarInfo(f"llama.cpp/{PROVENANCE_FILE}")
