@@ -11,6 +11,8 @@
 # PATCH=benchmarks/patches/llama-sync-inputs.patch before `target` builds the engine with that patch
 # (see the target step); without it the engine is the pinned one.
 #
+# CALL_S=SECONDS shortens the target or measure call (defaults 585 and 560) when device time is short.
+#
 # Results go to $OUT (the device tool returns at most 8 files of 16 MiB: the target GGUF in pieces).
 set -u
 step=${1:?target, assistant or measure}; shift
@@ -40,7 +42,7 @@ target)
       --reasoning-pairs 200 --layers 4 --target-steps 3 --assistant-steps 3 --answers 64 --sample-batch 64 \
       --answer-tokens 32 --batch 8 --seq-len 128 > $OUT/smoke.log 2>&1 ) || { tail -60 $OUT/smoke.log; exit 1; }
   echo "smoke run ok at $(elapsed) s"
-  left=$(( 585 - $(elapsed) ))
+  left=$(( ${CALL_S:-585} - $(elapsed) ))
   ( cd training && timeout $left python3 gemma4_mini.py --stage target --out $R --llama-cpp $K/llama.cpp \
       --target-budget-s $(( left - 130 )) "$@" > $OUT/target.log 2>&1 ); echo "target rc=$? at $(elapsed) s"
   grep -vE "^\[sample\]" $OUT/target.log | tail -28
@@ -64,7 +66,7 @@ measure)
     --protocol published --db $W/published.db > $OUT/published.log 2>&1
   echo "published rc=$? at $(elapsed) s"
   for a in Q8_0 Q4_K_M; do
-    left=$(( 560 - $(elapsed) ))
+    left=$(( ${CALL_S:-560} - $(elapsed) ))
     # `timeout 0` would mean no limit at all: skip a grid there is no time left for.
     if [ $left -lt 30 ]; then echo "assistant $a: skipped, ${left} s left"; continue; fi
     timeout $left $S run --models "$W/ladder/*.gguf" --draft-model $W/asst/gemma4-mini-assistant-$a.gguf \

@@ -36,7 +36,7 @@ class DemoSettings:
     types: tuple[str, ...] = LADDER
     depths: tuple[int, ...] = (0, 1, 2, 3, 4)
     reps: int = 3
-    max_tokens: int = 80
+    max_tokens: int = 200
     prompts: str = "mixed-5"
     threads: int | None = None
     fidelity_chunks: int | None = 4

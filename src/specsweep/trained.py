@@ -20,9 +20,9 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 TRAINED: dict[str, dict[str, tuple[str, str]]] = {
     "gemma4-mini": {
         "target": ("gemma4-mini/gemma4-mini-F16.gguf",
-                   "5760bf59ba474cf07e947eab08a1b11cbc2ad9f9dab4c990b82f762f4669c0fa"),
+                   "f30def408d582e10a8414a4c0b08b767f637c6b9c214b505011bfdbb77337163"),
         "assistant": ("gemma4-mini/gemma4-mini-assistant-F16.gguf",
-                      "828c63057be8d1ffa3d3b444cb1b1cc0c9cf283744d108bc42012710bbc2c9fa"),
+                      "9a7036e7327dd138c23d9253fca7af55480d967d1eeab433935ed8117a22603b"),
     },
     "qwen35-mini": {
         "target": ("qwen35-mini/qwen35-mini-mtp-F16.gguf",

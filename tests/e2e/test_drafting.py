@@ -78,7 +78,9 @@ def test_a_pruned_copy_of_a_model_drafts_for_it(tmp_path, no_orphans):
                   "--db", db)
     assert run.returncode == 0, run.stderr
     stored = rows(db, "SELECT draft_n, m_draft_tokens, log_drafted, draft_n_accepted, m_accepted, log_accepted,"
-                      " max_draft_len FROM requests WHERE depth = 2")
+                      " max_draft_len, counts_from FROM requests WHERE depth = 2")
     assert len(stored) == 2
-    for drafted, m_drafted, l_drafted, accepted, m_acc, l_acc, longest in stored:
-        assert drafted > 0 and drafted == m_drafted == l_drafted and accepted == m_acc == l_acc and longest == 2
+    for drafted, m_drafted, l_drafted, accepted, m_acc, l_acc, longest, source in stored:
+        assert drafted > 0 and drafted == m_drafted and accepted == m_acc and longest == 2
+        # /metrics is exact when every draft was full length; otherwise a traced replay gave the counts
+        assert source == "metrics" or source == "replay" and (l_drafted, l_acc) == (drafted, accepted)
