@@ -2,7 +2,7 @@
 that binomial counting alone would give (√(p(1−p)/drafted per rep)), optionally without one prompt
 category (to set aside a prompt a model was found to have been trained on).
 
-    PYTHONPATH=src python benchmarks/rep_sigma.py RUN.db [--without math] [--run latest]
+    PYTHONPATH=src python benchmarks/rep_sigma.py RUN.db [--without math | --without mixed5-coding-intervals] [--run latest]
 
 Why it matters: the published protocol (5 prompts × 200 tokens × 3 reps) drafts only ~400–550 tokens
 per rep at depth 1, so at ~50% acceptance counting alone gives σ ≈ 2.4 pp, and the sample σ of three
@@ -39,10 +39,11 @@ def counting_sigma(cell) -> float:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("db", type=Path)
-    ap.add_argument("--without", metavar="CATEGORY", help="leave out the prompts of one category")
+    ap.add_argument("--without", metavar="CATEGORY|PROMPT",
+                    help="leave out the prompts of one category, or one prompt by its id")
     ap.add_argument("--run", default="latest")
     args = ap.parse_args(argv)
-    records = [r for r in load_ok_requests(args.db, args.run) if r.category != args.without]
+    records = [r for r in load_ok_requests(args.db, args.run) if args.without not in (r.category, r.prompt_id)]
     if not records:
         raise SystemExit(f"Error: no ok requests left in {args.db}" + (f" without {args.without}" if args.without else ""))
     cells = {(c.key.model_label, c.key.depth): c for c in summarize(records, intervals=False) if c.acceptance}
@@ -58,7 +59,7 @@ def main(argv=None) -> None:
         print(f"| {model} | " + " | ".join(row) + " |")
     within = sum(c.acceptance.sd <= 0.03 for c in cells.values())
     print(f"\nσ ≤ 3 pp in {within} of {len(cells)} cells"
-          + (f"; prompts of category {args.without!r} left out" if args.without else ""))
+          + (f"; {args.without!r} left out" if args.without else ""))
 
 
 if __name__ == "__main__":
