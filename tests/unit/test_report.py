@@ -270,3 +270,14 @@ def test_print_main_table_still_prints_the_acceptance_table(full, full_report, c
     rows, note = acceptance_table(full_report.cells)
     assert rows[0] == ["model", "n=1", "n=2", "n=3"]
     assert note.startswith("mean ±1σ over") and all("%" in cell or cell == "–" for cell in rows[1][1:])
+
+
+def test_engine_source_line_names_a_modified_tree_by_its_content_not_a_missing_sdist_hash():
+    from specsweep.report.document import _source_line
+    pinned = {"name": "llama-cpp-python", "version": "0.3.36", "sdist_sha256": "832db069" * 8}
+    assert _source_line(pinned) == f"llama-cpp-python 0.3.36 sdist sha256 `{'832db069' * 8}`"
+    patched = {"name": "llama-cpp-python", "version": "0.3.36+modified", "sdist_sha256": None,
+               "origin": "tree, modified from llama-cpp-python 0.3.36", "content_id": "039e125e50ec" + "0" * 52}
+    line = _source_line(patched)
+    assert "None" not in line and "sdist" not in line
+    assert "0.3.36+modified" in line and "modified from" in line and "039e125e50ec" in line

@@ -406,6 +406,16 @@ def _entry_text(entry: dict) -> str:
             f"{', '.join(map(str, entry.get('depths') or []))}{extra}")
 
 
+def _source_line(source: dict) -> str:
+    """The engine's source as recorded: the pinned sdist by its hash, any other tree (a patched copy,
+    a checkout) by its origin and content id, so a modified engine never reads as the pinned one."""
+    name = f"{source.get('name', '?')} {source.get('version', '')}"
+    if source.get("sdist_sha256"):
+        return f"{name} sdist sha256 `{source['sdist_sha256']}`"
+    content = source.get("content_id") or source.get("source_id")
+    return f"{name}, {source.get('origin', 'origin not recorded')}" + (f", content id `{content[:16]}…`" if content else "")
+
+
 def _footer_blocks(report: Report) -> list:
     run, cfg, prov = report.run, report.run.config, report.run.provenance
     engine = prov.get("engine") or {}
@@ -414,8 +424,7 @@ def _footer_blocks(report: Report) -> list:
     sampling = cfg.get("sampling") or {}
     drafting = cfg.get("drafting") or {}
     tool = prov.get("tool") or {}
-    src = (f"{source.get('name', '?')} {source.get('version', '')} sdist sha256 `{source.get('sdist_sha256')}`"
-           if source else "not recorded (not built from the pinned sdist)")
+    src = _source_line(source) if source else "not recorded (not built from the pinned sdist)"
     seed = sampling.get("seed")
     reps = report.planned_reps
     seeds = f"{seed}…{seed + reps - 1}" if isinstance(seed, int) and reps > 1 else str(seed)
