@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tokenizer", type=Path, required=True)
     ap.add_argument("--llama-cpp", type=Path, required=True)
     ap.add_argument("--recipe", choices=corpus.RECIPES, required=True)
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=60, help="fine-tune steps (0: only answer the prompts)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -61,6 +61,9 @@ def main(argv=None) -> int:
     tok = Tokenizer.from_file(str(args.tokenizer))
     prompts = [json.loads(line) for line in PROMPTS.read_text().splitlines() if line.strip()]
     before = in_family(model, tok, prompts, "before")
+    if args.steps == 0:  # only where the target stands
+        print(f"in family: {before} of {len(prompts)}")
+        return 0
     batch, seq_len = 8, 160
     pairs = corpus.build_pairs(seed=3, n_reasoning=args.steps * batch, recipe=args.recipe)
     random.Random(0).shuffle(pairs)
