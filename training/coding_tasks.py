@@ -13,7 +13,8 @@ short explanation. `mixed-5`'s own task (merging intervals) is deliberately not 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Callable
 
 
@@ -203,10 +204,29 @@ def invented_name(rng: random.Random) -> str:
     return f"{rng.choice(VERBS)}_{rng.choice(NOUNS)}"
 
 
-def coding_task(rng: random.Random, invent_names: bool = False) -> tuple[str, str]:
-    """One task; with invent_names, half of them under a made-up verb_noun name (504 of them)."""
+def renamed(task: Task, param: str) -> Task | None:
+    """The task with its one parameter called `param`, in the code and wherever the prose quotes code;
+    None where that name is already taken inside the body."""
+    word = re.compile(rf"(?<![.\w]){re.escape(task.arg)}\b")  # the name, not a method `.items()`
+    if "," in task.arg or re.search(rf"\b{re.escape(param)}\b", task.body):
+        return None
+    in_code = lambda text: re.sub(r"`[^`]*`", lambda m: word.sub(param, m.group(0)), text)  # noqa: E731
+    return replace(task, arg=param, body=word.sub(param, task.body), does=in_code(task.does),
+                   why=in_code(task.why), how=in_code(task.how))
+
+
+# Invented parameter names (v6): the v5 target answered coding tasks under unseen names in the coding
+# layout, except where the parameter was unseen as well (`merge_intervals(intervals)` got the knights
+# template; benchmarks/gemma4-mini-v5.md). So half the invented names also name the parameter after
+# their noun, `merge_spans(spans)`, as people name them. The task itself stays one of TASKS.
+def coding_task(rng: random.Random, invent_names: bool = False, invent_args: bool = False) -> tuple[str, str]:
+    """One task; with invent_names, half of them under a made-up verb_noun name (504 of them); with
+    invent_args as well, half of those single-parameter tasks take the noun as their parameter's name."""
     task = rng.choice(TASKS)
-    name = invented_name(rng) if invent_names and rng.random() < 0.5 else rng.choice(task.names)
+    invented = invent_names and rng.random() < 0.5
+    name = invented_name(rng) if invented else rng.choice(task.names)
+    if invented and invent_args and rng.random() < 0.5:
+        task = renamed(task, name.split("_", 1)[1]) or task
     source = source_of(task, name)
     scope = {name: compiled(task, name)}  # the asserts' expected values come from running it
     tests = []

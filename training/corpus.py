@@ -355,7 +355,7 @@ GENERATORS_V2 = GENERATORS + (staggered_work_rate_problem,)
 GENERATORS_V3 = (work_rate_problem, speed_problem, percent_problem, knights_problem,
                  functools.partial(binary_search_problem, varied=True), functools.partial(bug_problem, varied=True),
                  staggered_work_rate_problem)
-RECIPES = ("v1", "v2", "v3", "v4", "v5")
+RECIPES = ("v1", "v2", "v3", "v4", "v5", "v6")
 
 # v5: what users add to a question. A miniature answers a family's question in that family only in the
 # words it was trained on: one more clause ("…, and name two common off-by-one mistakes", "… and verify")
@@ -419,6 +419,8 @@ def build_pairs(seed: int = 0, n_reasoning: int = 24000, recipe: str = "v1") -> 
     problems per family (`--reasoning-pairs`) mean fewer passes over each.
     v5: v4's problems, half of their questions with a clause, a sentence or a lead-in a user might add
     (`varied_question`).
+    v6: v5 with a quarter of the coding tasks' single parameters named after their invented function's
+    noun (`coding_tasks.renamed`): `merge_spans(spans)`.
     Neither asks a prompt of the built-in suites (v1 never did: its pairs and sha256 are unchanged)."""
     rng = random.Random(seed)
     if recipe == "v1":
@@ -427,12 +429,13 @@ def build_pairs(seed: int = 0, n_reasoning: int = 24000, recipe: str = "v1") -> 
         from coding_tasks import coding_task
         pairs = (code_pairs(rng) + topic_pairs(rng) + reasoning_pairs(rng, n_reasoning, GENERATORS_V2)
                  + [coding_task(rng) for _ in range(n_reasoning)])
-    elif recipe in ("v3", "v4", "v5"):
+    elif recipe in ("v3", "v4", "v5", "v6"):
         from coding_tasks import coding_task
+        args = {"invent_args": True} if recipe == "v6" else {}  # v3-v5 draw exactly as they did
         pairs = ((topic_pairs(rng) if recipe == "v3" else [])
                  + reasoning_pairs(rng, n_reasoning, GENERATORS_V3)
-                 + [coding_task(rng, invent_names=True) for _ in range(n_reasoning)])
-        if recipe == "v5":  # v4's problems, asked with what users add (an own generator: v4 stays as it was);
+                 + [coding_task(rng, invent_names=True, **args) for _ in range(n_reasoning)])
+        if recipe in ("v5", "v6"):  # v4's problems, asked with what users add (an own generator: v4 stays as it was);
             vary = random.Random(seed + 5)  # a suite prompt is dropped before a clause could disguise it
             pairs = [(varied_question(vary, q), a) for q, a in without_evaluation_questions(pairs)]
     else:

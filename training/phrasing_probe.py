@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import time
 from pathlib import Path
 
@@ -28,7 +29,10 @@ from gemma4_mini import encode_pairs
 from gemma4_mtp import sample_answers
 
 PROMPTS = Path(__file__).resolve().parents[1] / "benchmarks" / "phrasing-heldout.jsonl"
-OPENINGS = {"bs": "The lower bound is", "kn": "Try all eight", "pipes": "Work with rates", "code": "Here is `"}
+# A family's opening. The coding one includes the name and the layout's next words: "Here is `" alone
+# also matched answers that went on with another family's text (logs before 2026-12-06 counted so).
+OPENINGS = {"bs": r"The lower bound is", "kn": r"Try all eight", "pipes": r"Work with rates",
+            "code": r"Here is `\w+` with its docstring"}
 
 
 def in_family(model, tok, prompts: list[dict], tag: str) -> int:
@@ -37,7 +41,7 @@ def in_family(model, tok, prompts: list[dict], tag: str) -> int:
     hits = 0
     for p, (start, seq) in zip(prompts, answers):
         text = tok.decode(seq[start:], skip_special_tokens=False)
-        ok = text.startswith(OPENINGS[p["category"]])
+        ok = re.match(OPENINGS[p["category"]], text) is not None
         hits += ok
         print(f"{tag} {p['id']:8} {'IN ' if ok else 'OUT'} {text[:60]!r}", flush=True)
     return hits
@@ -51,6 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tokenizer", type=Path, required=True)
     ap.add_argument("--llama-cpp", type=Path, required=True)
     ap.add_argument("--recipe", choices=corpus.RECIPES, required=True)
+    ap.add_argument("--prompts", type=Path, default=PROMPTS,
+                    help=f"held-out prompts, one JSON object per line with category and prompt (default {PROMPTS.name})")
     ap.add_argument("--steps", type=int, default=60, help="fine-tune steps (0: only answer the prompts)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -59,7 +65,7 @@ def main(argv=None) -> int:
     config = json.loads(args.target_json.read_text())["target"]["config"]
     model, _ = target_from_gguf(args.target, config, args.llama_cpp)
     tok = Tokenizer.from_file(str(args.tokenizer))
-    prompts = [json.loads(line) for line in PROMPTS.read_text().splitlines() if line.strip()]
+    prompts = [json.loads(line) for line in args.prompts.read_text().splitlines() if line.strip()]
     before = in_family(model, tok, prompts, "before")
     if args.steps == 0:  # only where the target stands
         print(f"in family: {before} of {len(prompts)}")

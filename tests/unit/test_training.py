@@ -67,13 +67,16 @@ def test_the_replay_is_a_consistent_tally(walk, matches, depth):
         assert (drafted, accepted) == (depth * len(matches), 0)
 
 
-@pytest.mark.parametrize("invent_names", [False, True])
-def test_every_coding_task_answer_runs_and_its_asserts_hold(training_modules, invent_names):
+@pytest.mark.parametrize("invent_names, invent_args", [(False, False), (True, False), (True, True)])
+def test_every_coding_task_answer_runs_and_its_asserts_hold(training_modules, invent_names, invent_args):
     coding_tasks, _ = training_modules
     rng = random.Random(0)
     seen = set()
+    named_after_noun = 0
     for _ in range(400):
-        question, answer = coding_tasks.coding_task(rng, invent_names=invent_names)
+        question, answer = coding_tasks.coding_task(rng, invent_names=invent_names, invent_args=invent_args)
+        name, param = re.search(r"`(\w+)\(([\w, ]+)\)`", question).groups()
+        named_after_noun += param == name.split("_", 1)[-1]
         code = re.search(r"```python\n(.*?)```", answer, re.S).group(1)
         name = re.search(r"^def (\w+)\(", code, re.M).group(1)
         seen.add(name)
@@ -89,6 +92,7 @@ def test_every_coding_task_answer_runs_and_its_asserts_hold(training_modules, in
     assert "merge_intervals" not in seen  # mixed-5's own task is not trained on
     own_names = {name for task in coding_tasks.TASKS for name in task.names}
     assert (len(seen - own_names) >= 100) == invent_names  # v3 asks for made-up names too
+    assert (named_after_noun >= 40) == invent_args  # v6: `merge_spans(spans)`, its code using `spans`
 
 
 def test_varied_binary_search_traces_find_the_lower_bound(training_modules):
@@ -222,6 +226,28 @@ def test_a_clause_cannot_smuggle_a_suite_prompt_into_v5(training_modules, monkey
     coding_tasks, corpus = training_modules
     cistern = next(q for q in corpus.evaluation_questions("mixed-5") if q.startswith("Pipe A"))
     monkeypatch.setattr(corpus, "reasoning_pairs", lambda rng, n, generators: [(cistern, "learnt by heart")] * n)
-    monkeypatch.setattr(coding_tasks, "coding_task", lambda rng, invent_names: ("Write `f`.", "def f(): pass"))
+    monkeypatch.setattr(coding_tasks, "coding_task", lambda rng, **_: ("Write `f`.", "def f(): pass"))
     v5 = corpus.build_pairs(seed=0, n_reasoning=40, recipe="v5")
     assert len(v5) == 40 and not any(cistern[:-1] in q for q, _ in v5)  # only the coding tasks are left
+
+
+def test_a_renamed_parameter_is_renamed_in_the_code_and_the_quoted_prose_only(training_modules):
+    coding_tasks, _ = training_modules
+    digits = next(t for t in coding_tasks.TASKS if "digit_sum" in t.names)  # arg `n`, prose "`n % 10`"
+    spans = coding_tasks.renamed(digits, "spans")
+    assert spans.arg == "spans" and "spans % 10" in spans.body and "`spans % 10`" in spans.how
+    assert not re.search(r"\bn\b", spans.body) and "non-negative" in spans.does  # words that merely contain n stay
+    two_args = next(t for t in coding_tasks.TASKS if "," in t.arg)
+    assert coding_tasks.renamed(two_args, "spans") is None
+    dedupe = next(t for t in coding_tasks.TASKS if "dedupe" in t.names)  # its body has a local `out`
+    assert coding_tasks.renamed(dedupe, "out") is None
+
+
+def test_v6_is_v5_with_parameters_named_after_invented_nouns(training_modules):
+    _, corpus = training_modules
+    v5 = corpus.build_pairs(seed=2, n_reasoning=400, recipe="v5")
+    v6 = corpus.build_pairs(seed=2, n_reasoning=400, recipe="v6")
+    assert len(v5) == len(v6)
+    assert corpus.build_pairs(seed=2, n_reasoning=400, recipe="v5") == v5  # v5 draws as it did
+    renamed = [q for q, _ in v6 if (m := re.search(r"`(\w+)_(\w+)\((\w+)\)`", q)) and m[2] == m[3]]
+    assert len(renamed) >= 20
