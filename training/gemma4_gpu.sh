@@ -7,6 +7,8 @@
 #   bash training/gemma4_gpu.sh target    [extra gemma4_mini.py flags]   # engine build in the background + target
 #   bash training/gemma4_gpu.sh assistant [extra gemma4_mini.py flags]   # the target's answers + the assistant
 #   bash training/gemma4_gpu.sh measure                                  # ladder, published protocol, assistant grid
+#   bash training/gemma4_gpu.sh race Q8_0.gguf ASSISTANT.gguf             # benchmarks/gpu_draft_race.sh on the engine
+#                                                                          # `target` built (before `measure`, same call)
 #
 # PATCH=benchmarks/patches/llama-sync-inputs.patch before `target` builds the engine with that patch
 # (see the target step); without it the engine is the pinned one.
@@ -15,7 +17,7 @@
 #
 # Results go to $OUT (the device tool returns at most 8 files of 16 MiB: the target GGUF in pieces).
 set -u
-step=${1:?target, assistant or measure}; shift
+step=${1:?target, assistant, measure or race}; shift
 T0=$(date +%s)
 K=/tmp/keep R=/tmp/keep/run W=/tmp/keep/w
 elapsed() { echo $(( $(date +%s) - T0 )); }
@@ -78,5 +80,14 @@ measure)
     cp "$db" $OUT/
   done
   ;;
-*) echo "unknown step $step: target, assistant or measure" >&2; exit 2 ;;
+race)
+  while pgrep -f "engine install" > /dev/null; do sleep 5; done
+  mkdir -p $K/race
+  OUT=$K/race timeout 200 bash benchmarks/gpu_draft_race.sh .device/llama-src.tar.xz "$@"; echo "race rc=$? at $(elapsed) s"
+  for db in $K/race/*.db; do  # one file each: no WAL beside it
+    python3 -c "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=DELETE')" "$db"
+  done
+  tar czf $OUT/race.tar.gz -C $K race  # one file: the device tool returns at most 8
+  ;;
+*) echo "unknown step $step: target, assistant, measure or race" >&2; exit 2 ;;
 esac
