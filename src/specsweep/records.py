@@ -83,6 +83,9 @@ class RequestRecord:
     # is still due), "approx" (the replay failed or differed: /metrics assuming full-length drafts).
     # None at depth 0.
     counts_from: str | None = None
+    # What the traced replay of this request found (schema 7): REPLAY_SAME, REPLAY_OTHER_TEXT,
+    # REPLAY_OTHER_DRAFTS or REPLAY_LOG_CUT; None when no replay ran. ``crosscheck`` says the same in words.
+    replay: str | None = None
 
     @property
     def cell(self) -> tuple:
@@ -117,27 +120,32 @@ class ServerRecord:
     peak_memory_source: str | None = None  # "nvidia-smi" (device memory) or "rss" (peak resident set, VmHWM)
 
 
-# How request_rows.with_replay_counts writes a replay whose counts it could not take into
-# ``crosscheck``: "replay differed (FIELD, …)", FIELD among predicted_n, draft_n, draft_n_accepted,
-# content; or "replay log slice incomplete".
+# What a traced replay of a request found (``RequestRecord.replay``, request_rows.with_replay_counts):
+REPLAY_SAME = "same"  # the same text and counts: its trace log gave the per-position counts
+REPLAY_OTHER_TEXT = "other text"  # the target generated other tokens: sampling, not drafting
+REPLAY_OTHER_DRAFTS = "other drafts"  # the same text with other draft counts: only the drafter changed
+REPLAY_LOG_CUT = "log incomplete"  # the same generation, but its trace-log slice was incomplete
+# ``crosscheck`` words for the last three: "replay differed (FIELD, …)" with FIELD among predicted_n,
+# draft_n, draft_n_accepted, content; "replay log slice incomplete".
 REPLAY_DIFFERED = "replay differed"
 REPLAY_LOG_INCOMPLETE = "replay log slice incomplete"
+
+
+def replay_outcome(differing: list[str], log_complete: bool) -> str:
+    """What a replay found, from the fields in which it differed from the timed request."""
+    if {"content", "predicted_n"} & set(differing):
+        return REPLAY_OTHER_TEXT
+    if differing:
+        return REPLAY_OTHER_DRAFTS
+    return REPLAY_SAME if log_complete else REPLAY_LOG_CUT
 
 
 def drafts_that_did_not_replay(records) -> tuple[int, int]:
     """(traced replays that generated their request's text with other draft counts, traced replays).
     With the target's tokens identical only the drafter's proposals can have changed: seen on CUDA
     builds, never on the CPU one (benchmarks/gpu-draft-counts.md)."""
-    redrafted = replayed = 0
-    for r in records:
-        check = r.crosscheck or ""
-        if f"{REPLAY_DIFFERED} (" in check:
-            replayed += 1
-            fields = set(check.split(f"{REPLAY_DIFFERED} (", 1)[1].split(")", 1)[0].split(", "))
-            redrafted += not fields & {"content", "predicted_n"} and bool(fields & {"draft_n", "draft_n_accepted"})
-        elif r.counts_from == "replay" or REPLAY_LOG_INCOMPLETE in check:
-            replayed += 1
-    return redrafted, replayed
+    replays = [r.replay for r in records if r.replay is not None]
+    return sum(outcome == REPLAY_OTHER_DRAFTS for outcome in replays), len(replays)
 
 
 def encode_steps(steps) -> str:

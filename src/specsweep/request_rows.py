@@ -12,7 +12,7 @@ from dataclasses import replace
 from .client import Outcome
 from .degeneration import measure
 from .plan import PlannedRequest
-from .records import REPLAY_DIFFERED, REPLAY_LOG_INCOMPLETE, RequestRecord, encode_steps
+from .records import REPLAY_DIFFERED, REPLAY_LOG_INCOMPLETE, RequestRecord, encode_steps, replay_outcome
 
 
 def counts_source(outcome: Outcome, depth: int) -> str | None:
@@ -104,17 +104,16 @@ def empty_record(run_id: int, server_id: int, request: PlannedRequest, attempt: 
     return RequestRecord(**empty)
 
 
-def same_generation(record: RequestRecord, replay: Outcome) -> str | None:
-    """None when the replay generated what the timed request did (same text, token and draft
-    counts); otherwise what differs."""
+def same_generation(record: RequestRecord, replay: Outcome) -> list[str]:
+    """The fields in which the replay differs from the timed request (text, token and draft counts);
+    empty when it generated the same."""
     t = replay.timings
     choice = (replay.response.get("choices") or [{}])[0]
     pairs = {"predicted_n": (record.predicted_n, t.get("predicted_n")),
              "draft_n": (record.draft_n, t.get("draft_n", 0)),
              "draft_n_accepted": (record.draft_n_accepted, t.get("draft_n_accepted", 0)),
              "content": (record.content, (choice.get("message") or {}).get("content"))}
-    differ = [name for name, (a, b) in pairs.items() if a != b]
-    return ", ".join(differ) or None
+    return [name for name, (a, b) in pairs.items() if a != b]
 
 
 def with_replay_counts(record: RequestRecord, replay: Outcome) -> RequestRecord:
@@ -122,10 +121,11 @@ def with_replay_counts(record: RequestRecord, replay: Outcome) -> RequestRecord:
     against the record's own timings and /metrics; "approx" when the replay differs or its log
     slice is incomplete (the record then keeps its /metrics counts)."""
     differ = same_generation(record, replay)
-    if differ is not None or not replay.log.complete:
-        why = f"{REPLAY_DIFFERED} ({differ})" if differ else REPLAY_LOG_INCOMPLETE
+    outcome = replay_outcome(differ, replay.log.complete)
+    if differ or not replay.log.complete:
+        why = f"{REPLAY_DIFFERED} ({', '.join(differ)})" if differ else REPLAY_LOG_INCOMPLETE
         check = why if record.crosscheck in (None, "ok") else f"{record.crosscheck}; {why}"
-        return replace(record, counts_from="approx", crosscheck=check)
+        return replace(record, counts_from="approx", crosscheck=check, replay=outcome)
     timed = Outcome(wall_ms=0.0, response={"timings": {"draft_n": record.draft_n,
                                                           "draft_n_accepted": record.draft_n_accepted}},
                     metrics_delta={"spec_decode_num_draft_tokens_total": record.m_draft_tokens or 0,
@@ -133,6 +133,6 @@ def with_replay_counts(record: RequestRecord, replay: Outcome) -> RequestRecord:
                                    "spec_decode_num_drafts_total": record.m_steps or 0},
                     accepted_per_pos=list(record.m_accepted_per_pos or []), log=replay.log, traced=True,
                     metrics_after=({}, {}) if record.m_steps is not None else None)
-    return replace(record, counts_from="replay", crosscheck=timed.crosscheck(), **_log_fields(replay),
+    return replace(record, counts_from="replay", replay=outcome, crosscheck=timed.crosscheck(), **_log_fields(replay),
                    max_draft_len=max((d for _, d in replay.log.steps), default=0))
 

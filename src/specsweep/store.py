@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import StoreError
-from .records import RequestRecord, ServerRecord, from_row, record_columns, to_row
+from .records import (REPLAY_DIFFERED, REPLAY_LOG_INCOMPLETE, RequestRecord, ServerRecord, from_row,
+                      record_columns, replay_outcome, to_row)
 
 
 # Request fields added by later migrations, by schema version: the first migration leaves them
@@ -27,6 +28,7 @@ REQUEST_FIELDS_ADDED = {
     3: ("log_step_pairs",),
     4: ("degen_tokens", "degen_repeat_share", "degen_longest_repeat", "degen_whitespace_share", "degen_tail_loop",
         "degenerate"),
+    7: ("replay",),
 }
 # ... the drafting entry (migration 5) of requests and servers, and how each was measured (migration 6).
 MEASUREMENT_FIELDS = {"requests": ("traced", "slots", "counts_from"),
@@ -34,7 +36,7 @@ MEASUREMENT_FIELDS = {"requests": ("traced", "slots", "counts_from"),
 # What a traced replay fills into a request measured untraced (Store.set_counts).
 COUNT_FIELDS = ("log_steps", "log_drafted", "log_accepted", "log_drafted_per_pos", "log_accepted_per_pos",
                 "log_summary_drafted", "log_summary_accepted", "max_draft_len", "crosscheck", "log_step_pairs",
-                "counts_from")
+                "counts_from", "replay")
 ADDED_LATER = {"requests": tuple(name for names in REQUEST_FIELDS_ADDED.values() for name in names)
                + ("drafting",) + MEASUREMENT_FIELDS["requests"],
                "servers": ("drafting",) + MEASUREMENT_FIELDS["servers"]}
@@ -105,9 +107,32 @@ def _m6_measurement(conn: sqlite3.Connection) -> None:
                  " WHEN log_steps IS NOT NULL THEN 'trace' ELSE 'approx' END WHERE status = 'ok'")
 
 
+def _replay_from_crosscheck(crosscheck: str | None, counts_from: str | None) -> str | None:
+    """What a replay found, read back from the words schema 6 wrote it in (migration 7 only)."""
+    check = crosscheck or ""
+    if f"{REPLAY_DIFFERED} (" in check:
+        differing = check.split(f"{REPLAY_DIFFERED} (", 1)[1].split(")", 1)[0].split(", ")
+        return replay_outcome(differing, log_complete=True)
+    if REPLAY_LOG_INCOMPLETE in check:
+        return replay_outcome([], log_complete=False)
+    return replay_outcome([], log_complete=True) if counts_from == "replay" else None
+
+
+def _m7_replay(conn: sqlite3.Connection) -> None:
+    """What each traced replay found, as a value rather than words inside ``crosscheck``; older rows
+    get it from those words, which schema 6 wrote in one fixed form."""
+    _add_request_columns(conn, 7)
+    rows = conn.execute("SELECT id, crosscheck, counts_from FROM requests WHERE counts_from IN ('replay', 'approx')")
+    for row_id, crosscheck, counts_from in rows.fetchall():
+        outcome = _replay_from_crosscheck(crosscheck, counts_from)
+        if outcome is not None:
+            conn.execute("UPDATE requests SET replay = ? WHERE id = ?", (outcome, row_id))
+
+
 # Append only: a database at version k has had exactly the first k applied.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_fidelity, _m3_step_pairs,
-                                                          _m4_degeneration, _m5_drafting, _m6_measurement]
+                                                          _m4_degeneration, _m5_drafting, _m6_measurement,
+                                                          _m7_replay]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -88,6 +88,9 @@ def test_sweep_stores_every_request_and_resumes_with_zero_work(model, second_mod
             assert json.loads(accepted)[:len(json.loads(per_pos))] == json.loads(per_pos)
     sources = [source for depth, _, _, source, *_ in tallies if depth > 0]
     assert "metrics" in sources and "replay" in sources  # 16 tokens: drafts near the end are cut short
+    # The CPU engine replays exactly: every replay found the same text and counts, and says so.
+    assert rows(db, "SELECT DISTINCT replay FROM requests WHERE counts_from = 'replay'") == [("same",)]
+    assert rows(db, "SELECT COUNT(*) FROM requests WHERE replay IS NOT NULL AND counts_from != 'replay'") == [(0,)]
     servers = rows(db, "SELECT depth, role, traced, slots, memory, peak_memory_bytes, peak_memory_source FROM servers")
     assert {(role, traced) for _, role, traced, *_ in servers} == {("timed", 0), ("replay", 1)}
     for depth, role, traced, slots, memory, peak, source in servers:

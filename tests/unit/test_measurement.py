@@ -236,20 +236,40 @@ def test_the_report_states_the_gpu_defaults_a_run_was_given():
 
 
 def test_the_report_says_when_replays_of_the_same_text_drafted_differently():
-    def record(counts_from, crosscheck):
-        return SimpleNamespace(status="ok", depth=2, counts_from=counts_from, crosscheck=crosscheck, traced=0, slots=1)
+    def record(counts_from, replay):
+        return SimpleNamespace(status="ok", depth=2, counts_from=counts_from, replay=replay, traced=0, slots=1)
 
     def text(records):
         report = SimpleNamespace(records=records, cells=[], run=SimpleNamespace(notes={}))
         return blocks_to_markdown(measurement_blocks(report))
 
-    same_text_other_drafts = record("approx", "replay differed (draft_n, draft_n_accepted)")
-    other_text = record("approx", "replay differed (predicted_n, draft_n, content)")
-    reproduced = record("replay", "ok")
+    same_text_other_drafts = record("approx", "other drafts")
+    other_text = record("approx", "other text")
+    reproduced = record("replay", "same")
     assert "**Drafts not reproducible:** 1 of 3 traced replays" in text(
         [same_text_other_drafts, other_text, reproduced, record("metrics", None)])
     assert "not reproducible" not in text([other_text, reproduced])  # a different text is sampling, not drafting
-    after_a_per_position_check = record("approx", "per-position: metrics=[48, 12] log=[47, 13]; replay differed (draft_n)")
-    log_cut_short = record("approx", "replay log slice incomplete")
-    assert drafts_that_did_not_replay([after_a_per_position_check, same_text_other_drafts, reproduced,
+    log_cut_short = record("approx", "log incomplete")
+    assert drafts_that_did_not_replay([same_text_other_drafts, same_text_other_drafts, reproduced,
                                        log_cut_short, record("metrics", None)]) == (2, 4)
+
+
+def test_a_replay_says_what_it_found_in_a_value_and_in_words():
+    steps = [(2, 2), (0, 2), (1, 1)]
+    timed = rec(depth=2, draft_n=5, draft_n_accepted=3, predicted_n=8, content="abc", m_draft_tokens=5,
+                m_accepted=3, m_steps=3, m_accepted_per_pos=[2, 1], counts_from="pending", traced=0)
+
+    def replayed(content="abc", draft_n=5, accepted=3, complete=True):
+        response = {"timings": {"draft_n": draft_n, "draft_n_accepted": accepted, "predicted_n": 8},
+                    "choices": [{"message": {"content": content}}]}
+        log = LogTally(steps=steps, summary_accepted=3, summary_drafted=5, complete=complete)
+        return with_replay_counts(timed, Outcome(wall_ms=1.0, response=response, metrics_delta={},
+                                                 accepted_per_pos=[], log=log))
+
+    assert replayed().replay == "same"
+    other_drafts = replayed(draft_n=6, accepted=2)
+    assert other_drafts.replay == "other drafts"
+    assert other_drafts.crosscheck == "replay differed (draft_n, draft_n_accepted)"
+    assert replayed(content="abd").replay == "other text"
+    assert replayed(complete=False).replay == "log incomplete"
+    assert timed.replay is None  # no replay ran

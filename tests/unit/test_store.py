@@ -196,3 +196,24 @@ def test_replay_counts_fill_only_the_count_fields_of_a_pending_row(tmp_path):
     assert stored.counts_from == "replay" and stored.log_step_pairs == "2/2 1/2 0/2 1/1" and stored.max_draft_len == 2
     assert stored.predicted_ms == 250.0 and stored.traced == 0
     assert store.pending_counts(run.id, "A", "draft-simple", 2) == []
+
+
+def test_migration_to_replay_outcomes_reads_them_from_the_old_crosscheck_words(tmp_path):
+    path = tmp_path / "r.db"
+    _database_at(path, 6)
+    conn = sqlite3.connect(path)
+    words = [("replay", "ok"), ("approx", "replay differed (draft_n, draft_n_accepted)"),
+             ("approx", "per-position: metrics=[48, 12] log=[47, 13]; replay differed (draft_n)"),
+             ("approx", "replay differed (predicted_n, draft_n, content)"), ("approx", "replay log slice incomplete"),
+             ("metrics", "ok"), ("trace", "ok")]
+    conn.execute("DELETE FROM requests")
+    for i, (counts_from, crosscheck) in enumerate(words):
+        conn.execute("INSERT INTO requests (run_id, server_id, model_label, spec_type, depth, rep, seed, prompt_id,"
+                     " category, attempt, status, started_at, counts_from, crosscheck)"
+                     " VALUES (1, 1, 'A', 'draft-mtp', 2, 0, 1, ?, 'c', 1, 'ok', 1.0, ?, ?)",
+                     (f"p{i}", counts_from, crosscheck))
+    conn.commit()
+    conn.close()
+    found = [r.replay for r in Store(path, readonly=True).requests(1)]
+    assert found == ["same", "other drafts", "other drafts", "other text", "log incomplete", None, None]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 6  # read without writing
