@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .cache import sha256_file_memo
 from .engine.locate import Engine
+from .engine.server import engine_environment
 from .models import GGUFInfo
 
 if TYPE_CHECKING:
@@ -57,9 +58,10 @@ def hardware() -> dict:
 
 
 def engine_provenance(engine: Engine) -> dict:
+    """The engine and the environment its servers inherit from this process (on Ray workers, their own)."""
     return {"server": str(engine.server), "origin": engine.origin, "version": engine.version(),
             "backend": engine.backend, "source": engine.provenance.get("source"),
-            "cmake_flags": engine.provenance.get("cmake_flags")}
+            "cmake_flags": engine.provenance.get("cmake_flags"), "environment": engine_environment()}
 
 
 def model_provenance(info: GGUFInfo, spec: "ModelSpec | None" = None) -> dict:

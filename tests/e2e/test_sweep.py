@@ -51,8 +51,11 @@ EXPECTED = 2 * len(DEPTHS) * REPS * PROMPTS
 
 def test_sweep_stores_every_request_and_resumes_with_zero_work(model, second_model, tmp_path, no_orphans):
     db = tmp_path / "sweep.db"
-    first = run_cli(*sweep_args(model, second_model, db))
+    # A CUDA-only engine switch (the CPU engine ignores it): the servers inherit it and the run records it.
+    first = run_cli(*sweep_args(model, second_model, db), env={"GGML_CUDA_DISABLE_GRAPHS": "1"})
     assert first.returncode == 0, first.stderr
+    (provenance,) = rows(db, "SELECT provenance_json FROM runs")[0]
+    assert json.loads(provenance)["engine"]["environment"].get("GGML_CUDA_DISABLE_GRAPHS") == "1"
     stored = rows(db, "SELECT depth, draft_n, status, crosscheck FROM requests")
     assert len(stored) == EXPECTED
     assert all(status == "ok" for _, _, status, _ in stored)
@@ -101,6 +104,7 @@ def test_sweep_stores_every_request_and_resumes_with_zero_work(model, second_mod
     report = run_cli("report", "--db", db, "--budget", "1GiB")
     assert report.returncode == 0, report.stderr
     assert "## Measurement" in report.stdout and "without the per-step trace log" in report.stdout
+    assert "`GGML_CUDA_DISABLE_GRAPHS=1`" in report.stdout  # the Provenance section names it
     assert "## Memory" in report.stdout and "**Memory budget 1.00 GiB:** fastest that fits is" in report.stdout
     bad = run_cli("report", "--db", db, "--budget", "lots")
     assert bad.returncode == 2 and bad.stderr.startswith("Error: --budget:") and "Traceback" not in bad.stderr

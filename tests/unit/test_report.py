@@ -281,3 +281,20 @@ def test_engine_source_line_names_a_modified_tree_by_its_content_not_a_missing_s
     line = _source_line(patched)
     assert "None" not in line and "sdist" not in line
     assert "0.3.36+modified" in line and "modified from" in line and "039e125e50ec" in line
+
+
+def test_the_engine_environment_is_recorded_and_shown(monkeypatch):
+    from specsweep.engine.server import engine_environment
+    from specsweep.report.document import _environment_text
+    for name in list(__import__("os").environ):
+        if name.startswith(("GGML_", "LLAMA_", "CUDA_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GGML_CUDA_DISABLE_GRAPHS", "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setenv("LLAMA_ARG_CTX_SIZE", "64")  # removed before any server starts: not passed on
+    monkeypatch.setenv("LLAMA_TRACE", "1")  # the tool's own, set per server
+    monkeypatch.setenv("SPECSWEEP_UNRELATED", "x")
+    environment = engine_environment()
+    assert environment == {"CUDA_VISIBLE_DEVICES": "0", "GGML_CUDA_DISABLE_GRAPHS": "1"}
+    assert _environment_text(environment) == "; environment `CUDA_VISIBLE_DEVICES=0`, `GGML_CUDA_DISABLE_GRAPHS=1`"
+    assert _environment_text({}) == "" and _environment_text(None) == ""  # older runs: nothing to say

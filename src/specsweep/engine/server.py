@@ -61,6 +61,17 @@ def server_env(traced: bool = True) -> dict[str, str]:
     return env
 
 
+# Variables that steer what llama.cpp computes or how (ggml backends, CUDA, llama.cpp's own switches such
+# as GGML_CUDA_DISABLE_GRAPHS or LLAMA_GRAPH_REUSE_DISABLE): servers inherit them, so runs record them.
+ENGINE_ENV_PREFIXES = ("GGML_", "LLAMA_", "CUDA_")
+
+
+def engine_environment() -> dict[str, str]:
+    """The variables of ``server_env`` that steer the engine, as this process would pass them on
+    (``LLAMA_TRACE`` is the tool's own and set per server)."""
+    return {k: v for k, v in sorted(server_env(traced=False).items()) if k.startswith(ENGINE_ENV_PREFIXES)}
+
+
 def tail_text(path: Path, lines: int = 20) -> str:
     try:
         with open(path, "rb") as fh:

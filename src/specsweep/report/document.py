@@ -416,6 +416,14 @@ def _source_line(source: dict) -> str:
     return f"{name}, {source.get('origin', 'origin not recorded')}" + (f", content id `{content[:16]}…`" if content else "")
 
 
+def _environment_text(environment: dict | None) -> str:
+    """The engine variables the servers inherited (GGML_*, LLAMA_*, CUDA_*); nothing for runs from
+    before they were recorded or with none set."""
+    if not environment:
+        return ""
+    return "; environment " + ", ".join(f"`{k}={v}`" for k, v in sorted(environment.items()))
+
+
 def _footer_blocks(report: Report) -> list:
     run, cfg, prov = report.run, report.run.config, report.run.provenance
     engine = prov.get("engine") or {}
@@ -438,7 +446,7 @@ def _footer_blocks(report: Report) -> list:
         + (f", finished {_utc(run.finished_at)}" if run.finished_at else "")
         + f"; specsweep {run.tool_version or tool.get('version') or '?'}.",
         f"Engine: llama-server {engine.get('version') or '?'}, backend {engine.get('backend') or '?'}; "
-        f"source {src}.",
+        f"source {src}" + _environment_text(engine.get("environment")) + ".",
         f"Hardware: CPU {hw.get('cpu') or '?'}" + (f" ({hw['cpu_count']} cores)" if hw.get("cpu_count") else "")
         + f"; GPUs: {'; '.join(hw.get('gpus') or []) or 'none'}"
         + (f" (CUDA {hw['cuda_version']})" if hw.get("cuda_version") else "")
