@@ -27,6 +27,7 @@ from .config import DRAFT_MODEL_TYPES, Drafting, SweepConfig
 from .degeneration import THRESHOLDS
 from .engine.locate import Engine
 from .engine.options import ServerSettings, transport_fields
+from .engine.server import computing_environment
 from .errors import EngineMissingError, Interrupted
 from .executors.local import LocalExecutor
 from .executors.recorder import NullProgress, Recorder, SweepResult
@@ -142,6 +143,9 @@ def run_key(prepared: Prepared) -> str:
         "server": server,
         # Side by side: what is measured differs (no speed), so such a sweep is its own run.
         **({"parallel": cfg.parallel} if cfg.parallel > 1 else {}),
+        # Engine switches (GGML_CUDA_DISABLE_GRAPHS …) may change what is computed: a sweep under other
+        # ones is another run. Only when set, so every key from before stays the same.
+        **({"engine_env": env} if (env := computing_environment()) else {}),
         **({"side_by_side": "servers"} if cfg.parallel > 1 and cfg.side_by_side == "servers" else {}),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()

@@ -109,7 +109,12 @@ def test_sweep_stores_every_request_and_resumes_with_zero_work(model, second_mod
     bad = run_cli("report", "--db", db, "--budget", "lots")
     assert bad.returncode == 2 and bad.stderr.startswith("Error: --budget:") and "Traceback" not in bad.stderr
 
-    again = run_cli(*sweep_args(model, second_model, db))
+    # The engine switch is part of the run's identity: without it (or with another value) the same
+    # sweep is another run with everything to do; with it, this run with nothing left.
+    for other in ({}, {"GGML_CUDA_DISABLE_GRAPHS": "0"}):
+        dry = run_cli(*sweep_args(model, second_model, db), "--dry-run", env=other)
+        assert dry.returncode == 0 and f"({EXPECTED} to do)" in dry.stdout, dry.stdout + dry.stderr
+    again = run_cli(*sweep_args(model, second_model, db), env={"GGML_CUDA_DISABLE_GRAPHS": "1"})
     assert again.returncode == 0, again.stderr
     assert "0 requests measured" in again.stderr
     assert len(rows(db, "SELECT id FROM requests")) == EXPECTED
@@ -121,7 +126,7 @@ def test_sweep_stores_every_request_and_resumes_with_zero_work(model, second_mod
                                         " ORDER BY id LIMIT 1").fetchall()
         conn.execute("UPDATE requests SET counts_from = 'pending', log_step_pairs = NULL, log_steps = NULL"
                      " WHERE id = ?", (row_id,))
-    resumed = run_cli(*sweep_args(model, second_model, db))
+    resumed = run_cli(*sweep_args(model, second_model, db), env={"GGML_CUDA_DISABLE_GRAPHS": "1"})
     assert resumed.returncode == 0 and "0 requests measured" in resumed.stderr, resumed.stderr
     assert rows(db, f"SELECT counts_from, log_step_pairs FROM requests WHERE id = {row_id}") == [("replay", pairs)]
     assert rows(db, "SELECT role FROM servers ORDER BY id DESC LIMIT 1") == [("replay",)]

@@ -298,3 +298,7 @@ def test_the_engine_environment_is_recorded_and_shown(monkeypatch):
     assert environment == {"CUDA_VISIBLE_DEVICES": "0", "GGML_CUDA_DISABLE_GRAPHS": "1"}
     assert _environment_text(environment) == "; environment `CUDA_VISIBLE_DEVICES=0`, `GGML_CUDA_DISABLE_GRAPHS=1`"
     assert _environment_text({}) == "" and _environment_text(None) == ""  # older runs: nothing to say
+    # what may change the computation is part of the run key; the device and log format are not
+    from specsweep.engine.server import computing_environment
+    monkeypatch.setenv("LLAMA_LOG_COLORS", "0")
+    assert computing_environment() == {"GGML_CUDA_DISABLE_GRAPHS": "1"}

@@ -72,6 +72,17 @@ def engine_environment() -> dict[str, str]:
     return {k: v for k, v in sorted(server_env(traced=False).items()) if k.startswith(ENGINE_ENV_PREFIXES)}
 
 
+# Engine variables that do not change what is computed: the device (CUDA_*: which GPU, launch timing),
+# llama.cpp's log format and its download cache.
+NOT_COMPUTING_PREFIXES = ("CUDA_", "LLAMA_LOG_", "LLAMA_CACHE")
+
+
+def computing_environment() -> dict[str, str]:
+    """The engine variables that may change what llama.cpp computes (GGML_*, LLAMA_*): part of a run's
+    identity."""
+    return {k: v for k, v in engine_environment().items() if not k.startswith(NOT_COMPUTING_PREFIXES)}
+
+
 def tail_text(path: Path, lines: int = 20) -> str:
     try:
         with open(path, "rb") as fh:
