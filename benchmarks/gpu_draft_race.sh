@@ -9,7 +9,8 @@
 #   sync      LLAMA_SYNC_INPUTS=1 with PATCH=benchmarks/patches/llama-sync-inputs.patch: a synchronize
 #             before a reused graph's inputs are written (the fix proposed upstream for llama.cpp#27572)
 # Run on 2026-12-06 (H100) with ARMS="default sync blocking": neither sync nor blocking made the counts
-# reproducible. Compare two arms, or an arm with the CPU engine's counts on identical texts:
+# reproducible. Each arm's run records its variable (provenance engine.environment, named in the
+# report's footer). Compare two arms, or an arm with the CPU engine's counts on identical texts:
 #   PYTHONPATH=src python benchmarks/draft_counts.py benchmarks/runs/gemma4-mini-Q8_0-cpu-reference.db race-ARM.db
 #
 #   ARMS="default nographs noreuse" bash benchmarks/gpu_draft_race.sh SRC.tar.xz Q8_0.gguf ASSISTANT.gguf
