@@ -63,12 +63,13 @@ def cmd_run(args) -> int:
     for item in result.unconfirmed_drafting:
         console.print(f"[yellow]warning:[/yellow] no drafts on the warm-up for {item} "
                       "(normal for n-gram types on short text)")
-    redrafted, replayed = drafts_that_did_not_replay(store.requests(result.run.id, status="ok"))
+    records = store.requests(result.run.id)  # read once: the warning below and the table
+    redrafted, replayed = drafts_that_did_not_replay(r for r in records if r.status == "ok")
     if redrafted:
         console.print(f"[yellow]warning:[/yellow] {redrafted} of {replayed} traced replays generated their request's "
                       "text with other draft counts: this engine's drafts vary between identical requests on this "
                       "machine, so acceptance carries more than sampling noise (the report's Measurement section)")
-    print_main_table(store, result.run)
+    print_main_table(store, result.run, records)
     return 0 if result.run.state == "complete" else 1
 
 

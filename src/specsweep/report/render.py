@@ -137,10 +137,11 @@ def speedup_table(cells) -> list[list[str]]:
     return _depth_table(cells, lambda c: c.speedup and f"{c.speedup.fmt()}×")
 
 
-def print_main_table(store: Store, run: RunRow) -> None:
+def print_main_table(store: Store, run: RunRow, records: list | None = None) -> None:
+    """The acceptance (and speedup) table of a run; ``records``: its request rows, if already read."""
     from rich.table import Table as RichTable
     from ..progress import console
-    records = store.requests(run.id)
+    records = store.requests(run.id) if records is None else records
     if run.config.get("exclude_degenerate"):  # the same headline figures as the report
         records = [r for r in records if r.degenerate != 1]
     cells = summarize(by_drafting(records))
