@@ -15,30 +15,26 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 models=$here/models/gemma4-mini S=$here/.venv/bin/specsweep
 mkdir -p "$work"
 cat "$target_dir"/gemma4-mini-F16.gguf.part-* > "$work/gemma4-mini-F16.gguf"
-# The assistant stage prints both files' sha256 in training.json: the reassembled target must match it.
-python3 - "$work/gemma4-mini-F16.gguf" "$assistant_dir/gemma4-mini-assistant-F16.gguf" "$assistant_dir/training.json" <<'EOF'
-import hashlib, json, sys
-target, assistant, record = sys.argv[1:]
-files = json.load(open(record))["gguf"]
-for path, name in ((target, "gemma4-mini-F16.gguf"), (assistant, "gemma4-mini-assistant-F16.gguf")):
-    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
-    if digest != files[name]["sha256"]:
-        sys.exit(f"{path}: sha256 {digest[:16]}…, training.json says {files[name]['sha256'][:16]}…")
-EOF
-cp "$work/gemma4-mini-F16.gguf" "$assistant_dir"/gemma4-mini-assistant-F16.gguf "$assistant_dir"/training.json \
-  "$assistant_dir"/MODEL_CARD.md "$assistant_dir"/loss.png "$models/"
-tar xzf "$target_dir/tokenizer.tar.gz" -C "$models"
-python3 - "$here/src/specsweep/trained.py" "$models" <<'EOF'
-import hashlib, re, sys
+# The assistant stage records both files' sha256 in training.json: the reassembled target and the
+# assistant must match it, and those are the sha256 trained.py then verifies on every load.
+python3 - "$work/gemma4-mini-F16.gguf" "$assistant_dir/gemma4-mini-assistant-F16.gguf" "$assistant_dir/training.json" \
+    "$here/src/specsweep/trained.py" <<'EOF'
+import hashlib, json, re, sys
 from pathlib import Path
-source, models = Path(sys.argv[1]), Path(sys.argv[2])
+target, assistant, record, source = map(Path, sys.argv[1:])
+expected = json.loads(record.read_text())["gguf"]
 text = source.read_text()
-for name in ("gemma4-mini-F16.gguf", "gemma4-mini-assistant-F16.gguf"):
-    digest = hashlib.sha256((models / name).read_bytes()).hexdigest()
+for path, name in ((target, "gemma4-mini-F16.gguf"), (assistant, "gemma4-mini-assistant-F16.gguf")):
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != expected[name]["sha256"]:
+        sys.exit(f"{path}: sha256 {digest[:16]}…, training.json says {expected[name]['sha256'][:16]}…")
     text, n = re.subn(rf'("gemma4-mini/{re.escape(name)}",\s*")[0-9a-f]{{64}}"', rf'\g<1>{digest}"', text)
     assert n == 1, name
 source.write_text(text)
 EOF
+cp "$work/gemma4-mini-F16.gguf" "$assistant_dir"/gemma4-mini-assistant-F16.gguf "$assistant_dir"/training.json \
+  "$assistant_dir"/MODEL_CARD.md "$assistant_dir"/loss.png "$models/"
+tar xzf "$target_dir/tokenizer.tar.gz" -C "$models"
 echo "adopted: $(git -C "$here" status --short models src/specsweep/trained.py | wc -l) files changed"
 "$S" demo --out "$work/demo" > "$work/demo.log" 2>&1 && tail -22 "$work/demo.log"
 "$S" quantize "$models/gemma4-mini-assistant-F16.gguf" --types Q8_0,Q4_K_M --out "$work/A" > "$work/qa.log" 2>&1

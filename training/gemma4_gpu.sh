@@ -21,6 +21,9 @@ step=${1:?target, assistant, measure or race}; shift
 T0=$(date +%s)
 K=/tmp/keep R=/tmp/keep/run W=/tmp/keep/w
 elapsed() { echo $(( $(date +%s) - T0 )); }
+# Each database as one file (no WAL beside it): the device tool returns files, not their journals.
+single_file_dbs() { python3 -c "import sqlite3, sys
+for db in sys.argv[1:]: sqlite3.connect(db).execute('PRAGMA journal_mode=DELETE')" "$@"; }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=$PWD/src:/tmp/site SPECSWEEP_CACHE=/tmp/ss PYTHONUNBUFFERED=1
 S="python3 -m specsweep.cli"
@@ -75,18 +78,13 @@ measure)
       --protocol published --depths 1-4 --db $W/assistant-$a.db > $OUT/assistant-$a.log 2>&1
     echo "assistant $a rc=$? at $(elapsed) s"
   done
-  for db in $W/*.db; do  # one file each: no WAL beside it
-    python3 -c "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=DELETE')" "$db"
-    cp "$db" $OUT/
-  done
+  single_file_dbs $W/*.db && cp $W/*.db $OUT/
   ;;
 race)
   while pgrep -f "engine install" > /dev/null; do sleep 5; done
   mkdir -p $K/race
   OUT=$K/race timeout 200 bash benchmarks/gpu_draft_race.sh .device/llama-src.tar.xz "$@"; echo "race rc=$? at $(elapsed) s"
-  for db in $K/race/*.db; do  # one file each: no WAL beside it
-    python3 -c "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=DELETE')" "$db"
-  done
+  single_file_dbs $K/race/*.db
   tar czf $OUT/race.tar.gz -C $K race  # one file: the device tool returns at most 8
   ;;
 *) echo "unknown step $step: target, assistant, measure or race" >&2; exit 2 ;;

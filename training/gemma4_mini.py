@@ -218,8 +218,8 @@ def parse_args(argv):
                     help="target and assistant can run as two processes; the assistant reads OUT/hf-target")
     ap.add_argument("--corpus", choices=corpus.RECIPES, default="v1",
                     help="v2 drops whole stdlib modules and adds generated coding tasks; v3 also drops the stdlib "
-                         "functions; v4 also drops the language reference; v5 asks v4's problems with added clauses "
-                         "(corpus.build_pairs)")
+                         "functions; v4 also drops the language reference; v5 asks v4's problems with added clauses; "
+                         "v6 also names some coding tasks' parameters after their invented nouns (corpus.build_pairs)")
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--hidden", type=int, default=256)

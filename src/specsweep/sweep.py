@@ -143,10 +143,10 @@ def run_key(prepared: Prepared) -> str:
         "server": server,
         # Side by side: what is measured differs (no speed), so such a sweep is its own run.
         **({"parallel": cfg.parallel} if cfg.parallel > 1 else {}),
+        **({"side_by_side": "servers"} if cfg.parallel > 1 and cfg.side_by_side == "servers" else {}),
         # Engine switches (GGML_CUDA_DISABLE_GRAPHS …) may change what is computed: a sweep under other
         # ones is another run. Only when set, so every key from before stays the same.
         **({"engine_env": env} if (env := computing_environment()) else {}),
-        **({"side_by_side": "servers"} if cfg.parallel > 1 and cfg.side_by_side == "servers" else {}),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
