@@ -14,6 +14,7 @@ from specsweep.analysis import (CellKey, Estimate, MemoryPoint, budget_choice, m
 from specsweep.client import LogTally, Outcome, parse_log_slice
 from specsweep.engine.memory import MIB, parse_load_log
 from specsweep.overhead import Stopwatch
+from specsweep.engine.caveats import mtp_cuda_graphs_caveat
 from specsweep.records import ServerRecord, drafts_that_did_not_replay, encode_steps
 from specsweep.report.render import blocks_to_markdown
 from specsweep.report.speed import measurement_blocks
@@ -226,7 +227,7 @@ def test_frontier_plot_draws_the_budget_line_only_where_it_keeps_the_cells_reada
 
 def test_the_report_states_the_gpu_defaults_a_run_was_given():
     def bullets(notes):
-        report = SimpleNamespace(records=[], cells=[], run=SimpleNamespace(notes=notes))
+        report = SimpleNamespace(records=[], cells=[], run=SimpleNamespace(notes=notes, provenance={}))
         return blocks_to_markdown(measurement_blocks(report))
 
     text = bullets({"gpu_defaults": ["--gpu-layers all", "--spec-draft-ngl all", "--flash-attn on"]})
@@ -237,10 +238,11 @@ def test_the_report_states_the_gpu_defaults_a_run_was_given():
 
 def test_the_report_says_when_replays_of_the_same_text_drafted_differently():
     def record(counts_from, replay):
-        return SimpleNamespace(status="ok", depth=2, counts_from=counts_from, replay=replay, traced=0, slots=1)
+        return SimpleNamespace(status="ok", depth=2, spec_type="draft-mtp", counts_from=counts_from, replay=replay,
+                               traced=0, slots=1)
 
     def text(records):
-        report = SimpleNamespace(records=records, cells=[], run=SimpleNamespace(notes={}))
+        report = SimpleNamespace(records=records, cells=[], run=SimpleNamespace(notes={}, provenance={}))
         return blocks_to_markdown(measurement_blocks(report))
 
     same_text_other_drafts = record("approx", "other drafts")
@@ -252,6 +254,27 @@ def test_the_report_says_when_replays_of_the_same_text_drafted_differently():
     log_cut_short = record("approx", "log incomplete")
     assert drafts_that_did_not_replay([same_text_other_drafts, same_text_other_drafts, reproduced,
                                        log_cut_short, record("metrics", None)]) == (2, 4)
+
+
+def test_mtp_on_one_slot_cuda_servers_with_graphs_on_is_warned_about_in_the_run_and_the_report():
+    def bullets(backend, environment, spec_type="draft-mtp", slots=1, side_by_side=None):
+        records = [SimpleNamespace(status="ok", depth=d, spec_type=spec_type if d else "none", counts_from="metrics",
+                                   replay=None, traced=0, slots=slots) for d in (0, 2)]
+        run = SimpleNamespace(notes={"side_by_side": side_by_side} if side_by_side else {},
+                              provenance={"engine": {"backend": backend, "environment": environment}})
+        return blocks_to_markdown(measurement_blocks(SimpleNamespace(records=records, cells=[], run=run)))
+
+    warned = "**Acceptance on this engine:** draft-mtp on one-slot CUDA servers with CUDA graphs on"
+    assert warned in bullets("cuda", {})
+    assert warned in bullets("cuda", None)  # a run from before the environment was recorded
+    assert warned in bullets("cuda", {}, slots=4, side_by_side="servers")  # K one-slot servers still use graphs
+    assert warned not in bullets("cuda", {"GGML_CUDA_DISABLE_GRAPHS": "1"})
+    assert warned not in bullets("cuda", {"GGML_CUDA_DISABLE_GRAPHS": "0"})  # ggml only asks whether it is set
+    assert warned not in bullets("cpu", {})
+    assert warned not in bullets("cuda", {}, spec_type="draft-simple")
+    assert warned not in bullets("cuda", {}, slots=4)  # slots decode side by side: no graphs
+    assert mtp_cuda_graphs_caveat("cuda", {"CUDA_VISIBLE_DEVICES": "0"}, True) is not None
+    assert mtp_cuda_graphs_caveat("cuda", {}, False) is None
 
 
 def test_a_replay_says_what_it_found_in_a_value_and_in_words():

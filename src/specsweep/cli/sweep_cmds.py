@@ -16,6 +16,8 @@ def _resume_hint(argv: list[str]) -> str:
 
 
 def cmd_run(args) -> int:
+    from ..engine.caveats import mtp_cuda_graphs_caveat
+    from ..engine.server import engine_environment
     from ..progress import SweepProgress, console
     from ..report import print_main_table
     from ..records import drafts_that_did_not_replay
@@ -26,6 +28,12 @@ def cmd_run(args) -> int:
     engine = engine_from_args(args)
     executor = executor_from_args(args, engine, config)
     prepared = prepare(config, engine, gpus=executor.servers_get_gpus)
+    mtp = any(d.spec_type == "draft-mtp" and any(depth > 0 for depth in d.depths) for d in config.drafting_entries())
+    one_slot = config.parallel == 1 or config.side_by_side == "servers"
+    caveat = mtp_cuda_graphs_caveat(engine.backend if executor.servers_get_gpus else None, engine_environment(),
+                                    mtp and one_slot)
+    if caveat:
+        console.print(f"[yellow]warning:[/yellow] {caveat}")
     if args.dry_run:
         return _dry_run(prepared, config)
     adaptive = None

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from ..analysis import MemoryPoint
+from ..engine.caveats import mtp_cuda_graphs_caveat
 from ..overhead import per_request_tool_phases
 from ..records import drafts_that_did_not_replay
 from .blocks import DASH, Bullets, Heading, Image, Para, Table, _plural, _pm, _size
@@ -70,8 +71,15 @@ def measurement_blocks(report: "Report") -> list:
         items.append(f"**Drafts not reproducible:** {redrafted} of {replayed} traced replays generated the same text as "
                      "their timed request but drafted or accepted a different number of tokens. With the target's "
                      "tokens identical, only the drafter's proposals changed between two identical requests, so "
-                     "acceptance on this engine and machine carries more than sampling noise (seen on CUDA builds "
-                     "of the pinned engine, where the CPU build reproduces every count: benchmarks/gpu-draft-counts.md).")
+                     "acceptance on this engine and machine carries more than sampling noise (on CUDA builds of the "
+                     "pinned engine this is CUDA graphs: with GGML_CUDA_DISABLE_GRAPHS=1 every count reproduces, as "
+                     "on the CPU build: benchmarks/gpu-draft-counts.md).")
+    engine = report.run.provenance.get("engine") or {}
+    servers_mode = (report.run.notes or {}).get("side_by_side") == "servers"
+    mtp_on_one_slot = any(r.spec_type == "draft-mtp" and ((r.slots or 1) == 1 or servers_mode) for r in speculative)
+    caveat = mtp_cuda_graphs_caveat(engine.get("backend"), engine.get("environment"), mtp_on_one_slot)
+    if caveat:
+        items.append(f"**Acceptance on this engine:** {caveat}")
     if counts:
         items.append("Per-position counts of the speculative requests: " + "; ".join(
             f"{n} from {names.get(source, source)}" for source, n in sorted(counts.items(), key=lambda kv: -kv[1])) + ".")

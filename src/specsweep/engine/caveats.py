@@ -1,0 +1,23 @@
+"""What the engine is known to get wrong in a sweep's setting, said before and after it runs."""
+
+from __future__ import annotations
+
+# Measured on an H100 (benchmarks/gpu-draft-counts.md): with CUDA graphs, llama-server's draft-mtp
+# drafts differ between identical requests and accept less than with graphs off or on the CPU, on the
+# very same generated text. The CUDA backend captures graphs only for single-sequence decoding, so
+# one-slot servers are affected and slots decoding side by side are not.
+MTP_CUDA_GRAPHS = ("draft-mtp on one-slot CUDA servers with CUDA graphs on: on the pinned engine they spoil "
+                   "the assistant's drafts, so acceptance reads low and varies between identical requests "
+                   "(H100, same text: 79.9% against 86.9% with graphs off, which matches the CPU build; "
+                   "benchmarks/gpu-draft-counts.md). GGML_CUDA_DISABLE_GRAPHS=1 measures the drafter's own "
+                   "acceptance; every decode is then about 30% slower, so keep graphs for speed figures.")
+
+
+def mtp_cuda_graphs_caveat(backend: str | None, environment: dict | None, mtp_on_one_slot: bool) -> str | None:
+    """The warning when draft-mtp runs (``mtp_on_one_slot``) on one-slot servers of a CUDA engine
+    with graphs on, else None. ggml reads GGML_CUDA_DISABLE_GRAPHS as set or not, whatever its value."""
+    if backend != "cuda" or not mtp_on_one_slot:
+        return None
+    if "GGML_CUDA_DISABLE_GRAPHS" in (environment or {}):
+        return None
+    return MTP_CUDA_GRAPHS
