@@ -67,15 +67,23 @@ measure)
     > $W/q.log 2>&1 || { tail $W/q.log; exit 1; }
   $S quantize $R/gemma4-mini-assistant-F16.gguf --types Q8_0,Q4_K_M --out $W/asst > $W/qa.log 2>&1 || tail $W/qa.log
   # Databases in $W: their server logs land beside them, and the device tool returns only 8 files.
+  # The published protocol twice: as users run the engine (CUDA graphs on: the speed figures), and with
+  # GGML_CUDA_DISABLE_GRAPHS=1, the drafter's own acceptance (graphs spoil the pinned engine's MTP drafts,
+  # benchmarks/gpu-draft-counts.md). The assistant grids compare acceptance, so they run without graphs.
   timeout 250 $S run --models "$W/ladder/*.gguf" --draft-model $R/gemma4-mini-assistant-F16.gguf \
     --protocol published --db $W/published.db > $OUT/published.log 2>&1
   echo "published rc=$? at $(elapsed) s"
+  GGML_CUDA_DISABLE_GRAPHS=1 timeout 250 $S run --models "$W/ladder/*.gguf" \
+    --draft-model $R/gemma4-mini-assistant-F16.gguf --protocol published --db $W/published-nographs.db \
+    > $W/published-nographs.log 2>&1
+  echo "published, graphs off rc=$? at $(elapsed) s"
   for a in Q8_0 Q4_K_M; do
     left=$(( ${CALL_S:-560} - $(elapsed) ))
     # `timeout 0` would mean no limit at all: skip a grid there is no time left for.
     if [ $left -lt 30 ]; then echo "assistant $a: skipped, ${left} s left"; continue; fi
-    timeout $left $S run --models "$W/ladder/*.gguf" --draft-model $W/asst/gemma4-mini-assistant-$a.gguf \
-      --protocol published --depths 1-4 --db $W/assistant-$a.db > $OUT/assistant-$a.log 2>&1
+    GGML_CUDA_DISABLE_GRAPHS=1 timeout $left $S run --models "$W/ladder/*.gguf" \
+      --draft-model $W/asst/gemma4-mini-assistant-$a.gguf --protocol published --depths 1-4 \
+      --db $W/assistant-$a-nographs.db > $OUT/assistant-$a.log 2>&1
     echo "assistant $a rc=$? at $(elapsed) s"
   done
   single_file_dbs $W/*.db && cp $W/*.db $OUT/

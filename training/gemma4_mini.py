@@ -33,7 +33,7 @@ import corpus
 from common import (LoopSettings, base_parser, convert_to_gguf, device, environment, pack, plot_curves,
                     seed_everything, sha256_file, train_loop, write_json)
 from gemma4_mtp import FULL, SLIDING, ChainObjective, greedy_ceiling, sample_answers
-from tokenizer import SPECIALS, render_turns, special_id, train_tokenizer
+from tokenizer import MERGES, SPECIALS, render_turns, special_id, train_tokenizer
 
 
 
@@ -175,6 +175,8 @@ def write_card(r: dict, path: Path) -> None:
         f"Byte-fallback BPE with {r['vocab_size']} tokens trained on the training pairs (`training/tokenizer.py`),",
         "Gemma id layout (pad 0, eos 1, bos 2, unk 3, `<start_of_turn>`, `<end_of_turn>`, 256 byte tokens),",
         "llama.cpp's gemma4 pre-tokenization (spaces as ▁, split at newlines), Gemma turn chat template.",
+        ("Merges were learned only inside words (`--merges words`), so no token spans two words."
+         if r.get("merges") == "words" else "Merges were learned over whole lines, so a token may span words."),
         "",
         "## Training",
         f"Seed {r['seed']}; environment {r['environment']}. AdamW (β 0.9/0.95), cosine schedule with warm-up,",
@@ -221,6 +223,9 @@ def parse_args(argv):
                          "functions; v4 also drops the language reference; v5 asks v4's problems with added clauses; "
                          "v6 also names some coding tasks' parameters after their invented nouns (corpus.build_pairs)")
     ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--merges", choices=MERGES, default="lines",
+                    help="BPE merges over whole lines (v1-v6 pairs) or only inside words, so a token is at most "
+                         "a word as in Gemma's own vocabulary and an answer is ~2x as many tokens")
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--assistant-hidden", type=int, default=384)
@@ -260,7 +265,7 @@ def corpus_rows(args, tok=None, tok_dir: Path | None = None):
     if corpus_info["mixed5_prompts_in_training_data"]:  # corpus.build_pairs drops them: a model must never see one
         raise SystemExit(f"{corpus_info['mixed5_prompts_in_training_data']} training pairs ask a mixed-5 prompt")
     if tok is None:
-        tok = train_tokenizer([q + "\n" + a for q, a in train_pairs], args.vocab, tok_dir)
+        tok = train_tokenizer([q + "\n" + a for q, a in train_pairs], args.vocab, tok_dir, merges=args.merges)
     return (train_pairs, held_pairs, corpus_info, tok, pack(encode_pairs(tok, train_pairs), args.seq_len),
             pack(encode_pairs(tok, held_pairs), args.seq_len))
 
@@ -299,7 +304,7 @@ def train_target(args, out: Path) -> dict:
     save_hf(target, out / "tokenizer", out / "hf-target")
     t_gguf = convert_to_gguf(out / "hf-target", out / "gemma4-mini-F16.gguf", args.llama_cpp)
     part = {"corpus": corpus_info, "tokens": {"train": train_rows.numel(), "held_out": held_rows.numel()},
-            "vocab_size": tok.get_vocab_size(), "specials": SPECIALS,
+            "vocab_size": tok.get_vocab_size(), "specials": SPECIALS, "merges": args.merges,
             "target": {"parameters": sum(p.numel() for p in target.parameters()), "config": tcfg.to_dict(),
                        "loop": tset, "steps": tres.steps, "seconds": round(tres.seconds, 1), "tokens_seen": tres.tokens,
                        "held_out_loss": tres.final_eval, "train_curve": tres.train_curve, "eval_curve": tres.eval_curve,

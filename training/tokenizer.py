@@ -6,6 +6,13 @@ tokenizer here is trained and applied the same way, so the token streams seen in
 served by llama-server agree. The pinned converter reads it with `gguf.LlamaHfVocab`, which wants
 a BPE model with `byte_fallback: true` and a `Sequence` decoder; ids 0–3 follow Gemma
 (pad, eos, bos, unk), then the turn markers, then the 256 byte tokens, then the merges.
+
+On a corpus this templated, merges over whole lines learn phrases ("knight,▁Cora▁knight:"): a
+591-character knights answer is 43 tokens (v6 pair), about a third of what a word-level vocabulary
+such as Gemma's makes of it. ``merges="words"`` learns merges only inside a
+word (a run of "▁" and the characters up to the next "▁"): no merge then joins a character to a
+following "▁", so BPE over the whole line, as llama.cpp applies it, gives exactly the same tokens
+as BPE word by word, and the tokenizer that is served is still the newline-split one.
 """
 
 from __future__ import annotations
@@ -35,26 +42,38 @@ def render_turns(question: str, answer: str) -> tuple[str, str]:
     return prompt, f"{answer.strip()}<end_of_turn>\n"
 
 
-def _pipeline(model: models.BPE) -> Tokenizer:
+MERGES = ("lines", "words")
+LINES = pre_tokenizers.Split(Regex(r"[^\n]+|[\n]+"), behavior="isolated")
+# Indentation or spaces and the word after them, or a trailing run of spaces.
+WORDS = pre_tokenizers.Sequence([LINES, pre_tokenizers.Split(Regex(r"▁*[^▁\n]+|▁+"), behavior="isolated")])
+
+
+def _pipeline(model: models.BPE, pre_tokenizer=LINES) -> Tokenizer:
     tok = Tokenizer(model)
     tok.normalizer = normalizers.Replace(" ", "▁")
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[^\n]+|[\n]+"), behavior="isolated")
+    tok.pre_tokenizer = pre_tokenizer
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
     return tok
 
 
-def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path) -> Tokenizer:
-    """Train merges on `texts`, then lay out ids Gemma-style and save tokenizer.json + tokenizer_config.json."""
+def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path, merges: str = "lines") -> Tokenizer:
+    """Train merges on `texts` (over whole lines, or only inside words: see the module's note), then lay
+    out ids Gemma-style and save tokenizer.json + tokenizer_config.json, which split at newlines only."""
+    if merges not in MERGES:
+        raise ValueError(f"merges must be one of {MERGES}, got {merges!r}")
     n_merged = vocab_size - len(SPECIALS) - len(BYTE_TOKENS)
-    draft = _pipeline(models.BPE(unk_token="<unk>", byte_fallback=True))
+    draft = _pipeline(models.BPE(unk_token="<unk>", byte_fallback=True), LINES if merges == "lines" else WORDS)
     draft.train_from_iterator(texts, trainers.BpeTrainer(
         vocab_size=n_merged, limit_alphabet=160, show_progress=False, special_tokens=[]))
     learned = json.loads(draft.to_str())["model"]
     vocab = {t: i for i, t in enumerate(SPECIALS + BYTE_TOKENS)}
     for token, _ in sorted(learned["vocab"].items(), key=lambda kv: kv[1]):
         vocab.setdefault(token, len(vocab))
-    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in learned["merges"]]
-    tok = _pipeline(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True,
+    pairs = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in learned["merges"]]
+    # What makes whole-line BPE equal word-by-word BPE: no merge joins a character to a following "▁".
+    if merges == "words" and (crossing := [m for m in pairs if m[1].startswith("▁") and not m[0].endswith("▁")]):
+        raise AssertionError(f"merges across a word boundary: {crossing[:3]}")
+    tok = _pipeline(models.BPE(vocab=vocab, merges=pairs, unk_token="<unk>", byte_fallback=True,
                                fuse_unk=True))
     tok.add_special_tokens(SPECIALS)
     out_dir.mkdir(parents=True, exist_ok=True)
