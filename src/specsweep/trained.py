@@ -20,9 +20,9 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 TRAINED: dict[str, dict[str, tuple[str, str]]] = {
     "gemma4-mini": {
         "target": ("gemma4-mini/gemma4-mini-F16.gguf",
-                   "f30def408d582e10a8414a4c0b08b767f637c6b9c214b505011bfdbb77337163"),
+                   "31d68ec8bbc622a1cb7ee106100431936581f9dc2b23aab1bc96ced4c2d77eee"),
         "assistant": ("gemma4-mini/gemma4-mini-assistant-F16.gguf",
-                      "9a7036e7327dd138c23d9253fca7af55480d967d1eeab433935ed8117a22603b"),
+                      "400d2e31b5da568a39cc2bbc6435c57c00e9ca22960b398c2675edff05c95927"),
     },
     "qwen35-mini": {
         "target": ("qwen35-mini/qwen35-mini-mtp-F16.gguf",
