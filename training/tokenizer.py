@@ -8,11 +8,11 @@ a BPE model with `byte_fallback: true` and a `Sequence` decoder; ids 0–3 follo
 (pad, eos, bos, unk), then the turn markers, then the 256 byte tokens, then the merges.
 
 On a corpus this templated, merges over whole lines learn phrases ("knight,▁Cora▁knight:"): a
-591-character knights answer is 43 tokens (v6 pair), about a third of what a word-level vocabulary
-such as Gemma's makes of it. ``merges="words"`` learns merges only inside a
-word (a run of "▁" and the characters up to the next "▁"): no merge then joins a character to a
-following "▁", so BPE over the whole line, as llama.cpp applies it, gives exactly the same tokens
-as BPE word by word, and the tokenizer that is served is still the newline-split one.
+591-character knights answer is 43 tokens with the v6 tokenizer and 103 with word-level merges.
+``merges="words"`` learns merges only inside a word (a run of "▁" and the characters up to the next
+"▁"): no merge then joins a character to a following "▁", so BPE over the whole line, as llama.cpp
+applies it, gives exactly the same tokens as BPE word by word, and the tokenizer that is served is
+still the newline-split one.
 """
 
 from __future__ import annotations

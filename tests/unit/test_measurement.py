@@ -12,9 +12,9 @@ import pytest
 from specsweep.analysis import (CellKey, Estimate, MemoryPoint, budget_choice, mark_frontier, memory_by_cell,
                                 parse_size, per_position, summarize)
 from specsweep.client import LogTally, Outcome, parse_log_slice
+from specsweep.engine.caveats import mtp_cuda_graphs_caveat
 from specsweep.engine.memory import MIB, parse_load_log
 from specsweep.overhead import Stopwatch
-from specsweep.engine.caveats import mtp_cuda_graphs_caveat
 from specsweep.records import ServerRecord, drafts_that_did_not_replay, encode_steps
 from specsweep.report.render import blocks_to_markdown
 from specsweep.report.speed import measurement_blocks
