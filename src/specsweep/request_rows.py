@@ -12,7 +12,8 @@ from dataclasses import replace
 from .client import Outcome
 from .degeneration import measure
 from .plan import PlannedRequest
-from .records import REPLAY_DIFFERED, REPLAY_LOG_INCOMPLETE, RequestRecord, encode_steps, replay_outcome
+from .records import (REPLAY_DIFFERED, REPLAY_LOG_INCOMPLETE, REPLAY_SAME, RequestRecord, encode_steps,
+                      replay_outcome)
 
 
 def counts_source(outcome: Outcome, depth: int) -> str | None:
@@ -122,7 +123,7 @@ def with_replay_counts(record: RequestRecord, replay: Outcome) -> RequestRecord:
     slice is incomplete (the record then keeps its /metrics counts)."""
     differ = same_generation(record, replay)
     outcome = replay_outcome(differ, replay.log.complete)
-    if differ or not replay.log.complete:
+    if outcome != REPLAY_SAME:
         why = f"{REPLAY_DIFFERED} ({', '.join(differ)})" if differ else REPLAY_LOG_INCOMPLETE
         check = why if record.crosscheck in (None, "ok") else f"{record.crosscheck}; {why}"
         return replace(record, counts_from="approx", crosscheck=check, replay=outcome)
