@@ -129,17 +129,20 @@ def gpu_used_bytes() -> int | None:
     return sum(sizes) if sizes else None
 
 
-def sample_peak(pid: int | None, on_gpu: bool) -> tuple[int, str] | None:
+def sample_peak(pid: int | None, on_gpu: bool, alone: bool = True) -> tuple[int, str] | None:
     """(bytes, source) for the process now: on a GPU host the device memory ``nvidia-smi`` lists
-    for it, or, where the process is not listed (a container's PIDs are not the host's), the
-    memory in use on the GPUs ("nvidia-smi-device": one server runs at a time); else its peak
-    resident set."""
+    for it, or, where the process is not listed (a container's PIDs are not the host's) and the
+    server runs ``alone``, the memory in use on the GPUs ("nvidia-smi-device"); else its peak
+    resident set. With another server on the GPU (side-by-side lanes, a server started ahead) the
+    device's total is not this server's: then nothing is sampled."""
     if pid is None:
         return None
     if on_gpu:
         used = gpu_process_bytes(pid)
         if used is not None:
             return used, "nvidia-smi"
+        if not alone:
+            return None
         used = gpu_used_bytes()
         if used is not None:
             return used, "nvidia-smi-device"

@@ -4,7 +4,8 @@
   (``common_speculative_init`` with one sequence per slot) and verifies the slots' drafts in one
   batch: one copy of the model, but batched numerics, so a request's tokens (and its acceptance)
   may differ from the same request alone. Each request is pinned to a free slot (``id_slot``); its
-  lines of the server's trace log are told apart by slot.
+  lines of the server's trace log are told apart by slot. The next cell's server starts while
+  this one runs (``ServerWorker.start_ahead``).
 * ``servers``: K one-slot servers of the cell, each request decoded exactly as it would be alone,
   at K copies of the model. Each lane starts its own server on its own thread, so K servers start
   at once, and without a ``threads`` setting each gets 1/K of the cores. On one GPU without MPS
@@ -137,11 +138,12 @@ class SideBySide:
             return result
         if lane.server is None or not lane.server.alive():
             if lane.server is not None:  # died: its row says so (the driver writes it with the failure)
-                result.started_events += self.worker.retire(lane.server, lane.key, lane.first_peak, "died", lane.clock)
+                result.started_events += self.worker.retire(lane.server, lane.key, lane.first_peak, "died", lane.clock,
+                                                                  alone=False)
                 lane.server = None
             try:
                 lane.server, lane.key, lane.first_peak, started = self.worker.spawn(
-                    "parallel", 1, f"-np{self.k}-{lane.index}", lane.clock, self.lane_options)
+                    "parallel", 1, f"-np{self.k}-{lane.index}", lane.clock, self.lane_options, alone=False)
                 result.started_events += started
             except (ServerError, RequestError) as exc:
                 result.error, result.start_failed = exc, True
@@ -211,7 +213,8 @@ class SideBySide:
         events: list = []
         for lane in self.lanes:
             if lane.server is not None:
-                events += self.worker.retire(lane.server, lane.key, lane.first_peak, reason, self.worker.clock)
+                events += self.worker.retire(lane.server, lane.key, lane.first_peak, reason, self.worker.clock,
+                                                   alone=False)
                 lane.server = None
         return events
 
