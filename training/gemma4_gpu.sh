@@ -7,6 +7,7 @@
 #   bash training/gemma4_gpu.sh target    [extra gemma4_mini.py flags]   # engine build in the background + target
 #   bash training/gemma4_gpu.sh assistant [extra gemma4_mini.py flags]   # the target's answers + the assistant
 #   bash training/gemma4_gpu.sh measure                                  # ladder, published protocol, assistant grid
+#   bash training/gemma4_gpu.sh parallel                                 # after measure: --parallel 4 and 8 (issue 13)
 #   bash training/gemma4_gpu.sh race Q8_0.gguf ASSISTANT.gguf             # benchmarks/gpu_draft_race.sh on the engine
 #                                                                          # `target` built (before `measure`, same call)
 #
@@ -17,7 +18,7 @@
 #
 # Results go to $OUT (the device tool returns at most 8 files of 16 MiB: the target GGUF in pieces).
 set -u
-step=${1:?target, assistant, measure or race}; shift
+step=${1:?target, assistant, measure, parallel or race}; shift
 T0=$(date +%s)
 K=/tmp/keep R=/tmp/keep/run W=/tmp/keep/w
 elapsed() { echo $(( $(date +%s) - T0 )); }
@@ -88,6 +89,17 @@ measure)
   done
   single_file_dbs $W/*.db && cp $W/*.db $OUT/
   ;;
+parallel)
+  # Issue 13: the published protocol with CUDA graphs off on K slots side by side, against the
+  # sequential graphs-off sweep `measure` made on this machine ($W/published-nographs.db).
+  for k in ${KS:-4 8}; do
+    GGML_CUDA_DISABLE_GRAPHS=1 timeout 200 $S run --models "$W/ladder/*.gguf" \
+      --draft-model $R/gemma4-mini-assistant-F16.gguf --protocol published --parallel $k \
+      --db $W/published-nographs-p$k.db > $W/published-nographs-p$k.log 2>&1
+    echo "parallel $k rc=$? at $(elapsed) s"; tail -3 $W/published-nographs-p$k.log
+  done
+  single_file_dbs $W/published-nographs-p*.db && cp $W/published-nographs-p*.db $W/published-nographs-p*.log $OUT/
+  ;;
 race)
   while pgrep -f "engine install" > /dev/null; do sleep 5; done
   mkdir -p $K/race
@@ -95,5 +107,5 @@ race)
   single_file_dbs $K/race/*.db
   tar czf $OUT/race.tar.gz -C $K race  # one file: the device tool returns at most 8
   ;;
-*) echo "unknown step $step: target, assistant, measure or race" >&2; exit 2 ;;
+*) echo "unknown step $step: target, assistant, measure, parallel or race" >&2; exit 2 ;;
 esac
