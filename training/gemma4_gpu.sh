@@ -97,8 +97,9 @@ parallel)
       --draft-model $R/gemma4-mini-assistant-F16.gguf --protocol published --parallel $k \
       --db $W/published-nographs-p$k.db > $W/published-nographs-p$k.log 2>&1
     echo "parallel $k rc=$? at $(elapsed) s"; tail -3 $W/published-nographs-p$k.log
+    # each run's files to $OUT at once: a call cut short still returns the runs it finished
+    single_file_dbs $W/published-nographs-p$k.db && cp $W/published-nographs-p$k.db $W/published-nographs-p$k.log $OUT/
   done
-  single_file_dbs $W/published-nographs-p*.db && cp $W/published-nographs-p*.db $W/published-nographs-p*.log $OUT/
   ;;
 race)
   while pgrep -f "engine install" > /dev/null; do sleep 5; done

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 
 # The phases, in the order a request passes through them, then the per-server ones.
 PHASES = ("metrics", "request", "log", "tokenize", "record", "finish_wait", "behind", "store", "replay",
-          "server_start", "server_start_ahead", "server_rows", "server_stop")
+          "server_start", "server_rows", "server_stop")
 # Not the tool's per-request cost: the requests themselves (engine time), the work done behind the
 # next request (tokenizing an answer again and building its row while the next one runs: only
 # ``finish_wait``, waiting for it, sits between requests), the traced replays, and what each server
-# costs once (start and warm-up, its store rows, its stop; a side-by-side sweep starts the next
-# cell's server while a cell runs, "server_start_ahead", and only waiting for it counts as a start).
-NOT_PER_REQUEST = ("request", "behind", "replay", "server_start", "server_start_ahead", "server_rows", "server_stop")
+# costs once (start and warm-up, its store rows, its stop).
+NOT_PER_REQUEST = ("request", "behind", "replay", "server_start", "server_rows", "server_stop")
 
 
 def per_request_tool_phases(phases: dict) -> dict[str, float]:

@@ -70,9 +70,7 @@ def test_parallel_run_stores_the_same_cells_and_marks_speed_not_measured(model, 
         rows = conn.execute("SELECT depth, slots, traced, counts_from, draft_n, draft_n_accepted, log_drafted,"
                             " log_accepted, log_summary_drafted, m_draft_tokens, m_steps, crosscheck FROM requests"
                             " WHERE run_id = ?", (par_id,)).fetchall()
-        servers = conn.execute("SELECT argv, props, role, slots, started_at, stopped_at, stop_reason FROM servers"
-                               " WHERE run_id = ? ORDER BY id", (par_id,)).fetchall()
-        notes = json.loads(conn.execute("SELECT notes_json FROM runs WHERE id = ?", (par_id,)).fetchone()[0])
+        servers = conn.execute("SELECT argv, props, role, slots FROM servers WHERE run_id = ?", (par_id,)).fetchall()
     assert cells[seq_id] == cells[par_id] and len(cells[par_id]) == 8  # a different run, the same cells
     for depth, slots, traced, source, d_t, a_t, d_l, a_l, d_s, m_drafted, m_steps, check in rows:
         assert (slots, traced, check) == (2, 1, "ok")
@@ -80,11 +78,7 @@ def test_parallel_run_stores_the_same_cells_and_marks_speed_not_measured(model, 
         if depth:  # the request's own timings and its slot's log lines agree exactly
             assert source == "trace" and d_t == d_l == d_s and a_t == a_l and d_t > 0
     assert len(servers) == 2
-    # the second cell's server started while the first cell ran, and the first stopped behind it
-    (*_, first_stopped, first_reason), (*_, second_started, _, second_reason) = servers
-    assert second_started < first_stopped and first_reason == second_reason == "done"
-    assert notes["overhead"]["phases"]["server_start_ahead"]["count"] == 1
-    for argv, props, role, slots, *_ in servers:
+    for argv, props, role, slots in servers:
         argv = json.loads(argv)
         assert role == "parallel" and slots == 2 and argv[argv.index("--parallel") + 1] == "2"
         assert json.loads(props)["total_slots"] == 2

@@ -110,6 +110,18 @@ def test_memory_from_the_servers_own_load_log():
     assert memory["device_bytes"] == 0 and memory["host_bytes"] == sum(memory["kinds"].values())
 
 
+def test_device_wide_memory_is_a_servers_only_while_it_runs_alone(monkeypatch):
+    """Where nvidia-smi does not list the server's process (a container), the GPU's memory in use
+    stands for it only when no other server of the sweep shares the GPU (side-by-side lanes)."""
+    from specsweep.engine import memory as mem
+    monkeypatch.setattr(mem, "gpu_process_bytes", lambda pid: None)
+    monkeypatch.setattr(mem, "gpu_used_bytes", lambda: 700 * MIB)
+    assert mem.sample_peak(1234, on_gpu=True) == (700 * MIB, "nvidia-smi-device")
+    assert mem.sample_peak(1234, on_gpu=True, alone=False) is None
+    monkeypatch.setattr(mem, "gpu_process_bytes", lambda pid: 300 * MIB)  # listed: its own figure either way
+    assert mem.sample_peak(1234, on_gpu=True, alone=False) == (300 * MIB, "nvidia-smi")
+
+
 def test_memory_on_a_gpu_skips_fit_probes_and_splits_device_from_host():
     # The pinned engine's format strings (src/llama-model.cpp, llama-kv-cache.cpp, llama-context.cpp).
     log = "\n".join([

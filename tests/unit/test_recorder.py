@@ -159,35 +159,3 @@ def test_a_row_finished_behind_counts_as_missing_until_it_arrives(setup):
     run.apply(next(calls), [RequestDone(_ok(recorder, second, 1, "metrics"))])  # the third one failed outright
     assert first not in run.missing() and second not in run.missing()
     assert recorder.store.completed_cells(recorder.run.id) >= {first.cell, second.cell}
-
-
-@pytest.mark.parametrize("side_by_side, ahead", [("slots", True), ("servers", False)])
-def test_on_slots_the_next_groups_server_starts_once_the_first_request_is_back(setup, side_by_side, ahead):
-    """Side-by-side slots start the next group's server while a cell runs (``start_ahead``): once,
-    after the first collect (this cell's server is up by then), with the task the next group's own
-    run hands its worker; K one-slot servers per cell do not (their lanes start their own)."""
-    recorder, group = setup(parallel=2)
-    recorder.config = replace(recorder.config, side_by_side=side_by_side)
-    following = replace(group, depth=3)
-    calls = _drive(recorder.open(group, list(group.requests), following=following), group)
-    methods = [call.method for call in calls]
-    assert methods == ["begin", "start_parallel", "collect", *(["start_ahead"] if ahead else []), "collect",
-                       "collect", "end"]
-    if ahead:
-        (task,) = calls[3].args
-        assert task == recorder.open(following, list(following.requests)).task() and task.group.depth == 3
-    # without a following group nothing starts ahead
-    assert "start_ahead" not in [c.method for c in _drive(recorder.open(group, list(group.requests)), group)]
-
-
-def _drive(run, group):
-    """Run a side-by-side group whose every collect brings one request back."""
-    calls = []
-    for call in run.calls():
-        calls.append(call)
-        events = []
-        if call.method == "collect":
-            request = group.requests[sum(c.method == "collect" for c in calls) - 1]
-            events = [RequestDone(_ok(run.recorder, request, 1, "trace")), Settled(request.cell)]
-        run.apply(call, events)
-    return calls

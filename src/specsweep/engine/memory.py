@@ -133,8 +133,8 @@ def sample_peak(pid: int | None, on_gpu: bool, alone: bool = True) -> tuple[int,
     """(bytes, source) for the process now: on a GPU host the device memory ``nvidia-smi`` lists
     for it, or, where the process is not listed (a container's PIDs are not the host's) and the
     server runs ``alone``, the memory in use on the GPUs ("nvidia-smi-device"); else its peak
-    resident set. With another server on the GPU (side-by-side lanes, a server started ahead) the
-    device's total is not this server's: then nothing is sampled."""
+    resident set. Beside other servers of the sweep (side-by-side lanes) the device's total is not
+    this server's: then nothing is sampled."""
     if pid is None:
         return None
     if on_gpu:

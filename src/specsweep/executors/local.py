@@ -20,22 +20,18 @@ class LocalExecutor:
 
     def run(self, work: list[tuple[ServerGroup, list[PlannedRequest]]], recorder: Recorder) -> None:
         worker = ServerWorker(self.engine.server)
-        try:
-            for index, (group, pending) in enumerate(work):
-                following = next((g for g, p in work[index + 1:] if p), None)  # the next group with work
-                run = recorder.open(group, pending, following=following)
-                if run is None:
-                    continue
-                try:
-                    for call in run.calls():
-                        run.apply(call, getattr(worker, call.method)(*call.args))
-                finally:  # after Ctrl-C or an error the server stops here, and its row says so
-                    # (nothing left to stop when the group ended normally); the row finished behind the
-                    # last request is still written
-                    run.apply(Call("end", ("interrupted",)), worker.end("interrupted"))
-                    run.close("interrupted")
-        finally:
-            worker.close()  # a server started ahead for a group that never ran, those stopping behind
+        for group, pending in work:
+            run = recorder.open(group, pending)
+            if run is None:
+                continue
+            try:
+                for call in run.calls():
+                    run.apply(call, getattr(worker, call.method)(*call.args))
+            finally:  # after Ctrl-C or an error the server stops here, and its row says so
+                # (nothing left to stop when the group ended normally); the row finished behind the
+                # last request is still written
+                run.apply(Call("end", ("interrupted",)), worker.end("interrupted"))
+                run.close("interrupted")
 
     def close(self) -> None:
         """Nothing to release."""

@@ -4,8 +4,7 @@
   (``common_speculative_init`` with one sequence per slot) and verifies the slots' drafts in one
   batch: one copy of the model, but batched numerics, so a request's tokens (and its acceptance)
   may differ from the same request alone. Each request is pinned to a free slot (``id_slot``); its
-  lines of the server's trace log are told apart by slot. The next cell's server starts while
-  this one runs (``ServerWorker.start_ahead``).
+  lines of the server's trace log are told apart by slot.
 * ``servers``: K one-slot servers of the cell, each request decoded exactly as it would be alone,
   at K copies of the model. Each lane starts its own server on its own thread, so K servers start
   at once, and without a ``threads`` setting each gets 1/K of the cores. On one GPU without MPS

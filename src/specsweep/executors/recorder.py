@@ -85,24 +85,14 @@ class Recorder:
         return (group.depth > 0 and self.config.parallel == 1
                 and bool(self.store.pending_counts(self.run.id, group.model_label, group.drafting, group.depth)))
 
-    def open(self, group: ServerGroup, pending: list[PlannedRequest], where: str = "",
-             following: ServerGroup | None = None) -> "GroupRun | None":
+    def open(self, group: ServerGroup, pending: list[PlannedRequest], where: str = "") -> "GroupRun | None":
         """The group's run, or None when its model, or its model with this drafter, was given up on
-        earlier (its cells are marked failed). ``following``: the group this worker runs next, whose
-        side-by-side server may start while this group's requests run."""
+        earlier (its cells are marked failed)."""
         for given_up in (group.model_label, skip_key(group)):
             if given_up in self.result.skipped_models + self.result.skipped_drafting:
                 self.mark_failed(pending, f"skipped: llama-server for {given_up} kept failing")
                 return None
-        return GroupRun(self, group, pending, where, following)
-
-    def task_for(self, group: ServerGroup) -> GroupTask:
-        """What a worker needs to run ``group`` (its requests are handed over one by one)."""
-        options = group.options
-        files = [p for p in (options.model, options.draft_model) if p is not None]
-        return GroupTask(self.run.id, replace(group, requests=()), self.config.sampling, self.logs_dir,
-                         {str(p): Path(p).stat().st_size for p in files}, parallel=self.config.parallel,
-                         side_by_side=self.config.side_by_side, on_gpu=self.on_gpu)
+        return GroupRun(self, group, pending, where)
 
     def mark_failed(self, requests: list[PlannedRequest], error: str) -> None:
         """A failed row for every cell not measured: none is silently dropped."""
@@ -115,13 +105,11 @@ class Recorder:
 class GroupRun:
     """One group on one worker: the calls to make, and the events they returned, applied in order."""
 
-    def __init__(self, recorder: Recorder, group: ServerGroup, pending: list[PlannedRequest], where: str,
-                 following: ServerGroup | None = None):
+    def __init__(self, recorder: Recorder, group: ServerGroup, pending: list[PlannedRequest], where: str):
         self.recorder = recorder
         self.group = group
         self.pending = list(pending)
         self.where = where  # the node's host, shown in the progress line
-        self.following = following  # the group the worker runs next (its server may start ahead)
         self.next_index = 0  # pending[next_index:] have no row from this run yet (one request at a time)
         self.behind: set[tuple] = set()  # cells measured whose row the worker is still finishing
         self.settled: set[tuple] = set()  # cells side by side that have their final row
@@ -135,17 +123,21 @@ class GroupRun:
         return f"{self.group.model_label}/{self.group.drafting}/d{self.group.depth}"
 
     def task(self) -> GroupTask:
-        return self.recorder.task_for(self.group)
+        rec, options = self.recorder, self.group.options
+        files = [p for p in (options.model, options.draft_model) if p is not None]
+        return GroupTask(rec.run.id, replace(self.group, requests=()), rec.config.sampling, rec.logs_dir,
+                         {str(p): Path(p).stat().st_size for p in files}, parallel=rec.config.parallel,
+                         side_by_side=rec.config.side_by_side,
+                         on_gpu=rec.on_gpu)
 
     @property
     def side_by_side(self) -> bool:
         return self.recorder.config.parallel > 1
 
     def calls(self):
-        """begin, the pending requests (one measure each, or side by side: on slots, once the first
-        has come back, the next group's server starts ahead), end, then the traced replays the
-        cell's requests need (on a server of their own), end; stops early when the model is given
-        up on."""
+        """begin, the pending requests (one measure each, or side by side), end, then the traced
+        replays the cell's requests need (on a server of their own), end; stops early when the model
+        is given up on."""
         yield Call("begin", (self.task(),))
         at = f" @ {self.where}" if self.where else ""
         describe = self.recorder.progress.describe
@@ -154,12 +146,8 @@ class GroupRun:
                 config = self.recorder.config
                 describe(f"{self.name} · {config.parallel} {config.side_by_side} side by side{at}")
                 yield Call("start_parallel", ([(r, self._attempts.get(r.cell, 0)) for r in self.pending],))
-            ahead = self.following is not None and self.recorder.config.side_by_side == "slots"
             while self.missing() and not self.drained and not self.gave_up:
                 yield Call("collect")
-                if ahead and not self.gave_up:  # this cell's server is up and busy: start the next one
-                    ahead = False
-                    yield Call("start_ahead", (self.recorder.task_for(self.following),))
         reps = self.recorder.config.sampling.reps
         while not self.side_by_side and self.next_index < len(self.pending) and not self.gave_up:
             request = self.pending[self.next_index]

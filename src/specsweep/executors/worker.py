@@ -14,10 +14,7 @@ are sent again after the cell's timed requests (``replay``: same prompt, seed an
 settings) to a traced server of the same cell, and take the replay's per-step counts when it
 generated the same tokens (``request_rows.with_replay_counts``); the replay's own timings are
 not kept. With ``parallel`` > 1 a cell runs on K slots of one traced server side by side
-(``parallel.SideBySide``), or on K one-slot servers: acceptance only, speed not measured. On slots
-the next cell's server starts while a cell runs (``start_ahead``) and the finished cell's server
-stops behind it, so a side-by-side sweep does not wait for servers between cells: on the H100 the
-25 starts and stops of the published protocol were ~20 of its 51 s.
+(``parallel.SideBySide``), or on K one-slot servers: acceptance only, speed not measured.
 
 A dead server is restarted and the request retried a bounded number of times; a server that
 keeps failing to start gives the model up (the driver marks its remaining cells failed).
@@ -86,9 +83,6 @@ class ServerWorker:
         self._walls: dict[str, float] = {}  # slowest request per model label so far (ms)
         self._behind: ThreadPoolExecutor | None = None  # finishes a request's row while the next one runs
         self._finishing: Future | None = None
-        self._ahead: tuple[GroupTask, Stopwatch, Future] | None = None  # the next cell's server, starting
-        self._aside: ThreadPoolExecutor | None = None  # starts servers ahead and stops them behind
-        self._stopping: list[Future] = []  # servers stopping behind
 
     # timeouts scaled to the expected work -----------------------------------
     def start_timeout(self, options: ServerOptions) -> float:
@@ -120,8 +114,6 @@ class ServerWorker:
     # the group ------------------------------------------------------------------
     def begin(self, task: GroupTask) -> list:
         events = self._end("done") if self.server is not None or self.slot_run is not None else []
-        if self._ahead is not None and self._ahead[0] != task:
-            self._drop_ahead()  # started for a group that is not run next (its model was given up on)
         self.task = task
         self.start_failures = 0
         self._replay_failed = False
@@ -206,30 +198,25 @@ class ServerWorker:
     # servers --------------------------------------------------------------------
     def start_server(self, role: str = "timed") -> list:
         """A server for the group: "timed" (untraced, one slot: speed), "replay" (traced, one slot:
-        per-step counts) or "parallel" (traced, ``task.parallel`` slots: acceptance only; the one
-        started ahead when there is one)."""
+        per-step counts) or "parallel" (traced, ``task.parallel`` slots: acceptance only)."""
         slots = self.task.parallel if role == "parallel" else 1
-        spawned = self._take_ahead() if role == "parallel" else None
-        if spawned is None:
-            spawned = self.spawn(role, slots, {"timed": "", "replay": "-replay", "parallel": f"-np{slots}"}[role],
-                                 self.clock, alone=self._alone())
-        server, key, peak, events = spawned
+        server, key, peak, events = self.spawn(role, slots, {"timed": "", "replay": "-replay",
+                                                             "parallel": f"-np{slots}"}[role], self.clock)
         self.server, self.role, self._first_peak, self.server_key = server, role, peak, key
         self._last_metrics = server.warm_metrics if slots == 1 else None
         return events
 
     def spawn(self, role: str, slots: int, suffix: str, clock: Stopwatch, options: ServerOptions | None = None,
-              task: GroupTask | None = None, alone: bool = True) -> tuple[LlamaServer, int, tuple | None, list]:
+              alone: bool = True) -> tuple[LlamaServer, int, tuple | None, list]:
         """Start and warm up one server of the group (thread-safe apart from ``clock``): the server,
         its key, its memory after the warm-up, and the events (``ServerStarted`` first).
-        ``options``: the group's, changed (side-by-side servers share the cores); ``task``: the next
-        group's, for a server started ahead; ``alone``: no other server of ours is on the device."""
-        task = task or self.task
-        group = task.group
+        ``options``: the group's, changed (side-by-side servers share the cores); ``alone``: no other
+        server of the sweep is on the device."""
+        group = self.task.group
         options = options or group.options
         tag = f"-{self.log_tag}" if self.log_tag else ""
-        log_path = (task.logs_dir / f"run{task.run_id}-{group.model_label}-{group.drafting}"
-                                    f"-d{group.depth}{suffix}{tag}.log")
+        log_path = (self.task.logs_dir / f"run{self.task.run_id}-{group.model_label}-{group.drafting}"
+                                         f"-d{group.depth}{suffix}{tag}.log")
         server = LlamaServer(self.binary, options, log_path, start_timeout=self.start_timeout(options),
                              traced=role != "timed", slots=slots)
         spawned = time.time()
@@ -237,15 +224,15 @@ class ServerWorker:
         with clock.phase("server_start"):
             server.start()
             try:
-                confirmed = self._warm_up(server, events, task)
+                confirmed = self._warm_up(server, events)
             except BaseException:
                 server.stop()
                 raise
-            peak = sample_peak(server.pid, task.on_gpu, alone)
+            peak = sample_peak(server.pid, self.task.on_gpu, alone)
         with self._key_lock:
             self.key += 1
             key = self.key
-        record = ServerRecord(run_id=task.run_id, model_label=group.model_label, spec_type=group.spec_type,
+        record = ServerRecord(run_id=self.task.run_id, model_label=group.model_label, spec_type=group.spec_type,
                               depth=group.depth, argv=server.argv, build_info=server.props.get("build_info"),
                               props=server.props, log_path=str(log_path), started_at=spawned,
                               start_seconds=round(time.time() - spawned, 3), drafting_confirmed=confirmed,
@@ -255,94 +242,27 @@ class ServerWorker:
         return server, key, peak, [ServerStarted(key, record), *events]
 
     def stop_server(self, reason: str) -> list:
-        """Stop the group's server (its last row finished first) and say why. A side-by-side server
-        whose successor is already starting stops behind: nothing waits for it."""
+        """Stop the group's server (its last row finished first) and say why."""
         events = self._finished()  # its last row needs the server's tokenizer
         server, self.server = self.server, None
         self._last_metrics = None
         if server is None:
             return events
-        behind = reason == "done" and self.role == "parallel" and self._ahead is not None
-        return events + self.retire(server, self.server_key, self._first_peak, reason, self.clock, behind=behind)
+        return events + self.retire(server, self.server_key, self._first_peak, reason, self.clock)
 
     def retire(self, server: LlamaServer, key: int, first_peak: tuple | None, reason: str, clock: Stopwatch,
-               alone: bool = True, behind: bool = False) -> list:
-        """Sample a server's memory once more (its peak), then stop it (``behind``: on a thread, the
-        row says stopped now) and say why."""
+               alone: bool = True) -> list:
+        """Sample a server's memory once more (its peak), then stop it and say why."""
         with clock.phase("server_stop"):
-            alone = alone and self._alone()
             peak = sample_peak(server.pid, self.task.on_gpu, alone) if server.alive() else None
             if first_peak is not None and (peak is None or (peak[1] == first_peak[1] and first_peak[0] > peak[0])):
                 peak = first_peak  # device memory is sampled, not a high-water mark: keep the larger sample
-            if behind:
-                self._stopping = [f for f in self._stopping if not f.done()] + [self._aside_pool().submit(server.stop)]
-            else:
-                server.stop()
+            server.stop()
         return [ServerStopped(key, reason, peak)]
 
-    # the next cell's server, started ahead (side-by-side slots) -------------------------------
-    def start_ahead(self, task: GroupTask) -> list:
-        """Start the shared server of the next group (``task``) on a thread while this group's
-        requests run; that group's cell takes it over (``start_server``). Only for side-by-side
-        slots: their speed is not measured, so a start beside running requests spoils nothing."""
-        if self._ahead is None:
-            clock = Stopwatch()
-            future = self._aside_pool().submit(self.spawn, "parallel", task.parallel, f"-np{task.parallel}", clock,
-                                               None, task, False)
-            self._ahead = (task, clock, future)
-        return self._report([])
-
-    def _take_ahead(self) -> tuple | None:
-        """The server started ahead for this group, once it is up (waiting for it is a start); None
-        when there is none or its start failed (the caller then starts one and meets the error)."""
-        if self._ahead is None or self._ahead[0] != self.task:
-            return None
-        _, clock, future = self._ahead
-        self._ahead = None
-        with self.clock.phase("server_start"):
-            try:
-                spawned = future.result()
-            except (ServerError, RequestError):
-                spawned = None
-        self.clock.add("server_start_ahead", sum(clock.seconds.values()))
-        if spawned is not None and not spawned[0].alive():
-            spawned[0].stop()
-            return None
-        return spawned
-
-    def _drop_ahead(self) -> None:
-        """Stop a server started ahead that no group takes over (it has no row)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None:
-            return
-        try:
-            ahead[2].result()[0].stop()
-        except (ServerError, RequestError):
-            pass
-
-    def _aside_pool(self) -> ThreadPoolExecutor:
-        if self._aside is None:
-            self._aside = ThreadPoolExecutor(max_workers=2, thread_name_prefix="server-aside")
-        return self._aside
-
-    def _alone(self) -> bool:
-        """No other server of this worker is on the device (one started ahead, or stopping behind)."""
-        return self._ahead is None and all(f.done() for f in self._stopping)
-
-    def close(self) -> None:
-        """After the last group: stop a server started ahead for nothing, and wait for the servers
-        stopping behind."""
-        self._drop_ahead()
-        for future in self._stopping:
-            future.result()
-        self._stopping.clear()
-        if self._aside is not None:
-            self._aside.shutdown(wait=True)
-            self._aside = None
-
-    def _warm_up(self, server: LlamaServer, events: list, task: GroupTask) -> int | None:
+    def _warm_up(self, server: LlamaServer, events: list) -> int | None:
         """One short unrecorded request; also checks that the server speculates iff asked to."""
-        group, sampling = task.group, task.sampling
+        group, sampling = self.task.group, self.task.sampling
         expected_model = Path(group.options.model).resolve()
         reported = server.props.get("model_path")
         if reported and Path(reported).resolve() != expected_model:
