@@ -25,7 +25,9 @@ from .trained import trained_file
 # The sweep machinery (numpy, httpx, the executors …) is imported by run_demo only: every
 # ``specsweep`` start imports this module for the ``demo`` command's defaults.
 
-# The published quants plus Q8_0 as the high-precision rung; the i-quants need an importance matrix.
+# The published quants plus Q8_0 as the high-precision rung, every one made with an importance matrix
+# as the published files were (pearsonkyle/gemma4-31b-imatrix-mtp-GGUF), and as the GPU host's ladder
+# (training/gemma4_gpu.sh measure, --imatrix auto) is.
 LADDER = ("Q8_0", "Q5_K_S", "IQ4_XS", "IQ3_M", "IQ2_M")
 DEMO_MODEL = "gemma4-mini"
 
@@ -69,8 +71,8 @@ def run_demo(engine: Engine, settings: DemoSettings, say, sweep_progress=None, s
     reference = trained_file(DEMO_MODEL, "target")
     assistant = trained_file(DEMO_MODEL, "assistant")
     say(f"quant ladder: {', '.join(settings.types)}")
-    rungs = build_ladder(engine, reference, list(settings.types), models_dir, threads=settings.threads,
-                         progress=step_progress)
+    rungs = build_ladder(engine, reference, list(settings.types), models_dir, imatrix="auto",
+                         threads=settings.threads, progress=step_progress)
     config = demo_config(settings, rungs, assistant)
     store = Store(config.db)
     sweep = Sweep(prepare(config, engine), store, out / "logs", progress=sweep_progress)
