@@ -137,8 +137,8 @@ class SideBySide:
             return result
         if lane.server is None or not lane.server.alive():
             if lane.server is not None:  # died: its row says so (the driver writes it with the failure)
-                result.started_events += self.worker.retire(lane.server, lane.key, lane.first_peak, "died", lane.clock,
-                                                                  alone=False)
+                result.started_events += self.worker.retire(lane.server, lane.key, lane.first_peak, "died",
+                                                            lane.clock, alone=False)
                 lane.server = None
             try:
                 lane.server, lane.key, lane.first_peak, started = self.worker.spawn(
@@ -213,7 +213,7 @@ class SideBySide:
         for lane in self.lanes:
             if lane.server is not None:
                 events += self.worker.retire(lane.server, lane.key, lane.first_peak, reason, self.worker.clock,
-                                                   alone=False)
+                                             alone=False)
                 lane.server = None
         return events
 
