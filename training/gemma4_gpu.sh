@@ -6,6 +6,8 @@
 #
 #   bash training/gemma4_gpu.sh target    [extra gemma4_mini.py flags]   # engine build in the background + target
 #   bash training/gemma4_gpu.sh assistant [extra gemma4_mini.py flags]   # the target's answers + the assistant
+#   bash training/gemma4_gpu.sh engine                                   # only the engine build (no training)
+#   bash training/gemma4_gpu.sh pair DIR                                 # a pair that travelled in DIR becomes the one to measure
 #   bash training/gemma4_gpu.sh measure                                  # ladder, published protocol, assistant grid
 #   bash training/gemma4_gpu.sh parallel                                 # after measure: --parallel 4 and 8 (issue 13)
 #   bash training/gemma4_gpu.sh race Q8_0.gguf ASSISTANT.gguf             # benchmarks/gpu_draft_race.sh on the engine
@@ -18,7 +20,7 @@
 #
 # Results go to $OUT (the device tool returns at most 8 files of 16 MiB: the target GGUF in pieces).
 set -u
-step=${1:?target, assistant, measure, parallel or race}; shift
+step=${1:?target, assistant, engine, pair, measure, parallel or race}; shift
 T0=$(date +%s)
 K=/tmp/keep R=/tmp/keep/run W=/tmp/keep/w
 elapsed() { echo $(( $(date +%s) - T0 )); }
@@ -101,6 +103,17 @@ parallel)
     single_file_dbs $W/published-nographs-p$k.db && cp $W/published-nographs-p$k.db $W/published-nographs-p$k.log $OUT/
   done
   ;;
+engine)
+  # The committed pair (59 MB) and the source (7 MB) do not fit one call's 64 MiB: build here, then
+  # `pair` in the next call with the pair carried (e.g. .device/pair).
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  timeout 560 $S engine install --cuda --jobs 16 --source .device/llama-src.tar.xz > $OUT/build.log 2>&1
+  echo "engine rc=$? at $(elapsed) s"; tail -3 $OUT/build.log
+  ;;
+pair)
+  mkdir -p $R && cp "${1:?DIR with gemma4-mini-F16.gguf and gemma4-mini-assistant-F16.gguf}"/gemma4-mini-*F16.gguf $R/ \
+    && ls -l $R
+  ;;
 race)
   while pgrep -f "engine install" > /dev/null; do sleep 5; done
   mkdir -p $K/race
@@ -108,5 +121,5 @@ race)
   single_file_dbs $K/race/*.db
   tar czf $OUT/race.tar.gz -C $K race  # one file: the device tool returns at most 8
   ;;
-*) echo "unknown step $step: target, assistant, measure, parallel or race" >&2; exit 2 ;;
+*) echo "unknown step $step: target, assistant, engine, pair, measure, parallel or race" >&2; exit 2 ;;
 esac
