@@ -239,7 +239,7 @@ def test_frontier_plot_draws_the_budget_line_only_where_it_keeps_the_cells_reada
 
 def test_the_report_states_the_gpu_defaults_a_run_was_given():
     def bullets(notes):
-        report = SimpleNamespace(records=[], cells=[], run=SimpleNamespace(notes=notes, provenance={}))
+        report = SimpleNamespace(records=[], cells=[], memory=[], run=SimpleNamespace(notes=notes, provenance={}))
         return blocks_to_markdown(measurement_blocks(report))
 
     text = bullets({"gpu_defaults": ["--gpu-layers all", "--spec-draft-ngl all", "--flash-attn on"]})
@@ -254,7 +254,7 @@ def test_the_report_says_when_replays_of_the_same_text_drafted_differently():
                                traced=0, slots=1)
 
     def text(records):
-        report = SimpleNamespace(records=records, cells=[], run=SimpleNamespace(notes={}, provenance={}))
+        report = SimpleNamespace(records=records, cells=[], memory=[], run=SimpleNamespace(notes={}, provenance={}))
         return blocks_to_markdown(measurement_blocks(report))
 
     same_text_other_drafts = record("approx", "other drafts")
@@ -269,12 +269,15 @@ def test_the_report_says_when_replays_of_the_same_text_drafted_differently():
 
 
 def test_mtp_on_one_slot_cuda_servers_with_graphs_on_is_warned_about_in_the_run_and_the_report():
-    def bullets(backend, environment, spec_type="draft-mtp", slots=1, side_by_side=None):
+    def bullets(backend, environment, spec_type="draft-mtp", slots=1, side_by_side=None, buffers=None):
         records = [SimpleNamespace(status="ok", depth=d, spec_type=spec_type if d else "none", counts_from="metrics",
                                    replay=None, traced=0, slots=slots) for d in (0, 2)]
         run = SimpleNamespace(notes={"side_by_side": side_by_side} if side_by_side else {},
                               provenance={"engine": {"backend": backend, "environment": environment}})
-        return blocks_to_markdown(measurement_blocks(SimpleNamespace(records=records, cells=[], run=run)))
+        # the cell's load-log totals (``buffers``), as the report's memory points carry them
+        memory = [SimpleNamespace(key=SimpleNamespace(spec_type=spec_type), buffers=buffers)] if buffers else []
+        return blocks_to_markdown(measurement_blocks(SimpleNamespace(records=records, cells=[], run=run,
+                                                                     memory=memory)))
 
     warned = "**Acceptance on this engine:** draft-mtp on one-slot CUDA servers with CUDA graphs on"
     assert warned in bullets("cuda", {})
@@ -285,8 +288,12 @@ def test_mtp_on_one_slot_cuda_servers_with_graphs_on_is_warned_about_in_the_run_
     assert warned not in bullets("cpu", {})
     assert warned not in bullets("cuda", {}, spec_type="draft-simple")
     assert warned not in bullets("cuda", {}, slots=4)  # slots decode side by side: no graphs
+    # a CUDA build whose servers held nothing on a GPU (Ray slots without one) ran on the CPU backend
+    assert warned in bullets("cuda", {}, buffers={"device": 60 * MIB, "host": 2 * MIB})
+    assert warned not in bullets("cuda", {}, buffers={"device": 0, "host": 62 * MIB})
     assert mtp_cuda_graphs_caveat("cuda", {"CUDA_VISIBLE_DEVICES": "0"}, True) is not None
     assert mtp_cuda_graphs_caveat("cuda", {}, False) is None
+    assert mtp_cuda_graphs_caveat("cuda", {}, True, mtp_on_device=False) is None
 
 
 def test_a_replay_says_what_it_found_in_a_value_and_in_words():

@@ -13,10 +13,13 @@ MTP_CUDA_GRAPHS = ("draft-mtp on one-slot CUDA servers with CUDA graphs on: on t
                    "acceptance; every decode is then about 30% slower, so keep graphs for speed figures.")
 
 
-def mtp_cuda_graphs_caveat(backend: str | None, environment: dict | None, mtp_on_one_slot: bool) -> str | None:
+def mtp_cuda_graphs_caveat(backend: str | None, environment: dict | None, mtp_on_one_slot: bool,
+                           mtp_on_device: bool | None = None) -> str | None:
     """The warning when draft-mtp runs (``mtp_on_one_slot``) on one-slot servers of a CUDA engine
-    with graphs on, else None. ggml reads GGML_CUDA_DISABLE_GRAPHS as set or not, whatever its value."""
-    if backend != "cuda" or not mtp_on_one_slot:
+    with graphs on, else None. ggml reads GGML_CUDA_DISABLE_GRAPHS as set or not, whatever its value.
+    ``mtp_on_device``: whether those servers' load logs put buffers on a GPU (False: a CUDA build that
+    ran on CPUs only, e.g. Ray slots without a GPU; None: not known, as for runs without load logs)."""
+    if backend != "cuda" or not mtp_on_one_slot or mtp_on_device is False:
         return None
     if "GGML_CUDA_DISABLE_GRAPHS" in (environment or {}):
         return None

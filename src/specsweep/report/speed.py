@@ -77,7 +77,10 @@ def measurement_blocks(report: "Report") -> list:
     engine = report.run.provenance.get("engine") or {}
     servers_mode = (report.run.notes or {}).get("side_by_side") == "servers"
     mtp_on_one_slot = any(r.spec_type == "draft-mtp" and ((r.slots or 1) == 1 or servers_mode) for r in speculative)
-    caveat = mtp_cuda_graphs_caveat(engine.get("backend"), engine.get("environment"), mtp_on_one_slot)
+    # Whether the draft-mtp cells' servers held buffers on a GPU, where their load logs say.
+    logged = [p.buffers for p in report.memory if p.key.spec_type == "draft-mtp" and p.buffers]
+    mtp_on_device = any(b.get("device") for b in logged) if logged else None
+    caveat = mtp_cuda_graphs_caveat(engine.get("backend"), engine.get("environment"), mtp_on_one_slot, mtp_on_device)
     if caveat:
         items.append(f"**Acceptance on this engine:** {caveat}")
     if counts:
