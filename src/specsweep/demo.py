@@ -4,12 +4,12 @@ The published table measured Gemma-4-31B with its MTP assistant (``--spec-type d
 at Q5_K_S / IQ4_XS / IQ3_M / IQ2_M and draft depths 1–4. The demo runs the same protocol on
 the project's own Gemma-4-architecture miniature (models/gemma4-mini, trained by
 training/gemma4_mini.py; a miniature, not the real model): the committed F16 target is the
-reference, a Q8_0 / Q5_K_S / IQ4_XS / IQ3_M / IQ2_M ladder is made from it (importance matrix
-where a type needs one), each rung's KLD and top-1 agreement are measured against F16, and every
-rung is swept with the committed F16 assistant drafting (depths 0–4, 3 reps, ``mixed-5``,
-temperature 0.3, thinking off). Only the tokens per request are fewer than the published 200,
-so the demo fits its time on two cores. Re-running resumes: finished quants, fidelity and
-requests are reused.
+reference, a Q8_0 / Q5_K_S / IQ4_XS / IQ3_M / IQ2_M ladder is made from it (an importance matrix
+for every rung, as the published files were made), each rung's KLD and top-1 agreement are
+measured against F16, and every rung is swept with the committed F16 assistant drafting (depths
+0–4, 3 reps, ``mixed-5``, up to 200 tokens, temperature 0.3, thinking off). The miniature's answers
+end after 43–70 tokens, so the demo fits its time on two cores. Re-running resumes: finished quants,
+fidelity and requests are reused.
 """
 
 from __future__ import annotations
