@@ -7,9 +7,9 @@ training/gemma4_mini.py; a miniature, not the real model): the committed F16 tar
 reference, a Q8_0 / Q5_K_S / IQ4_XS / IQ3_M / IQ2_M ladder is made from it (an importance matrix
 for every rung, as the published files were made), each rung's KLD and top-1 agreement are
 measured against F16, and every rung is swept with the committed F16 assistant drafting (depths
-0–4, 3 reps, ``mixed-5``, up to 200 tokens, temperature 0.3, thinking off). The miniature's answers
-end well before 200 tokens (benchmarks/demo.md), so the demo fits its time on two cores. Re-running resumes: finished quants,
-fidelity and requests are reused.
+0–4, 3 reps, ``mixed-5``, up to 200 tokens, temperature 0.3, thinking off). The miniature's
+answers end well before 200 tokens (benchmarks/demo.md), so the demo fits its time on two cores.
+Re-running resumes: finished quants, fidelity and requests are reused.
 """
 
 from __future__ import annotations
