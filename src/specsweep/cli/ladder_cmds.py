@@ -109,9 +109,9 @@ def register(sub, parser_class) -> None:
     quantize = sub.add_parser("quantize", help="make a quant ladder (and a sweep file for it) from one GGUF")
     quantize.add_argument("source", type=Path, help="high-precision GGUF (F16/BF16/F32, or a quant to requantize)")
     quantize.add_argument("--types", default="Q8_0,Q6_K,Q5_K_S,Q4_K_M,IQ4_XS,IQ3_M,IQ2_M")
-    quantize.add_argument("--imatrix", help="'auto' (compute one and use it for every type), or an imatrix file "
-                                            "(used for every type); default: compute one only when a type needs "
-                                            "it and use it only for those (as `specsweep demo` does)")
+    quantize.add_argument("--imatrix", help="'auto' (compute one and use it for every type, as `specsweep demo` "
+                                            "does), or an imatrix file (used for every type); default: compute one "
+                                            "only when a type needs it and use it only for those")
     quantize.add_argument("--out", type=Path, default=Path("ladder"))
     quantize.add_argument("--reference", type=Path, help="draft model for the sweep file (default: SOURCE)")
     quantize.add_argument("--threads", type=int)
