@@ -110,9 +110,10 @@ class SweepConfig:
     # still count its own drafts exactly; its speed is not measured.
     parallel: int = 1
     # How K requests run side by side: on K slots of one server ("slots": one copy of the model and
-    # batched decoding, the faster way, whose numerics differ from one request alone), or on K
-    # one-slot servers of the cell ("servers": K copies, each request decoded exactly as alone; on a
-    # GPU without MPS the K processes time-slice and run slower than one server alone).
+    # batched decoding, whose numerics differ from one request alone); on K one-slot servers of the
+    # cell ("servers": K copies, each request decoded exactly as alone); or K cells at once, each on a
+    # one-slot server of its own ("cells": exact like "servers", and the servers' starts overlap too).
+    # On a GPU, K processes share it well only under MPS (executors.lanes starts a private daemon).
     side_by_side: str = "slots"
 
     def drafting_entries(self) -> tuple[Drafting, ...]:
@@ -150,7 +151,7 @@ def apply_protocol(config: "SweepConfig", name: str) -> "SweepConfig":
 SECTIONS = {"drafting": Drafting, "sampling": Sampling, "server": ServerSettings}
 TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", "protocol", "exclude_degenerate", "parallel",
              "side_by_side", *SECTIONS}
-SIDE_BY_SIDE = ("slots", "servers")
+SIDE_BY_SIDE = ("slots", "servers", "cells")
 HF_MODEL_KEYS = {"hf", "quants"}  # [[models]] from the Hugging Face cache (labels come from the quants)
 MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"origin"} | HF_MODEL_KEYS
 DRAFTING_KEYS = {f.name for f in fields(Drafting)}

@@ -143,7 +143,7 @@ def run_key(prepared: Prepared) -> str:
         "server": server,
         # Side by side: what is measured differs (no speed), so such a sweep is its own run.
         **({"parallel": cfg.parallel} if cfg.parallel > 1 else {}),
-        **({"side_by_side": "servers"} if cfg.parallel > 1 and cfg.side_by_side == "servers" else {}),
+        **({"side_by_side": cfg.side_by_side} if cfg.parallel > 1 and cfg.side_by_side != "slots" else {}),
         # Engine switches (GGML_CUDA_DISABLE_GRAPHS …) may change what is computed: a sweep under other
         # ones is another run. Only when set, so every key from before stays the same.
         **({"engine_env": env} if (env := computing_environment()) else {}),
@@ -252,6 +252,8 @@ class Sweep:
                 "unconfirmed_drafting": self.result.unconfirmed_drafting,
                 "gpu_defaults": list(self.prepared.gpu_defaults),
                 **({"side_by_side": self.config.side_by_side} if self.config.parallel > 1 else {}),
+                # How the lanes of --side-by-side cells shared the machine (their MPS daemon).
+                **(getattr(self.executor, "run_notes", None) or {}),
                 # The tool's own time of this invocation, by phase (benchmarks/gpu_speed.py reads it).
                 "overhead": {"wall_seconds": round(time.perf_counter() - started, 3),
                              "phases": self.recorder.clock.to_json()}})

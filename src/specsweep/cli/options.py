@@ -86,10 +86,14 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", type=int, metavar="K",
                         help="acceptance only: K requests of a cell side by side; per-request timings still "
                              "count acceptance exactly, speed is not measured")
-    parser.add_argument("--side-by-side", choices=("slots", "servers"),
-                        help="--parallel on K slots of one server (default: one model copy, batched decoding, "
-                             "fastest) or on K one-slot servers (K copies, each request decoded exactly as alone, "
-                             "slower on a GPU)")
+    parser.add_argument("--side-by-side", choices=("slots", "servers", "cells"),
+                        help="--parallel on K slots of one server per cell (default: one model copy, batched "
+                             "decoding), on K one-slot servers per cell, or K cells at once each on a one-slot "
+                             "server of its own (cells: each request decoded exactly as alone, server starts "
+                             "overlapped; on a CUDA engine the servers share the GPU through a private MPS daemon)")
+    parser.add_argument("--no-mps", action="store_true",
+                        help="with --side-by-side cells on a CUDA engine: start no MPS daemon (the servers then "
+                             "time-slice the GPU, several times slower)")
     parser.add_argument("--target-ci", type=float, metavar="PP",
                         help="add reps until every acceptance interval (95%%, t over prompts) has a half-width "
                              "≤ PP percentage points (needs at least 3 prompts)")
@@ -221,11 +225,20 @@ def executor_from_args(args, engine, config: "SweepConfig"):
     from ..executors.local import LocalExecutor
     ray_flags = {"--address": args.address, "--gpus-per-server": args.gpus_per_server,
                  "--max-concurrent-servers": args.max_concurrent_servers}
+    cells = config.parallel > 1 and config.side_by_side == "cells"
+    if getattr(args, "no_mps", False) and not cells:
+        raise ConfigError("--no-mps only applies with --parallel K --side-by-side cells")
     if args.executor == "local":
         given = [flag for flag, value in ray_flags.items() if value is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} only apply with --executor ray")
+        if cells:
+            from ..executors.lanes import LanesExecutor
+            return LanesExecutor(engine, config.parallel, mps=not getattr(args, "no_mps", False))
         return LocalExecutor(engine)
+    if cells:
+        raise ConfigError("--side-by-side cells runs its K servers on this machine; with --executor ray each "
+                          "node already runs servers side by side (--gpus-per-server, --max-concurrent-servers)")
     gpus = args.gpus_per_server or 0.0
     if gpus < 0:
         raise ConfigError("--gpus-per-server must be 0 or more")

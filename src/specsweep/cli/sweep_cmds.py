@@ -29,7 +29,7 @@ def cmd_run(args) -> int:
     executor = executor_from_args(args, engine, config)
     prepared = prepare(config, engine, gpus=executor.servers_get_gpus)
     mtp = any(d.spec_type == "draft-mtp" and any(depth > 0 for depth in d.depths) for d in config.drafting_entries())
-    one_slot = config.parallel == 1 or config.side_by_side == "servers"
+    one_slot = config.parallel == 1 or config.side_by_side in ("servers", "cells")
     caveat = mtp_cuda_graphs_caveat(engine.backend if executor.servers_get_gpus else None, engine_environment(),
                                     mtp and one_slot)
     if caveat:
@@ -49,7 +49,11 @@ def cmd_run(args) -> int:
         store = Store(config.db)
         logs = Path(config.db).resolve().parent / (Path(config.db).stem + "-logs")
         sweep = Sweep(prepared, store, logs, progress=SweepProgress(), executor=executor)
-        where = " over a Ray cluster" if executor.name == "ray" else ""
+        where = {"ray": " over a Ray cluster", "lanes": f", {config.parallel} at once"}.get(executor.name, "")
+        mps = getattr(executor, "run_notes", {}).get("mps", "")
+        if mps.startswith("unavailable"):
+            console.print(f"[yellow]warning:[/yellow] no MPS daemon ({mps.removeprefix('unavailable: ')}): the "
+                          f"{config.parallel} servers time-slice the GPU and each decodes several times slower")
         console.print(f"run {sweep.run.id} ({sweep.run.run_key[:12]}) → {config.db}: {sweep.plan.n_requests} "
                       f"requests on {sweep.plan.n_servers} servers{where}")
         result = sweep.execute(adaptive)

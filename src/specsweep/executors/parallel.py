@@ -1,4 +1,4 @@
-"""An acceptance-only cell: K requests side by side (``--parallel K``), in one of two ways.
+"""An acceptance-only cell: K requests side by side (``--parallel K``), in one of three ways.
 
 * ``slots``: K slots of one llama-server. The pinned server drafts for every slot
   (``common_speculative_init`` with one sequence per slot) and verifies the slots' drafts in one
@@ -10,6 +10,10 @@
   at once, and without a ``threads`` setting each gets 1/K of the cores. On one GPU without MPS
   the K processes time-slice: on an H100 each request ran ~10x slower than alone
   (benchmarks/gpu-speed-h100.md), so this is for exact acceptance, not for speed.
+* ``cells``: K cells at once (``executors.lanes``), each here on one one-slot server of its own
+  that runs the cell's requests one after another: exact like ``servers``, with K servers on the
+  machine (1/K of the cores each) and their starts overlapping the other cells' requests. Under
+  MPS the K processes share one GPU without time-slicing.
 
 Either way a request's response ``timings`` count its own drafts and accepts exactly and its trace
 log slice gives its per-step counts; ``/metrics`` is not read, and the speed of a request that
@@ -77,14 +81,16 @@ class SideBySide:
 
     def __init__(self, worker, requests: list[tuple[PlannedRequest, int]]):
         self.worker = worker
-        self.k = worker.task.parallel
-        self.own_servers = worker.task.side_by_side == "servers"
+        self.k = worker.task.parallel  # requests side by side on the machine
+        self.cells = worker.task.side_by_side == "cells"
+        self.width = 1 if self.cells else self.k  # requests of this cell in flight at once
+        self.own_servers = worker.task.side_by_side in ("servers", "cells")
         retries = worker.task.group.options.settings.retries
         # (request, its next attempt number, tries left in this run)
         self.todo: deque[tuple[PlannedRequest, int, int]] = deque((r, before + 1, retries) for r, before in requests)
         self.running: dict[Future, tuple[PlannedRequest, int, int, float, Lane]] = {}
-        self.pool = ThreadPoolExecutor(max_workers=self.k, thread_name_prefix="lane")
-        self.lanes = [Lane(i) for i in range(self.k)]
+        self.pool = ThreadPoolExecutor(max_workers=self.width, thread_name_prefix="lane")
+        self.lanes = [Lane(i) for i in range(self.width)]
         self.free: queue.SimpleQueue[Lane] = queue.SimpleQueue()
         for lane in self.lanes:
             self.free.put(lane)
@@ -141,8 +147,9 @@ class SideBySide:
                                                             lane.clock, alone=False)
                 lane.server = None
             try:
+                suffix = f"-cells{self.k}" if self.cells else f"-np{self.k}-{lane.index}"
                 lane.server, lane.key, lane.first_peak, started = self.worker.spawn(
-                    "parallel", 1, f"-np{self.k}-{lane.index}", lane.clock, self.lane_options, alone=False)
+                    "parallel", 1, suffix, lane.clock, self.lane_options, alone=False)
                 result.started_events += started
             except (ServerError, RequestError) as exc:
                 result.error, result.start_failed = exc, True
@@ -166,7 +173,7 @@ class SideBySide:
                 if server is None or (not self.running and not server.alive()):
                     if not self._start_shared(events):
                         continue
-            while self.todo and len(self.running) < self.k and (self.own_servers or worker.server.alive()):
+            while self.todo and len(self.running) < self.width and (self.own_servers or worker.server.alive()):
                 request, attempt, left = self.todo.popleft()
                 lane = self.free.get_nowait()
                 body = chat_body(request.prompt.messages, sampling.max_tokens, sampling.temperature, request.seed,

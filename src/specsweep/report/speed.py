@@ -29,9 +29,15 @@ def speed_note(report: "Report") -> str | None:
     if not sources:
         return None
     if set(sources) == {None}:
-        if (report.run.notes or {}).get("side_by_side") == "servers":
+        mode = (report.run.notes or {}).get("side_by_side")
+        if mode == "servers":
             where = (f"on {slots} one-slot servers per cell (--parallel {slots} --side-by-side servers; each "
                      "request decoded exactly as alone)")
+        elif mode == "cells":
+            mps = (report.run.notes or {}).get("mps")
+            where = (f"as {slots} cells at once, each on a one-slot server of its own (--parallel {slots} "
+                     "--side-by-side cells; each request decoded exactly as alone"
+                     + (f"; MPS: {mps}" if mps and mps != "off" else "") + ")")
         else:
             where = f"on {slots} slots of one server per cell (--parallel {slots}; batched decoding)"
         return (f"**Speed not measured:** this run ran {slots} requests side by side {where}, for acceptance only. "
@@ -75,7 +81,7 @@ def measurement_blocks(report: "Report") -> list:
                      "pinned engine this is CUDA graphs: with GGML_CUDA_DISABLE_GRAPHS=1 every count reproduces, as "
                      "on the CPU build: benchmarks/gpu-draft-counts.md).")
     engine = report.run.provenance.get("engine") or {}
-    servers_mode = (report.run.notes or {}).get("side_by_side") == "servers"
+    servers_mode = (report.run.notes or {}).get("side_by_side") in ("servers", "cells")  # one-slot servers
     mtp_on_one_slot = any(r.spec_type == "draft-mtp" and ((r.slots or 1) == 1 or servers_mode) for r in speculative)
     # Whether the draft-mtp cells' servers held buffers on a GPU, where their load logs say.
     logged = [p.buffers for p in report.memory if p.key.spec_type == "draft-mtp" and p.buffers]
