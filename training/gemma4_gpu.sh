@@ -10,6 +10,8 @@
 #   bash training/gemma4_gpu.sh pair DIR                                 # a pair that travelled in DIR becomes the one to measure
 #   bash training/gemma4_gpu.sh measure                                  # ladder, published protocol, assistant grid
 #   bash training/gemma4_gpu.sh parallel                                 # after measure: --parallel 4 and 8 (issue 13)
+#   bash training/gemma4_gpu.sh cells                                    # after engine + pair: sequential against
+#                                                                        # --side-by-side cells under MPS (issue 13)
 #   bash training/gemma4_gpu.sh race Q8_0.gguf ASSISTANT.gguf             # benchmarks/gpu_draft_race.sh on the engine
 #                                                                          # `target` built (before `measure`, same call)
 #
@@ -20,7 +22,7 @@
 #
 # Results go to $OUT (the device tool returns at most 8 files of 16 MiB: the target GGUF in pieces).
 set -u
-step=${1:?target, assistant, engine, pair, measure, parallel or race}; shift
+step=${1:?target, assistant, engine, pair, measure, parallel, cells or race}; shift
 T0=$(date +%s)
 K=/tmp/keep R=/tmp/keep/run W=/tmp/keep/w
 elapsed() { echo $(( $(date +%s) - T0 )); }
@@ -103,6 +105,32 @@ parallel)
     single_file_dbs $W/published-nographs-p$k.db && cp $W/published-nographs-p$k.db $W/published-nographs-p$k.log $OUT/
   done
   ;;
+cells)
+  # Issue 13: the published protocol with CUDA graphs off (one-slot MTP drafts replay exactly only
+  # without graphs: benchmarks/gpu-draft-counts.md), sequential against K cells at once on one-slot
+  # servers sharing the GPU through the sweep's own MPS daemon, and K slots of one server per cell.
+  # Each database and log goes to $OUT as soon as its run ends.
+  while pgrep -f "engine install" > /dev/null; do sleep 5; done
+  nvidia-smi --query-gpu=name,memory.total,driver_version,compute_mode --format=csv,noheader
+  [ -d $W/ladder ] || $S quantize $R/gemma4-mini-F16.gguf --types Q8_0,Q5_K_S,IQ4_XS,IQ3_M,IQ2_M --imatrix auto \
+    --out $W/ladder > $W/q.log 2>&1 || { tail $W/q.log; exit 1; }
+  echo "ladder at $(elapsed) s"
+  sweep() {  # NAME LIMIT_S [run flags]: one published sweep, graphs off, into $W/NAME.db
+    local name=$1 limit=$2; shift 2
+    GGML_CUDA_DISABLE_GRAPHS=1 timeout $limit $S run --models "$W/ladder/*.gguf" \
+      --draft-model $R/gemma4-mini-assistant-F16.gguf --protocol published --db $W/$name.db "$@" > $W/$name.log 2>&1
+    echo "$name rc=$? at $(elapsed) s"; grep -E "requests measured|warning" $W/$name.log
+    single_file_dbs $W/$name.db && cp $W/$name.db $OUT/
+  }
+  for run in ${CELLS_RUNS:-seq cells4 cells8 slots4}; do
+    case $run in
+      seq) sweep seq 200 ;;
+      cells*) sweep $run 150 --parallel ${run#cells} --side-by-side cells ;;
+      slots*) sweep $run 150 --parallel ${run#slots} ;;
+    esac
+  done
+  tar czf $OUT/logs.tar.gz -C $W $(cd $W && ls *.log)
+  ;;
 engine)
   # The committed pair (59 MB) and the source (7 MB) do not fit one call's 64 MiB: build here, then
   # `pair` in the next call with the pair carried (e.g. .device/pair).
@@ -121,5 +149,5 @@ race)
   single_file_dbs $K/race/*.db
   tar czf $OUT/race.tar.gz -C $K race  # one file: the device tool returns at most 8
   ;;
-*) echo "unknown step $step: target, assistant, engine, pair, measure, parallel or race" >&2; exit 2 ;;
+*) echo "unknown step $step: target, assistant, engine, pair, measure, parallel, cells or race" >&2; exit 2 ;;
 esac
