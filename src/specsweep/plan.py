@@ -71,8 +71,8 @@ def server_options(config: SweepConfig, model_index: int, depth: int,
     draft_file = drafting.draft_file(model) if speculating else None
     uses_draft_model = draft_file is not None
     settings = replace(config.server, extra_args=tuple(config.server.extra_args) + tuple(model.server_args))
-    if config.parallel > 1 and config.side_by_side != "servers" and settings.ctx_size:
-        # every slot gets the context one request has alone
+    if config.parallel > 1 and config.side_by_side == "slots" and settings.ctx_size:
+        # every slot gets the context one request has alone (one-slot servers have it already)
         settings = replace(settings, ctx_size=settings.ctx_size * config.parallel)
     if not uses_draft_model:  # settings for a draft model mean nothing without one
         settings = replace(settings, **{f.name: None for f in fields(ServerSettings) if f.metadata.get("draft_only")})

@@ -153,6 +153,7 @@ def test_cells_side_by_side_run_at_once_each_on_a_server_of_its_own_and_decode_a
     for argv, role, slots, *_ in servers:
         argv = json.loads(argv)
         assert role == "parallel" and slots == 1 and argv[argv.index("--parallel") + 1] == "1"
+        assert argv[argv.index("--ctx-size") + 1] == "4096"  # one request per server: no more context
         assert argv[argv.index("--threads") + 1] == str(max(1, (os.cpu_count() or 1) // 2))
     report = run_cli("report", "cells", "--db", db)
     assert report.returncode == 0, report.stderr

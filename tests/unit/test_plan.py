@@ -56,6 +56,9 @@ def test_parallel_slots_each_get_the_context_of_one_request():
     side_by_side = make_plan(replace(CONFIG, parallel=4), prompts(2))
     assert [g.options.settings.ctx_size for g in side_by_side.groups] == [4 * 4096] * 4
     assert side_by_side.requests() == make_plan(CONFIG, prompts(2)).requests()  # the same cells
+    for one_slot in ("servers", "cells"):  # one request per server: the context of one
+        plan = make_plan(replace(CONFIG, parallel=4, side_by_side=one_slot), prompts(2))
+        assert [g.options.settings.ctx_size for g in plan.groups] == [4096] * 4
     for bad in (0, "4", True, 65):
         with pytest.raises(ConfigError, match="parallel"):
             check_config(replace(CONFIG, parallel=bad))
