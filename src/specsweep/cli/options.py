@@ -89,11 +89,13 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--side-by-side", choices=("slots", "servers", "cells"),
                         help="--parallel on K slots of one server per cell (default: one model copy, batched "
                              "decoding), on K one-slot servers per cell, or K cells at once each on a one-slot "
-                             "server of its own (cells: each request decoded exactly as alone, server starts "
-                             "overlapped; on a CUDA engine the servers share the GPU through a private MPS daemon)")
+                             "server of its own (cells: one request per server, as in a sequential sweep, and the "
+                             "server starts overlap: the fastest; on a CUDA engine the servers share the GPU "
+                             "through a private MPS daemon)")
     parser.add_argument("--no-mps", action="store_true",
-                        help="with --side-by-side cells on a CUDA engine: start no MPS daemon (the servers then "
-                             "time-slice the GPU, several times slower)")
+                        help="with --side-by-side servers or cells on a CUDA engine: start no MPS daemon (the "
+                             "servers then time-slice the GPU: several times slower, and draft-mtp acceptance "
+                             "reads low on the pinned engine)")
     parser.add_argument("--target-ci", type=float, metavar="PP",
                         help="add reps until every acceptance interval (95%%, t over prompts) has a half-width "
                              "≤ PP percentage points (needs at least 3 prompts)")
@@ -226,16 +228,18 @@ def executor_from_args(args, engine, config: "SweepConfig"):
     ray_flags = {"--address": args.address, "--gpus-per-server": args.gpus_per_server,
                  "--max-concurrent-servers": args.max_concurrent_servers}
     cells = config.parallel > 1 and config.side_by_side == "cells"
-    if getattr(args, "no_mps", False) and not cells:
-        raise ConfigError("--no-mps only applies with --parallel K --side-by-side cells")
+    servers_at_once = config.parallel > 1 and config.side_by_side in ("servers", "cells")
+    no_mps = getattr(args, "no_mps", False)
+    if no_mps and not servers_at_once:
+        raise ConfigError("--no-mps only applies with --parallel K --side-by-side servers or cells")
     if args.executor == "local":
         given = [flag for flag, value in ray_flags.items() if value is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} only apply with --executor ray")
         if cells:
             from ..executors.lanes import LanesExecutor
-            return LanesExecutor(engine, config.parallel, mps=not getattr(args, "no_mps", False))
-        return LocalExecutor(engine)
+            return LanesExecutor(engine, config.parallel, mps=not no_mps)
+        return LocalExecutor(engine, share_gpu=servers_at_once, mps=not no_mps)
     if cells:
         raise ConfigError("--side-by-side cells runs its K servers on this machine; with --executor ray each "
                           "node already runs servers side by side (--gpus-per-server, --max-concurrent-servers)")

@@ -22,8 +22,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from ..engine.locate import Engine
-from ..engine.mps import PrivateMps
 from ..plan import PlannedRequest, ServerGroup
+from .local import LocalExecutor
 from .recorder import Call, GroupRun, Recorder
 from .worker import ServerWorker
 
@@ -40,24 +40,15 @@ class Lane:
     groups: list[str] = field(default_factory=list)
 
 
-class LanesExecutor:
+class LanesExecutor(LocalExecutor):
+    """The local executor's machine and MPS daemon (``connect``, ``close``), with K groups at once."""
+
     name = "lanes"
-    servers_get_gpus = True  # the machine's, when the engine has a GPU backend
 
     def __init__(self, engine: Engine, lanes: int, mps: bool = True):
-        self.engine = engine
+        super().__init__(engine, share_gpu=True, mps=mps)
         self.width = lanes
-        self.mps = PrivateMps() if mps and engine.backend == "cuda" else None
-        self.run_notes: dict = {"lanes": lanes, "mps": "off" if self.mps is None else "not started"}
-
-    def connect(self) -> None:
-        """On a CUDA engine: the private MPS daemon the lanes' servers will share the GPU through."""
-        if self.mps is not None:
-            self.run_notes["mps"] = self.mps.start()
-
-    def close(self) -> None:
-        if self.mps is not None:
-            self.mps.stop()
+        self.run_notes = {"lanes": lanes, "mps": "off" if self.mps is None else "not started"}
 
     def run(self, work: list[tuple[ServerGroup, list[PlannedRequest]]], recorder: Recorder) -> None:
         queue = deque(work)
