@@ -111,9 +111,9 @@ class SweepConfig:
     parallel: int = 1
     # How K requests run side by side: on K slots of one server ("slots": one copy of the model and
     # batched decoding, whose numerics differ from one request alone); on K one-slot servers of the
-    # cell ("servers": K copies, each request decoded exactly as alone); or K cells at once, each on a
-    # one-slot server of its own ("cells": exact like "servers", and the servers' starts overlap too).
-    # On a GPU, K processes share it well only under MPS (executors.lanes starts a private daemon).
+    # cell ("servers": K copies, one request per server as in a sequential sweep); or K cells at once,
+    # each on a one-slot server of its own ("cells": like "servers", and the servers' starts overlap
+    # too). On a GPU, K processes share it well only under MPS (engine.mps: the sweep starts a daemon).
     side_by_side: str = "slots"
 
     def drafting_entries(self) -> tuple[Drafting, ...]:

@@ -269,10 +269,11 @@ def test_the_report_says_when_replays_of_the_same_text_drafted_differently():
 
 
 def test_mtp_on_one_slot_cuda_servers_with_graphs_on_is_warned_about_in_the_run_and_the_report():
-    def bullets(backend, environment, spec_type="draft-mtp", slots=1, side_by_side=None, buffers=None):
+    def bullets(backend, environment, spec_type="draft-mtp", slots=1, side_by_side=None, buffers=None, mps=None):
         records = [SimpleNamespace(status="ok", depth=d, spec_type=spec_type if d else "none", counts_from="metrics",
                                    replay=None, traced=0, slots=slots) for d in (0, 2)]
-        run = SimpleNamespace(notes={"side_by_side": side_by_side} if side_by_side else {},
+        notes = {"side_by_side": side_by_side} if side_by_side else {}
+        run = SimpleNamespace(notes={**notes, **({"mps": mps} if mps else {})},
                               provenance={"engine": {"backend": backend, "environment": environment}})
         # the cell's load-log totals (``buffers``), as the report's memory points carry them
         memory = [SimpleNamespace(key=SimpleNamespace(spec_type=spec_type), buffers=buffers)] if buffers else []
@@ -294,6 +295,19 @@ def test_mtp_on_one_slot_cuda_servers_with_graphs_on_is_warned_about_in_the_run_
     assert mtp_cuda_graphs_caveat("cuda", {"CUDA_VISIBLE_DEVICES": "0"}, True) is not None
     assert mtp_cuda_graphs_caveat("cuda", {}, False) is None
     assert mtp_cuda_graphs_caveat("cuda", {}, True, mtp_on_device=False) is None
+    # one-slot servers side by side without MPS time-slice the GPU: their drafts read low, graphs or not
+    sliced = "**Acceptance on this engine:** draft-mtp on one-slot CUDA servers that shared one GPU without MPS"
+    off = {"GGML_CUDA_DISABLE_GRAPHS": "1"}
+    for mode in ("servers", "cells"):
+        assert sliced in bullets("cuda", off, slots=4, side_by_side=mode)  # a run from before the note: no MPS
+        assert sliced in bullets("cuda", off, slots=4, side_by_side=mode, mps="off")
+        assert sliced in bullets("cuda", off, slots=4, side_by_side=mode, mps="unavailable: not found")
+        assert sliced not in bullets("cuda", off, slots=4, side_by_side=mode, mps="private daemon")
+        assert sliced not in bullets("cuda", off, slots=4, side_by_side=mode, mps="already running")
+        assert sliced not in bullets("cpu", off, slots=4, side_by_side=mode)
+        assert sliced not in bullets("cuda", off, slots=4, side_by_side=mode, spec_type="draft-simple")
+        assert sliced not in bullets("cuda", off, slots=4, side_by_side=mode, buffers={"device": 0, "host": MIB})
+    assert sliced not in bullets("cuda", off, slots=4)  # slots of one server: one process
 
 
 def test_a_replay_says_what_it_found_in_a_value_and_in_words():

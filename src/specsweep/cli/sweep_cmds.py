@@ -16,7 +16,7 @@ def _resume_hint(argv: list[str]) -> str:
 
 
 def cmd_run(args) -> int:
-    from ..engine.caveats import mtp_cuda_graphs_caveat
+    from ..engine.caveats import MPS_RUNNING, mtp_cuda_graphs_caveat, mtp_time_sliced_caveat
     from ..engine.server import engine_environment
     from ..progress import SweepProgress, console
     from ..report import print_main_table
@@ -50,10 +50,14 @@ def cmd_run(args) -> int:
         logs = Path(config.db).resolve().parent / (Path(config.db).stem + "-logs")
         sweep = Sweep(prepared, store, logs, progress=SweepProgress(), executor=executor)
         where = {"ray": " over a Ray cluster", "lanes": f", {config.parallel} at once"}.get(executor.name, "")
-        mps = getattr(executor, "run_notes", {}).get("mps", "")
-        if mps.startswith("unavailable"):
-            console.print(f"[yellow]warning:[/yellow] no MPS daemon ({mps.removeprefix('unavailable: ')}): the "
-                          f"{config.parallel} servers time-slice the GPU and each decodes several times slower")
+        mps = getattr(executor, "run_notes", {}).get("mps")
+        if engine.backend == "cuda" and mps is not None and mps not in MPS_RUNNING:
+            why = mps.removeprefix("unavailable: ") if mps.startswith("unavailable") else "--no-mps"
+            console.print(f"[yellow]warning:[/yellow] no MPS daemon ({why}): the {config.parallel} servers "
+                          "time-slice the GPU and each decodes several times slower")
+            sliced = mtp_time_sliced_caveat(engine.backend, mtp, mps)
+            if sliced:
+                console.print(f"[yellow]warning:[/yellow] {sliced}")
         console.print(f"run {sweep.run.id} ({sweep.run.run_key[:12]}) → {config.db}: {sweep.plan.n_requests} "
                       f"requests on {sweep.plan.n_servers} servers{where}")
         result = sweep.execute(adaptive)

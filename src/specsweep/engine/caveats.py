@@ -24,3 +24,24 @@ def mtp_cuda_graphs_caveat(backend: str | None, environment: dict | None, mtp_on
     if "GGML_CUDA_DISABLE_GRAPHS" in (environment or {}):
         return None
     return MTP_CUDA_GRAPHS
+
+
+# Measured on an H200 (benchmarks/gpu-speed-h200-cells.md): four one-slot servers sharing the GPU
+# without MPS time-slice it, and their draft-mtp drafts read low on the same text even with graphs off,
+# as with graphs on; under MPS they draft what one server alone drafts.
+MTP_TIME_SLICED = ("draft-mtp on one-slot CUDA servers that shared one GPU without MPS: their processes "
+                   "time-sliced it, which on the pinned engine spoils the assistant's drafts as CUDA graphs "
+                   "do, even with graphs off (H200, same text: 79.7% against 86.9% sequential or under MPS; "
+                   "benchmarks/gpu-speed-h200-cells.md). Let the sweep start its MPS daemon (no --no-mps; "
+                   "nvidia-cuda-mps-control on the PATH).")
+MPS_RUNNING = ("private daemon", "already running")  # the states of engine.mps.PrivateMps that share a GPU well
+
+
+def mtp_time_sliced_caveat(backend: str | None, mtp_on_shared_servers: bool, mps: str | None,
+                           mtp_on_device: bool | None = None) -> str | None:
+    """The warning when draft-mtp ran on one-slot servers side by side (--side-by-side servers or
+    cells) of a CUDA engine without an MPS daemon (``mps``: the run's note; None for runs from before
+    the note, which had none), else None."""
+    if backend != "cuda" or not mtp_on_shared_servers or mtp_on_device is False or mps in MPS_RUNNING:
+        return None
+    return MTP_TIME_SLICED

@@ -5,15 +5,18 @@
   batch: one copy of the model, but batched numerics, so a request's tokens (and its acceptance)
   may differ from the same request alone. Each request is pinned to a free slot (``id_slot``); its
   lines of the server's trace log are told apart by slot.
-* ``servers``: K one-slot servers of the cell, each request decoded exactly as it would be alone,
+* ``servers``: K one-slot servers of the cell, one request per server as in a sequential sweep,
   at K copies of the model. Each lane starts its own server on its own thread, so K servers start
-  at once, and without a ``threads`` setting each gets 1/K of the cores. On one GPU without MPS
-  the K processes time-slice: on an H100 each request ran ~10x slower than alone
-  (benchmarks/gpu-speed-h100.md), so this is for exact acceptance, not for speed.
+  at once, and without a ``threads`` setting each gets 1/K of the cores.
 * ``cells``: K cells at once (``executors.lanes``), each here on one one-slot server of its own
-  that runs the cell's requests one after another: exact like ``servers``, with K servers on the
-  machine (1/K of the cores each) and their starts overlapping the other cells' requests. Under
-  MPS the K processes share one GPU without time-slicing.
+  that runs the cell's requests one after another: like ``servers``, with K servers on the
+  machine (1/K of the cores each) and their starts overlapping the other cells' requests.
+
+On one GPU the K processes of ``servers`` and ``cells`` time-slice without MPS: each request ran
+~8-10x slower than alone, and draft-mtp drafts read low (benchmarks/gpu-speed-h100.md,
+gpu-speed-h200-cells.md). So on a CUDA engine the sweep starts an MPS daemon (``engine.mps``);
+under it four cells at once drafted what one server alone drafts, 3.1-3.3x faster than a
+sequential sweep on an H200.
 
 Either way a request's response ``timings`` count its own drafts and accepts exactly and its trace
 log slice gives its per-step counts; ``/metrics`` is not read, and the speed of a request that

@@ -9,7 +9,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from ..analysis import MemoryPoint
-from ..engine.caveats import mtp_cuda_graphs_caveat
+from ..engine.caveats import mtp_cuda_graphs_caveat, mtp_time_sliced_caveat
 from ..overhead import per_request_tool_phases
 from ..records import drafts_that_did_not_replay
 from .blocks import DASH, Bullets, Heading, Image, Para, Table, _plural, _pm, _size
@@ -36,7 +36,7 @@ def speed_note(report: "Report") -> str | None:
         elif mode == "cells":
             mps = (report.run.notes or {}).get("mps")
             where = (f"as {slots} cells at once, each on a one-slot server of its own (--parallel {slots} "
-                     "--side-by-side cells; each request decoded exactly as alone"
+                     "--side-by-side cells; one request per server"
                      + (f"; MPS: {mps}" if mps and mps != "off" else "") + ")")
         else:
             where = f"on {slots} slots of one server per cell (--parallel {slots}; batched decoding)"
@@ -89,6 +89,11 @@ def measurement_blocks(report: "Report") -> list:
     caveat = mtp_cuda_graphs_caveat(engine.get("backend"), engine.get("environment"), mtp_on_one_slot, mtp_on_device)
     if caveat:
         items.append(f"**Acceptance on this engine:** {caveat}")
+    mtp_on_shared = servers_mode and any(r.spec_type == "draft-mtp" for r in speculative)
+    sliced = mtp_time_sliced_caveat(engine.get("backend"), mtp_on_shared, (report.run.notes or {}).get("mps"),
+                                    mtp_on_device)
+    if sliced:
+        items.append(f"**Acceptance on this engine:** {sliced}")
     if counts:
         items.append("Per-position counts of the speculative requests: " + "; ".join(
             f"{n} from {names.get(source, source)}" for source, n in sorted(counts.items(), key=lambda kv: -kv[1])) + ".")
