@@ -111,6 +111,7 @@ cells)
   # servers sharing the GPU through the sweep's own MPS daemon, and K slots of one server per cell.
   # Each database and log goes to $OUT as soon as its run ends.
   while pgrep -f "engine install" > /dev/null; do sleep 5; done
+  mkdir -p $W
   nvidia-smi --query-gpu=name,memory.total,driver_version,compute_mode --format=csv,noheader
   [ -d $W/ladder ] || $S quantize $R/gemma4-mini-F16.gguf --types Q8_0,Q5_K_S,IQ4_XS,IQ3_M,IQ2_M --imatrix auto \
     --out $W/ladder > $W/q.log 2>&1 || { tail $W/q.log; exit 1; }
