@@ -99,62 +99,54 @@ def test_parallel_run_stores_the_same_cells_and_marks_speed_not_measured(model, 
     assert len(tau) == 1 and "–" not in tau[0]  # measured side by side all the same
 
 
-def test_parallel_on_servers_of_their_own_decodes_each_request_exactly_as_alone(model, db, no_orphans):
-    """--side-by-side servers: K one-slot servers per cell, started together; every request is
-    decoded as it is alone, so each cell's text and acceptance equal the sequential run's."""
-    # no thread count: each of the two servers gets half the cores
-    parallel = run_cli(*_args(model, db, "--parallel", "2", "--side-by-side", "servers", "--name", "servers",
-                              threads=None))
+def _one_slot_servers_run(model, db, mode: str, server_columns: str):
+    """``--parallel 2 --side-by-side MODE`` without a thread count (each server gets half the cores);
+    every request's text and counts must equal the sequential run's. Its server rows and notes."""
+    parallel = run_cli(*_args(model, db, "--parallel", "2", "--side-by-side", mode, "--name", mode, threads=None))
     assert parallel.returncode == 0, parallel.stderr
     with sqlite3.connect(db) as conn:
-        seq_id, par_id = _run_ids(conn, "servers")
+        seq_id, par_id = _run_ids(conn, mode)
         rows = {run: {r[:4]: r[4:] for r in conn.execute(
             "SELECT model_label, depth, rep, prompt_id, content, draft_n, draft_n_accepted, slots, traced, crosscheck"
             " FROM requests WHERE run_id = ? AND status = 'ok'", (run,))} for run in (seq_id, par_id)}
-        servers = conn.execute("SELECT argv, props, role, slots, log_path FROM servers WHERE run_id = ?",
-                               (par_id,)).fetchall()
+        servers = conn.execute(f"SELECT {server_columns} FROM servers WHERE run_id = ?", (par_id,)).fetchall()
         notes = json.loads(conn.execute("SELECT notes_json FROM runs WHERE id = ?", (par_id,)).fetchone()[0])
     assert rows[seq_id].keys() == rows[par_id].keys() and len(rows[par_id]) == 8
     for cell, (content, drafted, accepted, slots, traced, check) in rows[par_id].items():
         assert (slots, traced, check) == (2, 1, "ok")
         assert (content, drafted, accepted) == rows[seq_id][cell][:3], cell
     assert sum(drafted for _, drafted, *_ in rows[par_id].values()) > 0
+    return servers, notes
+
+
+def _one_request_per_server(argv: list[str]) -> None:
+    assert argv[argv.index("--parallel") + 1] == "1"
+    assert argv[argv.index("--ctx-size") + 1] == "4096"  # one request per server: no more context
+    assert argv[argv.index("--threads") + 1] == str(max(1, (os.cpu_count() or 1) // 2))
+
+
+def test_parallel_on_servers_of_their_own_decodes_each_request_exactly_as_alone(model, db, no_orphans):
+    """--side-by-side servers: K one-slot servers per cell, started together; every request is
+    decoded as it is alone, so each cell's text and acceptance equal the sequential run's."""
+    servers, notes = _one_slot_servers_run(model, db, "servers", "argv, role, slots, log_path")
     assert len(servers) == 4 and notes["side_by_side"] == "servers"  # two per cell, each with one slot
     assert len({log for *_, log in servers}) == 4
-    for argv, props, role, slots, _ in servers:
-        argv = json.loads(argv)
-        assert role == "parallel" and slots == 1 and argv[argv.index("--parallel") + 1] == "1"
-        assert argv[argv.index("--ctx-size") + 1] == "4096"  # one request per server: no more context
-        assert argv[argv.index("--threads") + 1] == str(max(1, (os.cpu_count() or 1) // 2))
+    for argv, role, slots, _ in servers:
+        assert role == "parallel" and slots == 1
+        _one_request_per_server(json.loads(argv))
 
 
 def test_cells_side_by_side_run_at_once_each_on_a_server_of_its_own_and_decode_as_alone(model, db, no_orphans):
     """--side-by-side cells: the two cells run at once, each on one one-slot traced server (half the
     cores each), and every request's text and counts equal the sequential run's."""
-    parallel = run_cli(*_args(model, db, "--parallel", "2", "--side-by-side", "cells", "--name", "cells",
-                              threads=None))
-    assert parallel.returncode == 0, parallel.stderr
-    with sqlite3.connect(db) as conn:
-        seq_id, par_id = _run_ids(conn, "cells")
-        rows = {run: {r[:4]: r[4:] for r in conn.execute(
-            "SELECT model_label, depth, rep, prompt_id, content, draft_n, draft_n_accepted, slots, traced, crosscheck"
-            " FROM requests WHERE run_id = ? AND status = 'ok'", (run,))} for run in (seq_id, par_id)}
-        servers = conn.execute("SELECT argv, role, slots, depth, started_at, stopped_at FROM servers"
-                               " WHERE run_id = ?", (par_id,)).fetchall()
-        notes = json.loads(conn.execute("SELECT notes_json FROM runs WHERE id = ?", (par_id,)).fetchone()[0])
-    assert rows[seq_id].keys() == rows[par_id].keys() and len(rows[par_id]) == 8
-    for cell, (content, drafted, accepted, slots, traced, check) in rows[par_id].items():
-        assert (slots, traced, check) == (2, 1, "ok")
-        assert (content, drafted, accepted) == rows[seq_id][cell][:3], cell
+    servers, notes = _one_slot_servers_run(model, db, "cells", "argv, role, slots, depth, started_at, stopped_at")
     assert (notes["side_by_side"], notes["lanes"], notes["mps"]) == ("cells", 2, "off")  # a CPU engine
     assert sorted(depth for *_, depth, _, _ in servers) == [0, 2]  # one server per cell
-    (_, _, _, _, start_a, stop_a), (_, _, _, _, start_b, stop_b) = servers
+    (*_, start_a, stop_a), (*_, start_b, stop_b) = servers
     assert start_b < stop_a and start_a < stop_b  # at once, not one after the other
     for argv, role, slots, *_ in servers:
-        argv = json.loads(argv)
-        assert role == "parallel" and slots == 1 and argv[argv.index("--parallel") + 1] == "1"
-        assert argv[argv.index("--ctx-size") + 1] == "4096"  # one request per server: no more context
-        assert argv[argv.index("--threads") + 1] == str(max(1, (os.cpu_count() or 1) // 2))
+        assert role == "parallel" and slots == 1
+        _one_request_per_server(json.loads(argv))
     report = run_cli("report", "cells", "--db", db)
     assert report.returncode == 0, report.stderr
     assert "as 2 cells at once, each on a one-slot server of its own" in report.stdout
