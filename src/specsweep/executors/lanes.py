@@ -2,8 +2,8 @@
 
 An acceptance-only sweep's cells need not wait for each other: each lane here is a ``ServerWorker``
 on a thread of its own that takes the next group, runs its cell on a one-slot traced server of its
-own (``parallel.SideBySide`` in "cells" mode: every request decoded exactly as alone), and takes the
-next. So K servers run side by side, and a server's start overlaps the other lanes' requests, which
+own (``parallel.SideBySide`` in "cells" mode: one request at a time, as in a sequential sweep), and
+takes the next. So K servers run side by side, and a server's start overlaps the other lanes' requests, which
 K slots of one server per cell cannot do (its 25 starts stay one after another).
 
 This process drives every lane as the Ray executor drives its actors: it hands each lane one call

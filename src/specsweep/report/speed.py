@@ -30,14 +30,13 @@ def speed_note(report: "Report") -> str | None:
         return None
     if set(sources) == {None}:
         mode = (report.run.notes or {}).get("side_by_side")
+        mps = (report.run.notes or {}).get("mps")
+        how = f"one request per server{f'; MPS: {mps}' if mps and mps != 'off' else ''}"
         if mode == "servers":
-            where = (f"on {slots} one-slot servers per cell (--parallel {slots} --side-by-side servers; each "
-                     "request decoded exactly as alone)")
+            where = f"on {slots} one-slot servers per cell (--parallel {slots} --side-by-side servers; {how})"
         elif mode == "cells":
-            mps = (report.run.notes or {}).get("mps")
             where = (f"as {slots} cells at once, each on a one-slot server of its own (--parallel {slots} "
-                     "--side-by-side cells; one request per server"
-                     + (f"; MPS: {mps}" if mps and mps != "off" else "") + ")")
+                     f"--side-by-side cells; {how})")
         else:
             where = f"on {slots} slots of one server per cell (--parallel {slots}; batched decoding)"
         return (f"**Speed not measured:** this run ran {slots} requests side by side {where}, for acceptance only. "
