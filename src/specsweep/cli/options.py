@@ -90,8 +90,8 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
                         help="--parallel on K slots of one server per cell (default: one model copy, batched "
                              "decoding), on K one-slot servers per cell, or K cells at once each on a one-slot "
                              "server of its own (cells: one request per server, as in a sequential sweep, and the "
-                             "server starts overlap: the fastest; on a CUDA engine the servers share the GPU "
-                             "through a private MPS daemon)")
+                             "server starts overlap: the fastest, at K models in memory; on a CUDA engine the servers "
+                             "share the GPU through a private MPS daemon)")
     parser.add_argument("--no-mps", action="store_true",
                         help="with --side-by-side servers or cells on a CUDA engine: start no MPS daemon (the "
                              "servers then time-slice the GPU: several times slower, and draft-mtp acceptance "
