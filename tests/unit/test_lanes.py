@@ -133,6 +133,15 @@ def test_a_lane_that_breaks_stops_the_others_after_their_call_and_keeps_their_ro
 
 # --- the private MPS daemon --------------------------------------------------------------------
 
+def test_a_control_daemon_is_told_by_its_process_name(tmp_path):
+    for pid, name in ((1, "bash"), (7, "nvidia-cuda-mps"), (9, "llama-server")):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "comm").write_text(name + "\n")
+    assert mps_module.control_daemon_running(tmp_path)
+    (tmp_path / "7" / "comm").write_text("nvidia-smi\n")
+    assert not mps_module.control_daemon_running(tmp_path)
+
+
 def _control(tmp_path: Path, body: str) -> str:
     """A stand-in for nvidia-cuda-mps-control: ``-d`` makes its control pipe, stdin ``quit`` is logged."""
     path = tmp_path / "control"
@@ -161,7 +170,11 @@ def test_a_running_daemon_is_used_and_a_missing_or_failing_one_is_said(tmp_path,
     (tmp_path / "pipe").mkdir()
     (tmp_path / "pipe" / "control").touch()
     monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "pipe"))
+    monkeypatch.setattr(mps_module, "control_daemon_running", lambda: True)
     assert PrivateMps(_control(tmp_path, "exit 1\n")).start() == "already running"
+    # the same pipe left behind by a daemon that died: no daemon, so the sweep tries its own
+    monkeypatch.setattr(mps_module, "control_daemon_running", lambda: False)
+    assert PrivateMps(_control(tmp_path, "exit 1\n")).start() == "unavailable: exit status 1"
     monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY")
     monkeypatch.setattr(mps_module, "DEFAULT_PIPE", tmp_path / "none")
     monkeypatch.setattr(mps_module.shutil, "which", lambda name: None)

@@ -27,11 +27,25 @@ START_WAIT = 10.0  # seconds for the daemon's control pipe to appear
 VARIABLES = ("CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY")
 
 
+def control_daemon_running(proc: Path = Path("/proc")) -> bool:
+    """Whether a process of that name runs on this machine: a control pipe left behind by a daemon that
+    died is no daemon."""
+    for comm in proc.glob("[0-9]*/comm"):
+        try:
+            # The kernel keeps 15 characters of a name: the control daemon's and its server's read the
+            # same, and a server runs only under a control daemon.
+            if comm.read_text().strip() == CONTROL[:15]:
+                return True
+        except OSError:
+            continue  # the process ended meanwhile, or is not ours to read
+    return False
+
+
 def running_daemon(environ: dict[str, str] | None = None) -> Path | None:
     """The pipe folder of an MPS daemon this process's children would already use, if one runs."""
     environ = os.environ if environ is None else environ
     pipe = Path(environ.get("CUDA_MPS_PIPE_DIRECTORY") or DEFAULT_PIPE)
-    return pipe if (pipe / "control").exists() else None
+    return pipe if (pipe / "control").exists() and control_daemon_running() else None
 
 
 class PrivateMps:
