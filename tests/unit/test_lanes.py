@@ -1,7 +1,7 @@
 """--side-by-side cells: the lanes executor against scripted workers (real SQLite, real threads), and
 its private MPS daemon against a stand-in control program. The real servers side by side are
 exercised by tests/e2e/test_parallel.py; a real MPS daemon needs an NVIDIA GPU
-(benchmarks/gpu-speed-h100.md)."""
+(benchmarks/gpu-speed-h200-cells.md)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class ScriptedWorker:
     busy = 0
     most_busy = 0
     lock = threading.Lock()
-    fail_on: str | None = None  # a group name whose first collect raises
+    fail_on: str | None = None  # the depth ("d2") whose cell's first collect raises
     ended: list = []
 
     def __init__(self, server_binary):
