@@ -84,8 +84,8 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
                         help="leave degenerate requests (loops, whitespace runs; kept in the store, marked) out "
                              "of the headline figures and of --target-ci (default: they count)")
     parser.add_argument("--parallel", type=int, metavar="K",
-                        help="acceptance only: K requests of a cell side by side; per-request timings still "
-                             "count acceptance exactly, speed is not measured")
+                        help="acceptance only: K requests side by side (how: --side-by-side); per-request "
+                             "timings still count acceptance exactly, speed is not measured")
     parser.add_argument("--side-by-side", choices=("slots", "servers", "cells"),
                         help="--parallel on K slots of one server per cell (default: one model copy, batched "
                              "decoding), on K one-slot servers per cell, or K cells at once each on a one-slot "
