@@ -152,6 +152,7 @@ SECTIONS = {"drafting": Drafting, "sampling": Sampling, "server": ServerSettings
 TOP_LEVEL = {"models", "prompts", "prompt_limit", "db", "name", "protocol", "exclude_degenerate", "parallel",
              "side_by_side", *SECTIONS}
 SIDE_BY_SIDE = ("slots", "servers", "cells")
+ONE_SLOT_SERVERS = ("servers", "cells")  # the ways with a server per request in flight
 HF_MODEL_KEYS = {"hf", "quants"}  # [[models]] from the Hugging Face cache (labels come from the quants)
 MODEL_KEYS = {f.name for f in fields(ModelSpec)} - {"origin"} | HF_MODEL_KEYS
 DRAFTING_KEYS = {f.name for f in fields(Drafting)}

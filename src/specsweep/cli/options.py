@@ -7,6 +7,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, get_type_hints
 
+from ..config import ONE_SLOT_SERVERS, SIDE_BY_SIDE
 from ..engine.options import ServerSettings
 from ..errors import ConfigError, StoreError
 
@@ -86,7 +87,7 @@ def sweep_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", type=int, metavar="K",
                         help="acceptance only: K requests side by side (how: --side-by-side); per-request "
                              "timings still count acceptance exactly, speed is not measured")
-    parser.add_argument("--side-by-side", choices=("slots", "servers", "cells"),
+    parser.add_argument("--side-by-side", choices=SIDE_BY_SIDE,
                         help="--parallel on K slots of one server per cell (default: one model copy, batched "
                              "decoding), on K one-slot servers per cell, or K cells at once each on a one-slot "
                              "server of its own (cells: one request per server, as in a sequential sweep, and the "
@@ -228,7 +229,7 @@ def executor_from_args(args, engine, config: "SweepConfig"):
     ray_flags = {"--address": args.address, "--gpus-per-server": args.gpus_per_server,
                  "--max-concurrent-servers": args.max_concurrent_servers}
     cells = config.parallel > 1 and config.side_by_side == "cells"
-    servers_at_once = config.parallel > 1 and config.side_by_side in ("servers", "cells")
+    servers_at_once = config.parallel > 1 and config.side_by_side in ONE_SLOT_SERVERS
     no_mps = getattr(args, "no_mps", False)
     if no_mps and not servers_at_once:
         raise ConfigError("--no-mps only applies with --parallel K --side-by-side servers or cells")

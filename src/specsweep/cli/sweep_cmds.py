@@ -16,6 +16,7 @@ def _resume_hint(argv: list[str]) -> str:
 
 
 def cmd_run(args) -> int:
+    from ..config import ONE_SLOT_SERVERS
     from ..engine.caveats import MPS_RUNNING, mtp_cuda_graphs_caveat, mtp_time_sliced_caveat
     from ..engine.server import engine_environment
     from ..progress import SweepProgress, console
@@ -29,7 +30,7 @@ def cmd_run(args) -> int:
     executor = executor_from_args(args, engine, config)
     prepared = prepare(config, engine, gpus=executor.servers_get_gpus)
     mtp = any(d.spec_type == "draft-mtp" and any(depth > 0 for depth in d.depths) for d in config.drafting_entries())
-    one_slot = config.parallel == 1 or config.side_by_side in ("servers", "cells")
+    one_slot = config.parallel == 1 or config.side_by_side in ONE_SLOT_SERVERS
     caveat = mtp_cuda_graphs_caveat(engine.backend if executor.servers_get_gpus else None, engine_environment(),
                                     mtp and one_slot)
     if caveat:

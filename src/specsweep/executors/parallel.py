@@ -39,6 +39,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from ..client import Outcome, chat_body, measure_request
+from ..config import ONE_SLOT_SERVERS
 from ..engine.options import ServerOptions
 from ..engine.server import LlamaServer
 from ..errors import RequestError, ServerError
@@ -87,7 +88,7 @@ class SideBySide:
         self.k = worker.task.parallel  # requests side by side on the machine
         self.cells = worker.task.side_by_side == "cells"
         self.width = 1 if self.cells else self.k  # requests of this cell in flight at once
-        self.own_servers = worker.task.side_by_side in ("servers", "cells")
+        self.own_servers = worker.task.side_by_side in ONE_SLOT_SERVERS
         retries = worker.task.group.options.settings.retries
         # (request, its next attempt number, tries left in this run)
         self.todo: deque[tuple[PlannedRequest, int, int]] = deque((r, before + 1, retries) for r, before in requests)

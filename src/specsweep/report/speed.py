@@ -9,6 +9,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from ..analysis import MemoryPoint
+from ..config import ONE_SLOT_SERVERS
 from ..engine.caveats import mtp_cuda_graphs_caveat, mtp_time_sliced_caveat
 from ..overhead import per_request_tool_phases
 from ..records import drafts_that_did_not_replay
@@ -80,7 +81,7 @@ def measurement_blocks(report: "Report") -> list:
                      "pinned engine this is CUDA graphs: with GGML_CUDA_DISABLE_GRAPHS=1 every count reproduces, as "
                      "on the CPU build: benchmarks/gpu-draft-counts.md).")
     engine = report.run.provenance.get("engine") or {}
-    servers_mode = (report.run.notes or {}).get("side_by_side") in ("servers", "cells")  # one-slot servers
+    servers_mode = (report.run.notes or {}).get("side_by_side") in ONE_SLOT_SERVERS
     mtp_on_one_slot = any(r.spec_type == "draft-mtp" and ((r.slots or 1) == 1 or servers_mode) for r in speculative)
     # Whether the draft-mtp cells' servers held buffers on a GPU, where their load logs say.
     logged = [p.buffers for p in report.memory if p.key.spec_type == "draft-mtp" and p.buffers]
