@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..engine.locate import Engine
 from ..plan import PlannedRequest, ServerGroup
@@ -37,7 +37,6 @@ class Lane:
     run: GroupRun | None = None
     calls: object = None  # the run's call iterator
     call: Call | None = None  # the call in flight
-    groups: list[str] = field(default_factory=list)
 
 
 class LanesExecutor(LocalExecutor):
@@ -66,7 +65,6 @@ class LanesExecutor(LocalExecutor):
                     if lane.run is None:  # its model was given up on: its cells are marked failed
                         continue
                     lane.calls = lane.run.calls()
-                    lane.groups.append(lane.run.name)
                 lane.call = next(lane.calls, None)
                 if lane.call is None:
                     lane.run = None
