@@ -9,9 +9,9 @@
 #   bash training/gemma4_gpu.sh engine                                   # only the engine build (no training)
 #   bash training/gemma4_gpu.sh pair DIR                                 # a pair that travelled in DIR becomes the one to measure
 #   bash training/gemma4_gpu.sh measure                                  # ladder, published protocol, assistant grid
-#   bash training/gemma4_gpu.sh parallel                                 # after measure: --parallel 4 and 8 (issue 13)
 #   bash training/gemma4_gpu.sh cells                                    # after engine + pair: sequential against
-#                                                                        # --side-by-side cells under MPS (issue 13)
+#                                                                        # --side-by-side cells under MPS and slots
+#                                                                        # (issue 13; CELLS_RUNS picks the runs)
 #   bash training/gemma4_gpu.sh race Q8_0.gguf ASSISTANT.gguf             # benchmarks/gpu_draft_race.sh on the engine
 #                                                                          # `target` built (before `measure`, same call)
 #
@@ -22,13 +22,16 @@
 #
 # Results go to $OUT (the device tool returns at most 8 files of 16 MiB: the target GGUF in pieces).
 set -u
-step=${1:?target, assistant, engine, pair, measure, parallel, cells or race}; shift
+step=${1:?target, assistant, engine, pair, measure, cells or race}; shift
 T0=$(date +%s)
 K=/tmp/keep R=/tmp/keep/run W=/tmp/keep/w
 elapsed() { echo $(( $(date +%s) - T0 )); }
 # Each database as one file (no WAL beside it): the device tool returns files, not their journals.
 single_file_dbs() { python3 -c "import sqlite3, sys
 for db in sys.argv[1:]: sqlite3.connect(db).execute('PRAGMA journal_mode=DELETE')" "$@"; }
+# The target's ladder, every rung with the importance matrix (as the published files and the demo).
+make_ladder() { $S quantize $R/gemma4-mini-F16.gguf --types Q8_0,Q5_K_S,IQ4_XS,IQ3_M,IQ2_M --imatrix auto \
+  --out $W/ladder > $W/q.log 2>&1 || { tail $W/q.log; exit 1; }; }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=$PWD/src:/tmp/site SPECSWEEP_CACHE=/tmp/ss PYTHONUNBUFFERED=1
 S="python3 -m specsweep.cli"
@@ -68,8 +71,7 @@ assistant)
 measure)
   while pgrep -f "engine install" > /dev/null; do sleep 5; done
   mkdir -p $W/asst
-  $S quantize $R/gemma4-mini-F16.gguf --types Q8_0,Q5_K_S,IQ4_XS,IQ3_M,IQ2_M --imatrix auto --out $W/ladder \
-    > $W/q.log 2>&1 || { tail $W/q.log; exit 1; }
+  make_ladder
   $S quantize $R/gemma4-mini-assistant-F16.gguf --types Q8_0,Q4_K_M --out $W/asst > $W/qa.log 2>&1 || tail $W/qa.log
   # Databases in $W: their server logs land beside them, and the device tool returns only 8 files.
   # The published protocol twice: as users run the engine (CUDA graphs on: the speed figures), and with
@@ -93,18 +95,6 @@ measure)
   done
   single_file_dbs $W/*.db && cp $W/*.db $OUT/
   ;;
-parallel)
-  # Issue 13: the published protocol with CUDA graphs off on K slots side by side, against the
-  # sequential graphs-off sweep `measure` made on this machine ($W/published-nographs.db).
-  for k in ${KS:-4 8}; do
-    GGML_CUDA_DISABLE_GRAPHS=1 timeout 200 $S run --models "$W/ladder/*.gguf" \
-      --draft-model $R/gemma4-mini-assistant-F16.gguf --protocol published --parallel $k \
-      --db $W/published-nographs-p$k.db > $W/published-nographs-p$k.log 2>&1
-    echo "parallel $k rc=$? at $(elapsed) s"; tail -3 $W/published-nographs-p$k.log
-    # each run's files to $OUT at once: a call cut short still returns the runs it finished
-    single_file_dbs $W/published-nographs-p$k.db && cp $W/published-nographs-p$k.db $W/published-nographs-p$k.log $OUT/
-  done
-  ;;
 cells)
   # Issue 13: the published protocol with CUDA graphs off (one-slot MTP drafts replay exactly only
   # without graphs: benchmarks/gpu-draft-counts.md), sequential against K cells at once on one-slot
@@ -113,8 +103,7 @@ cells)
   while pgrep -f "engine install" > /dev/null; do sleep 5; done
   mkdir -p $W
   nvidia-smi --query-gpu=name,memory.total,driver_version,compute_mode --format=csv,noheader
-  [ -d $W/ladder ] || $S quantize $R/gemma4-mini-F16.gguf --types Q8_0,Q5_K_S,IQ4_XS,IQ3_M,IQ2_M --imatrix auto \
-    --out $W/ladder > $W/q.log 2>&1 || { tail $W/q.log; exit 1; }
+  [ -d $W/ladder ] || make_ladder
   echo "ladder at $(elapsed) s"
   sweep() {  # NAME LIMIT_S [run flags]: one published sweep, graphs off, into $W/NAME.db
     local name=$1 limit=$2; shift 2
@@ -150,5 +139,5 @@ race)
   single_file_dbs $K/race/*.db
   tar czf $OUT/race.tar.gz -C $K race  # one file: the device tool returns at most 8
   ;;
-*) echo "unknown step $step: target, assistant, engine, pair, measure, parallel, cells or race" >&2; exit 2 ;;
+*) echo "unknown step $step: target, assistant, engine, pair, measure, cells or race" >&2; exit 2 ;;
 esac
