@@ -18,7 +18,8 @@
 # PATCH=benchmarks/patches/llama-sync-inputs.patch before `target` builds the engine with that patch
 # (see the target step); without it the engine is the pinned one.
 #
-# CALL_S=SECONDS shortens the target or measure call (defaults 585 and 560) when device time is short.
+# CALL_S=SECONDS shortens the target or measure call (defaults 585 and 560) when device time is short;
+# SMOKE=0 skips the target step's one-minute smoke run of the recipe.
 #
 # Results go to $OUT (the device tool returns at most 8 files of 16 MiB: the target GGUF in pieces).
 set -u
@@ -51,10 +52,11 @@ target)
   fi
   pgrep -f "engine install" > /dev/null || setsid nohup $S engine install --cuda --jobs 12 --source $src > $K/build.log 2>&1 < /dev/null &
   # The smoke's own sizes come after "$@" so they win (argparse keeps the last), the recipe flags still apply.
-  ( cd training && timeout 150 python3 gemma4_mini.py "$@" --out /tmp/smoke --llama-cpp $K/llama.cpp --max-pairs 400 \
+  # SMOKE=0 skips it when device time is short (its ~1 min then goes to training).
+  [ "${SMOKE:-1}" = 0 ] || ( cd training && timeout 150 python3 gemma4_mini.py "$@" --out /tmp/smoke --llama-cpp $K/llama.cpp --max-pairs 400 \
       --reasoning-pairs 200 --layers 4 --target-steps 3 --assistant-steps 3 --answers 64 --sample-batch 64 \
       --answer-tokens 32 --batch 8 --seq-len 128 > $OUT/smoke.log 2>&1 ) || { tail -60 $OUT/smoke.log; exit 1; }
-  echo "smoke run ok at $(elapsed) s"
+  echo "smoke run $([ "${SMOKE:-1}" = 0 ] && echo skipped || echo ok) at $(elapsed) s"
   left=$(( ${CALL_S:-585} - $(elapsed) ))
   ( cd training && timeout $left python3 gemma4_mini.py --stage target --out $R --llama-cpp $K/llama.cpp \
       --target-budget-s $(( left - 130 )) "$@" > $OUT/target.log 2>&1 ); echo "target rc=$? at $(elapsed) s"
