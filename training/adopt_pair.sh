@@ -6,7 +6,8 @@
 #
 # TARGET_DIR: what `target` returned (gemma4-mini-F16.gguf.part-*, tokenizer.tar.gz);
 # ASSISTANT_DIR: what `assistant` returned (gemma4-mini-assistant-F16.gguf, training.json, MODEL_CARD.md,
-# loss.png). WORK (default /tmp/adopt) gets the demo's output, the assistant grid and the runs.
+# loss.png). What `train` returned is both: its records.tar.gz is unpacked there first.
+# WORK (default /tmp/adopt) gets the demo's output, the assistant grid and the runs.
 # It writes the files and the sha256 in src/specsweep/trained.py; committing them, the card's measured
 # section and the benchmark page stay with whoever reads the figures.
 set -euo pipefail
@@ -14,6 +15,9 @@ target_dir=${1:?target call output} assistant_dir=${2:?assistant call output} wo
 here=$(cd "$(dirname "$0")/.." && pwd)
 models=$here/models/gemma4-mini S=$here/.venv/bin/specsweep
 mkdir -p "$work"
+for dir in "$target_dir" "$assistant_dir"; do
+  if [ -f "$dir/records.tar.gz" ] && [ ! -f "$dir/training.json" ]; then tar xzf "$dir/records.tar.gz" -C "$dir"; fi
+done
 cat "$target_dir"/gemma4-mini-F16.gguf.part-* > "$work/gemma4-mini-F16.gguf"
 # The assistant stage records both files' sha256 in training.json: the reassembled target and the
 # assistant must match it, and those are the sha256 trained.py then verifies on every load.

@@ -6,6 +6,8 @@
 #
 #   bash training/gemma4_gpu.sh target    [extra gemma4_mini.py flags]   # engine build in the background + target
 #   bash training/gemma4_gpu.sh assistant [extra gemma4_mini.py flags]   # the target's answers + the assistant
+#   bash training/gemma4_gpu.sh train     [extra gemma4_mini.py flags]   # both in one call, shorter budgets
+#                                                                        # (when device time is short)
 #   bash training/gemma4_gpu.sh engine                                   # only the engine build (no training)
 #   bash training/gemma4_gpu.sh pair DIR                                 # a pair that travelled in DIR becomes the one to measure
 #   bash training/gemma4_gpu.sh measure                                  # ladder, published protocol, assistant grid
@@ -23,7 +25,7 @@
 #
 # Results go to $OUT (the device tool returns at most 8 files of 16 MiB: the target GGUF in pieces).
 set -u
-step=${1:?target, assistant, engine, pair, measure, cells or race}; shift
+step=${1:?target, assistant, train, engine, pair, measure, cells or race}; shift
 T0=$(date +%s)
 K=/tmp/keep R=/tmp/keep/run W=/tmp/keep/w
 elapsed() { echo $(( $(date +%s) - T0 )); }
@@ -63,6 +65,28 @@ target)
   grep -vE "^\[sample\]" $OUT/target.log | tail -28
   cp $R/target.json $OUT/ && split -b 15M -d $R/gemma4-mini-F16.gguf $OUT/gemma4-mini-F16.gguf.part-
   tar czf $OUT/tokenizer.tar.gz -C $R tokenizer
+  ;;
+train)
+  # Target and assistant in one call (`--stage all`: the corpus is built once), for a session whose
+  # device time has room for one training call and one `measure`, not three calls. The fixed costs
+  # are v6's on the H100 (corpus 78 s, the target's samples and conversion ~40 s, the assistant's two
+  # sample budgets, its evaluation and conversion ~35 s, 20 s spare); the target gets 55% of the rest.
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  mkdir -p $K && tar xJf .device/llama-src.tar.xz -C $K || exit 1
+  pgrep -f "engine install" > /dev/null || setsid nohup $S engine install --cuda --jobs 12 \
+      --source .device/llama-src.tar.xz > $K/build.log 2>&1 < /dev/null &
+  call_s=${CALL_S:-585} sample_s=30
+  train_s=$(( call_s - 78 - 40 - 2 * sample_s - 35 - 20 ))
+  ( cd training && timeout $(( call_s - $(elapsed) - 10 )) python3 gemma4_mini.py --stage all --out $R \
+      --llama-cpp $K/llama.cpp --target-budget-s $(( train_s * 55 / 100 )) --assistant-budget-s $(( train_s * 45 / 100 )) \
+      --sample-budget-s $sample_s "$@" > $K/train.log 2>&1 ); echo "train rc=$? at $(elapsed) s"
+  grep -vE "^\[sample\]|^sample" $K/train.log | cut -c1-300 | tail -30
+  # At most 8 files come back: the target in pieces, the assistant, and one archive of the records
+  # (untar it beside the pieces and that folder is both of training/adopt_pair.sh's arguments).
+  split -b 15M -d $R/gemma4-mini-F16.gguf $OUT/gemma4-mini-F16.gguf.part-
+  cp $R/gemma4-mini-assistant-F16.gguf $OUT/
+  tar czf $R/tokenizer.tar.gz -C $R tokenizer && cp $K/train.log $R/
+  tar czf $OUT/records.tar.gz -C $R tokenizer.tar.gz train.log $(cd $R && ls target.json training.json MODEL_CARD.md loss.png 2>/dev/null)
   ;;
 assistant)
   ( cd training && timeout 570 python3 gemma4_mini.py --stage assistant --out $R --llama-cpp $K/llama.cpp \
@@ -141,5 +165,5 @@ race)
   single_file_dbs $K/race/*.db
   tar czf $OUT/race.tar.gz -C $K race  # one file: the device tool returns at most 8
   ;;
-*) echo "unknown step $step: target, assistant, engine, pair, measure, cells or race" >&2; exit 2 ;;
+*) echo "unknown step $step: target, assistant, train, engine, pair, measure, cells or race" >&2; exit 2 ;;
 esac

@@ -276,10 +276,12 @@ def mixed5_samples(target, tok, args, copies: int = 8):
                           args.sample_batch, 1e9, args.seed + 7)
 
 
-def train_target(args, out: Path) -> dict:
+def train_target(args, out: Path) -> tuple[dict, tuple]:
+    """The target's record and its corpus rows (which `--stage all` hands to the assistant)."""
     from transformers import Gemma4ForCausalLM
     t0, dev = time.perf_counter(), device()
-    train_pairs, held_pairs, corpus_info, tok, train_rows, held_rows = corpus_rows(args, tok_dir=out / "tokenizer")
+    rows = corpus_rows(args, tok_dir=out / "tokenizer")
+    train_pairs, held_pairs, corpus_info, tok, train_rows, held_rows = rows
     print(f"corpus: {corpus_info}; tokens: train {train_rows.numel():,} held-out {held_rows.numel():,} "
           f"({time.perf_counter() - t0:.0f}s)", flush=True)
     tcfg = target_config(tok.get_vocab_size(), tok, args)
@@ -313,10 +315,11 @@ def train_target(args, out: Path) -> dict:
             "gguf": {t_gguf.name: {"sha256": sha256_file(t_gguf), "bytes": t_gguf.stat().st_size}},
             "target_stage_seconds": round(time.perf_counter() - t0, 1)}
     write_json(out / "target.json", part)
-    return part
+    return part, rows
 
 
-def train_assistant(args, out: Path, part: dict) -> dict:
+def train_assistant(args, out: Path, part: dict, rows: tuple | None = None) -> dict:
+    """`rows`: the target stage's corpus_rows in the same process, so the corpus is built once."""
     from tokenizers import Tokenizer
     from transformers import Gemma4AssistantForCausalLM, Gemma4ForCausalLM
     t0, dev = time.perf_counter(), device()
@@ -326,7 +329,8 @@ def train_assistant(args, out: Path, part: dict) -> dict:
     tok = Tokenizer.from_file(str(out / "tokenizer" / "tokenizer.json"))
     target = Gemma4ForCausalLM.from_pretrained(out / "hf-target", attn_implementation="sdpa").to(dev)
     target.eval().requires_grad_(False)
-    train_pairs, held_pairs, _, _, corpus_train, corpus_held = corpus_rows(args, tok=tok)
+    # The same tokenizer file either way, so rows handed over equal rows rebuilt here.
+    train_pairs, held_pairs, _, _, corpus_train, corpus_held = rows or corpus_rows(args, tok=tok)
     gen = torch.Generator().manual_seed(args.seed)
     order = torch.randperm(len(train_pairs), generator=gen)[: args.answers].tolist()
     answers = [] if args.answer_share <= 0 else sample_answers(
@@ -409,13 +413,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     seed_everything(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
+    rows = None
     if args.stage in ("all", "target"):
-        part = train_target(args, args.out)
+        part, rows = train_target(args, args.out)
     else:
         part = json.loads((args.out / "target.json").read_text())
     if args.stage in ("all", "assistant"):
         seed_everything(args.seed + 1)
-        train_assistant(args, args.out, part)
+        train_assistant(args, args.out, part, rows)
     return 0
 
 
