@@ -92,13 +92,16 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None, cwd: Path
                           env={**os.environ, **(env or {})}, cwd=cwd)
 
 
-def start_cli(log_dir: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+def start_cli(log_dir: Path, *args: str, new_session: bool = False) -> tuple[subprocess.Popen, Path]:
     """Start ``specsweep`` in the background with its output in files (never an undrained pipe).
-    Returns the process and the path of its stderr; read it after ``proc.wait()``."""
+    Returns the process and the path of its stderr; read it after ``proc.wait()``. ``new_session``:
+    its own process group, as a terminal's foreground job has (``os.killpg`` then signals it and
+    every child still in the group, as Ctrl-C at a terminal does)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     stderr = log_dir / "stderr.txt"
     with open(log_dir / "stdout.txt", "wb") as out, open(stderr, "wb") as err:
-        proc = subprocess.Popen([str(SPECSWEEP), *map(str, args)], stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        proc = subprocess.Popen([str(SPECSWEEP), *map(str, args)], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=new_session)
     return proc, stderr
 
 

@@ -152,6 +152,28 @@ def test_signals_to_the_tool_stop_it_cleanly_and_each_resume_goes_on(model, tmp_
     assert query(db, "SELECT state FROM runs")[0][0] == "complete"
 
 
+def test_ctrl_c_at_a_terminal_lets_every_cells_lane_finish_its_request(model, tmp_path, no_orphans):
+    """A terminal's Ctrl-C signals its whole foreground process group: llama-servers too, unless they
+    run in a session of their own. With ``--side-by-side cells`` each lane's request in flight must then
+    end measured, not as a failed row for a server the signal killed; every server row is closed and
+    the resume completes the sweep."""
+    db = tmp_path / "t.db"
+    cells = ("--parallel", "2", "--side-by-side", "cells")
+    proc, stderr_path = start_cli(tmp_path / "cli", *args(model, db, *cells), new_session=True)
+    wait_for(lambda: ok_rows(db) >= 3)
+    os.killpg(proc.pid, signal.SIGINT)
+    stderr = finish(proc, stderr_path, timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "resume with: specsweep run" in stderr
+    assert query(db, "SELECT COUNT(*) FROM requests WHERE status != 'ok'")[0][0] == 0
+    assert 3 <= ok_rows(db) < PLANNED
+    assert query(db, "SELECT COUNT(*) FROM servers WHERE stopped_at IS NULL")[0][0] == 0
+    assert query(db, "SELECT state FROM runs")[0][0] == "interrupted"
+    resumed = run_cli(*args(model, db, *cells))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_complete_and_unique(db)
+
+
 def broken_model(path: Path) -> Path:
     """A well-formed GGUF that llama-server cannot load (unknown architecture): it dies at every start."""
     import gguf

@@ -161,9 +161,12 @@ class LlamaServer:
             log.write(f"$ {' '.join(self.argv)}\n".encode())
             log.flush()
             try:
+                # A session of its own: a terminal's Ctrl-C signals the whole foreground process group,
+                # and the server must not die under a request the sweep is letting finish; specsweep
+                # stops it, and PR_SET_PDEATHSIG still ends it if specsweep dies.
                 self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
                                                 stderr=subprocess.STDOUT, env=server_env(self.traced),
-                                                preexec_fn=_die_with_parent)
+                                                preexec_fn=_die_with_parent, start_new_session=True)
             except OSError as exc:
                 raise ServerError(f"cannot start {self.binary}: {exc.strerror}") from None
         try:
