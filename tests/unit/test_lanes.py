@@ -6,6 +6,7 @@ exercised by tests/e2e/test_parallel.py; a real MPS daemon needs an NVIDIA GPU
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import threading
 import time
@@ -27,6 +28,7 @@ from specsweep.prompts import load_prompts
 from specsweep.records import ServerRecord
 from specsweep.request_rows import empty_record
 from specsweep.store import Store
+from specsweep.sweep import stop_signals_as_interrupt
 
 
 class Progress:
@@ -43,6 +45,7 @@ class ScriptedWorker:
     most_busy = 0
     lock = threading.Lock()
     fail_on: str | None = None  # the depth ("d2") whose cell's first collect raises
+    slow_on: str | None = None  # the depth whose collects take 2 s
     ended: list = []
 
     def __init__(self, server_binary):
@@ -68,7 +71,7 @@ class ScriptedWorker:
             cls.busy += 1
             cls.most_busy = max(cls.most_busy, cls.busy)
         try:
-            time.sleep(0.03)
+            time.sleep(2.0 if cls.slow_on == f"d{self.task.group.depth}" else 0.03)
             if cls.fail_on == f"d{self.task.group.depth}":
                 raise RuntimeError("a lane broke")
             if not self.todo:
@@ -90,7 +93,7 @@ class ScriptedWorker:
 def sweep(tmp_path, monkeypatch):
     monkeypatch.setattr(lanes_module, "ServerWorker", ScriptedWorker)
     ScriptedWorker.busy = ScriptedWorker.most_busy = 0
-    ScriptedWorker.fail_on = None
+    ScriptedWorker.fail_on = ScriptedWorker.slow_on = None
     ScriptedWorker.ended = []
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
@@ -129,6 +132,21 @@ def test_a_lane_that_breaks_stops_the_others_after_their_call_and_keeps_their_ro
     servers = recorder.store.servers(recorder.run.id)
     assert all(s.stop_reason is not None for s in servers)  # no server row left open
     assert any(s.depth == 2 and s.stop_reason == "interrupted" for s in servers)
+
+
+def test_a_second_stop_signal_ends_the_wait_and_leaves_no_server_row_open(sweep):
+    """SIGTERM while the lanes finish their calls after a first stop raises ``Interrupted``, as a
+    second Ctrl-C raises KeyboardInterrupt: the wait ends, the first error is the one raised, and
+    every server still open is written as interrupted."""
+    executor, work, recorder = sweep
+    ScriptedWorker.fail_on, ScriptedWorker.slow_on = "d2", "d1"  # d1's call in flight outlasts the signal
+    with stop_signals_as_interrupt():
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        with pytest.raises(RuntimeError, match="a lane broke"):
+            executor.run(work, recorder)
+    servers = recorder.store.servers(recorder.run.id)
+    assert {s.depth for s in servers} == {1, 2}
+    assert {s.stop_reason for s in servers} == {"interrupted"}
 
 
 # --- the private MPS daemon --------------------------------------------------------------------

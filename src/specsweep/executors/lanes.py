@@ -22,6 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from ..engine.locate import Engine
+from ..errors import Interrupted
 from ..plan import PlannedRequest, ServerGroup
 from .local import LocalExecutor
 from .recorder import Call, GroupRun, Recorder
@@ -91,7 +92,9 @@ class LanesExecutor(LocalExecutor):
     @staticmethod
     def _stop_all(lanes: list[Lane], inflight: dict[Future, Lane]) -> None:
         """Ctrl-C or an error: each lane's call in flight ends (its rows are written), then its server
-        stops and the stop is written; a second Ctrl-C leaves the rest to the servers' death with us."""
+        stops and the stop is written. A second Ctrl-C or SIGTERM stops the waiting: the servers still
+        open are written as interrupted, and each lane's thread ends its queued calls, its server's stop
+        among them, before the process exits."""
         stopping: dict[Future, tuple[Lane, Call]] = {f: (lane, lane.call) for f, lane in inflight.items()}
         for lane in lanes:
             if lane.run is not None:  # runs after the call in flight: the lane's pool has one thread
@@ -111,7 +114,7 @@ class LanesExecutor(LocalExecutor):
                     except Exception:  # noqa: BLE001 - the error being raised already says what went wrong
                         continue
                     lane.run.apply(call, events)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted):  # the second stop signal (SIGTERM raises Interrupted)
             pass
         for lane in lanes:
             if lane.run is not None:
