@@ -17,8 +17,8 @@
 #   bash training/gemma4_gpu.sh race Q8_0.gguf ASSISTANT.gguf             # benchmarks/gpu_draft_race.sh on the engine
 #                                                                          # `target` built (before `measure`, same call)
 #
-# PATCH=benchmarks/patches/llama-sync-inputs.patch before `target` builds the engine with that patch
-# (see the target step); without it the engine is the pinned one.
+# PATCH=benchmarks/patches/llama-sync-inputs.patch before `target` or `train` builds the engine with that
+# patch (engine_behind); without it the engine is the pinned one.
 #
 # CALL_S=SECONDS shortens the target or measure call (defaults 585 and 560) when device time is short;
 # SMOKE=0 skips the target step's one-minute smoke run of the recipe.
@@ -35,6 +35,22 @@ for db in sys.argv[1:]: sqlite3.connect(db).execute('PRAGMA journal_mode=DELETE'
 # The target's ladder, every rung with the importance matrix (as the published files and the demo).
 make_ladder() { $S quantize $R/gemma4-mini-F16.gguf --types Q8_0,Q5_K_S,IQ4_XS,IQ3_M,IQ2_M --imatrix auto \
   --out $W/ladder > $W/q.log 2>&1 || { tail $W/q.log; exit 1; }; }
+# The converter's source in $K, and the CUDA engine built from it in a session of its own: the build
+# outlives the training call and is done (~7 min) before `measure` needs it. PATCH=FILE builds it with
+# that patch applied (its own source id, "+modified"), e.g. benchmarks/patches/llama-sync-inputs.patch,
+# so that benchmarks/gpu_draft_race.sh on this warm machine finds its engine already built (run it with
+# SPECSWEEP_CACHE=/tmp/ss).
+engine_behind() {
+  local src=.device/llama-src.tar.xz
+  mkdir -p $K && tar xJf $src -C $K || exit 1
+  if [ -n "${PATCH:-}" ]; then
+    mkdir -p $K/patched && tar xJf $src -C $K/patched && patch -s -p1 -d $K/patched < "$PATCH" || exit 1
+    src=$K/patched/llama.cpp
+  fi
+  pgrep -f "engine install" > /dev/null || setsid nohup $S engine install --cuda --jobs 12 --source $src \
+      > $K/build.log 2>&1 < /dev/null &
+}
+wait_engine() { while pgrep -f "engine install" > /dev/null; do sleep 5; done; }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=$PWD/src:/tmp/site SPECSWEEP_CACHE=/tmp/ss PYTHONUNBUFFERED=1
 S="python3 -m specsweep.cli"
@@ -42,23 +58,17 @@ S="python3 -m specsweep.cli"
 case $step in
 target)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  mkdir -p $K && tar xJf .device/llama-src.tar.xz -C $K || exit 1
-  # Its own session: the build outlives this call and is done (~7 min) before `measure` needs it.
-  # PATCH=FILE builds the engine from the source with that patch applied (its own source id, "+modified"),
-  # e.g. benchmarks/patches/llama-sync-inputs.patch, so that benchmarks/gpu_draft_race.sh on this warm
-  # machine finds its engine already built (run it with SPECSWEEP_CACHE=/tmp/ss).
-  src=.device/llama-src.tar.xz
-  if [ -n "${PATCH:-}" ]; then
-    mkdir -p $K/patched && tar xJf $src -C $K/patched && patch -s -p1 -d $K/patched < "$PATCH" || exit 1
-    src=$K/patched/llama.cpp
-  fi
-  pgrep -f "engine install" > /dev/null || setsid nohup $S engine install --cuda --jobs 12 --source $src > $K/build.log 2>&1 < /dev/null &
+  engine_behind
   # The smoke's own sizes come after "$@" so they win (argparse keeps the last), the recipe flags still apply.
   # SMOKE=0 skips it when device time is short (its ~1 min then goes to training).
-  [ "${SMOKE:-1}" = 0 ] || ( cd training && timeout 150 python3 gemma4_mini.py "$@" --out /tmp/smoke --llama-cpp $K/llama.cpp --max-pairs 400 \
-      --reasoning-pairs 200 --layers 4 --target-steps 3 --assistant-steps 3 --answers 64 --sample-batch 64 \
-      --answer-tokens 32 --batch 8 --seq-len 128 > $OUT/smoke.log 2>&1 ) || { tail -60 $OUT/smoke.log; exit 1; }
-  echo "smoke run $([ "${SMOKE:-1}" = 0 ] && echo skipped || echo ok) at $(elapsed) s"
+  if [ "${SMOKE:-1}" = 0 ]; then
+    echo "smoke run skipped"
+  else
+    ( cd training && timeout 150 python3 gemma4_mini.py "$@" --out /tmp/smoke --llama-cpp $K/llama.cpp --max-pairs 400 \
+        --reasoning-pairs 200 --layers 4 --target-steps 3 --assistant-steps 3 --answers 64 --sample-batch 64 \
+        --answer-tokens 32 --batch 8 --seq-len 128 > $OUT/smoke.log 2>&1 ) || { tail -60 $OUT/smoke.log; exit 1; }
+    echo "smoke run ok at $(elapsed) s"
+  fi
   left=$(( ${CALL_S:-585} - $(elapsed) ))
   ( cd training && timeout $left python3 gemma4_mini.py --stage target --out $R --llama-cpp $K/llama.cpp \
       --target-budget-s $(( left - 130 )) "$@" > $OUT/target.log 2>&1 ); echo "target rc=$? at $(elapsed) s"
@@ -72,9 +82,7 @@ train)
   # are v6's on the H100 (corpus 78 s, the target's samples and conversion ~40 s, the assistant's two
   # sample budgets, its evaluation and conversion ~35 s, 20 s spare); the target gets 55% of the rest.
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  mkdir -p $K && tar xJf .device/llama-src.tar.xz -C $K || exit 1
-  pgrep -f "engine install" > /dev/null || setsid nohup $S engine install --cuda --jobs 12 \
-      --source .device/llama-src.tar.xz > $K/build.log 2>&1 < /dev/null &
+  engine_behind
   call_s=${CALL_S:-585} sample_s=30
   train_s=$(( call_s - 78 - 40 - 2 * sample_s - 35 - 20 ))
   ( cd training && timeout $(( call_s - $(elapsed) - 10 )) python3 gemma4_mini.py --stage all --out $R \
@@ -95,7 +103,7 @@ assistant)
   cp $R/training.json $R/MODEL_CARD.md $R/loss.png $R/gemma4-mini-assistant-F16.gguf $OUT/
   ;;
 measure)
-  while pgrep -f "engine install" > /dev/null; do sleep 5; done
+  wait_engine
   mkdir -p $W/asst
   make_ladder
   $S quantize $R/gemma4-mini-assistant-F16.gguf --types Q8_0,Q4_K_M --out $W/asst > $W/qa.log 2>&1 || tail $W/qa.log
@@ -126,7 +134,7 @@ cells)
   # without graphs: benchmarks/gpu-draft-counts.md), sequential against K cells at once on one-slot
   # servers sharing the GPU through the sweep's own MPS daemon, and K slots of one server per cell.
   # Each database and log goes to $OUT as soon as its run ends.
-  while pgrep -f "engine install" > /dev/null; do sleep 5; done
+  wait_engine
   mkdir -p $W
   nvidia-smi --query-gpu=name,memory.total,driver_version,compute_mode --format=csv,noheader
   [ -d $W/ladder ] || make_ladder
@@ -159,7 +167,7 @@ pair)
     && ls -l $R
   ;;
 race)
-  while pgrep -f "engine install" > /dev/null; do sleep 5; done
+  wait_engine
   mkdir -p $K/race
   OUT=$K/race timeout 200 bash benchmarks/gpu_draft_race.sh .device/llama-src.tar.xz "$@"; echo "race rc=$? at $(elapsed) s"
   single_file_dbs $K/race/*.db
