@@ -48,7 +48,7 @@ class LanesExecutor(LocalExecutor):
     def __init__(self, engine: Engine, lanes: int, mps: bool = True):
         super().__init__(engine, share_gpu=True, mps=mps)
         self.width = lanes
-        self.run_notes = {"lanes": lanes, "mps": "off" if self.mps is None else "not started"}
+        self.run_notes = {"lanes": lanes, **self.run_notes}  # the parent's MPS note (share_gpu)
 
     def run(self, work: list[tuple[ServerGroup, list[PlannedRequest]]], recorder: Recorder) -> None:
         queue = deque(work)
