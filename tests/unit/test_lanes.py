@@ -184,6 +184,30 @@ def test_a_private_daemon_is_started_for_the_servers_and_told_to_quit(tmp_path, 
     assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ and not Path(pipe).exists()
 
 
+def test_a_daemon_that_forks_but_never_answers_or_is_interrupted_is_told_to_quit(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_MPS_PIPE_DIRECTORY", raising=False)
+    monkeypatch.setattr(mps_module, "DEFAULT_PIPE", tmp_path / "none")
+    monkeypatch.setattr(mps_module, "START_WAIT", 0.2)
+    log = tmp_path / "quit.log"
+    # "-d" succeeds but no control pipe appears: the daemon may still be running, so it gets "quit"
+    control = _control(tmp_path, f'[ "$1" = -d ] && exit 0; cat >> "{log}"; echo "$CUDA_MPS_PIPE_DIRECTORY" >> "{log}"\n')
+    silent = PrivateMps(control)
+    assert silent.start() == "unavailable: its control pipe did not appear"
+    quit_word, pipe = log.read_text().split()
+    assert quit_word == "quit" and "specsweep-mps-" in pipe and not Path(pipe).exists()  # its own pipe, removed
+    assert silent.folder is None and "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
+    # Ctrl-C while it waits for the pipe: told to quit as well, and the interrupt goes on
+    log.unlink()
+
+    def interrupted(_seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mps_module.time, "sleep", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        PrivateMps(control).start()
+    assert log.read_text().split()[0] == "quit" and "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
+
+
 def test_a_running_daemon_is_used_and_a_missing_or_failing_one_is_said(tmp_path, monkeypatch):
     (tmp_path / "pipe").mkdir()
     (tmp_path / "pipe" / "control").touch()

@@ -45,8 +45,8 @@ def cmd_run(args) -> int:
             raise UsageError(f"--target-ci needs at least {MIN_PROMPTS} prompts (this sweep has "
                              f"{len(prepared.prompts)}): with fewer, no acceptance interval can be trusted")
         adaptive = AdaptiveTarget(args.target_ci / 100.0, args.max_reps, args.max_tokens_total)
-    executor.connect()
-    try:
+    try:  # connect inside: a Ctrl-C while an MPS daemon starts, or a store that cannot open, still closes it
+        executor.connect()
         store = Store(config.db)
         logs = Path(config.db).resolve().parent / (Path(config.db).stem + "-logs")
         sweep = Sweep(prepared, store, logs, progress=SweepProgress(), executor=executor)

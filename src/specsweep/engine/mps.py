@@ -71,24 +71,31 @@ class PrivateMps:
         for name in ("pipe", "log"):
             (self.folder / name).mkdir()
         try:
-            done = subprocess.run([self.control, "-d"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                                  text=True, timeout=START_WAIT)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return self._give_up(str(exc))
-        if done.returncode != 0:
-            return self._give_up((done.stderr or done.stdout).strip() or f"exit status {done.returncode}")
-        deadline = time.monotonic() + START_WAIT
-        while not (self.folder / "pipe" / "control").exists():
-            if time.monotonic() > deadline:
-                return self._give_up("its control pipe did not appear")
-            time.sleep(0.05)
+            try:
+                done = subprocess.run([self.control, "-d"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                                      text=True, timeout=START_WAIT)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return self._give_up(str(exc), env)
+            if done.returncode != 0:
+                return self._give_up((done.stderr or done.stdout).strip() or f"exit status {done.returncode}", env)
+            deadline = time.monotonic() + START_WAIT
+            while not (self.folder / "pipe" / "control").exists():
+                if time.monotonic() > deadline:
+                    return self._give_up("its control pipe did not appear", env)
+                time.sleep(0.05)
+        except BaseException:  # Ctrl-C while it starts: a daemon it may have forked must not outlive the run
+            self._give_up("interrupted", env)
+            raise
         for name in VARIABLES:  # the servers inherit them (engine.server.server_env)
             self.saved[name] = os.environ.get(name)
             os.environ[name] = env[name]
         self.state = "private daemon"
         return self.state
 
-    def _give_up(self, why: str) -> str:
+    def _give_up(self, why: str, env: dict[str, str]) -> str:
+        # A daemon that forked but never answered would run on with nobody to stop it: tell it to quit
+        # through its own pipe (where none listens the control program just fails).
+        self._quit(env)
         self._remove_folder()
         self.state = f"unavailable: {why.splitlines()[0] if why else 'unknown'}"
         return self.state
@@ -97,10 +104,7 @@ class PrivateMps:
         """Tell the run's own daemon to quit (it waits for its clients, the stopped servers)."""
         if self.state != "private daemon":
             return
-        try:  # through the run's own pipe: CUDA_MPS_PIPE_DIRECTORY is still ours here
-            subprocess.run([self.control], input="quit\n", capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            pass  # the daemon goes with the machine; its folder below goes now
+        self._quit(os.environ)  # through the run's own pipe: CUDA_MPS_PIPE_DIRECTORY is still ours here
         for name, value in self.saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -109,6 +113,12 @@ class PrivateMps:
         self.saved.clear()
         self._remove_folder()
         self.state = "stopped"
+
+    def _quit(self, env) -> None:
+        try:
+            subprocess.run([self.control], input="quit\n", env=dict(env), capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # the daemon goes with the machine; its folder goes now
 
     def _remove_folder(self) -> None:
         if self.folder is not None:
