@@ -1,12 +1,13 @@
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from specsweep.client import parse_log_slice
 from specsweep.engine.options import ServerOptions, ServerSettings
-from specsweep.engine.server import LlamaServer, parse_metrics
+from specsweep.engine.server import LlamaServer, _die_with_parent, parse_metrics
 
 LOG = """
 slot update_slots: id  0 | task 5 | accepted  2/ 3 draft tokens
@@ -70,3 +71,23 @@ def test_stop_kills_a_process_that_ignores_sigterm_once_the_grace_is_over(tmp_pa
         time.sleep(0.01)
     server.stop(grace=0.2)
     assert server.process.returncode == -signal.SIGKILL
+
+
+def test_a_server_started_from_a_thread_that_blocks_signals_gets_them_and_is_killed_with_its_parent(tmp_path):
+    """A Ray worker's threads block SIGINT and SIGTERM, and exec keeps the mask: the server must not
+    inherit it, and the parent's death must SIGKILL it (a graceful stop can hang with nobody waiting)."""
+    report = ("import ctypes, signal; v = ctypes.c_int(); ctypes.CDLL('libc.so.6').prctl(2, ctypes.byref(v)); "
+              "blocked = next(l for l in open('/proc/self/status') if l.startswith('SigBlk:')).split()[1]; "
+              "print(int(blocked, 16), v.value)")
+    seen = {}
+
+    def spawn():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        seen["out"] = subprocess.run([sys.executable, "-c", report], preexec_fn=_die_with_parent,
+                                     capture_output=True, text=True, check=True).stdout.split()
+
+    thread = threading.Thread(target=spawn)
+    thread.start()
+    thread.join()
+    blocked, death_signal = map(int, seen["out"])
+    assert blocked == 0 and death_signal == signal.SIGKILL

@@ -44,10 +44,16 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    """In the child: ask Linux to SIGTERM the server if specsweep itself dies (even by SIGKILL)."""
+    """In the child, before exec: the server gets signals as a server started from a shell does, and
+    Linux SIGKILLs it if the thread that started it dies (specsweep, or a Ray worker, even by SIGKILL).
+
+    Exec keeps the signal mask, and a Ray worker's threads block SIGINT and SIGTERM: a server started
+    there ignored the stop signal, and outlived its killed worker. SIGKILL, not SIGTERM, on the parent's
+    death: nobody is left to wait for a graceful stop, which can hang on a request in flight."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
 
@@ -163,7 +169,7 @@ class LlamaServer:
             try:
                 # A session of its own: a terminal's Ctrl-C signals the whole foreground process group,
                 # and the server must not die under a request the sweep is letting finish; specsweep
-                # stops it, and PR_SET_PDEATHSIG still ends it if specsweep dies.
+                # stops it, and PR_SET_PDEATHSIG (_die_with_parent) still ends it if specsweep dies.
                 self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
                                                 stderr=subprocess.STDOUT, env=server_env(self.traced),
                                                 preexec_fn=_die_with_parent, start_new_session=True)
