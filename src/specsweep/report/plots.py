@@ -166,7 +166,9 @@ def _per_position(plt, report: Report):
     ticks = list(range(n_max)) if n_max <= 16 else None
     _finish(ax1, "Unconditional p_i = accepted at i / steps that drafted ≥ i+1\n(± standard error over prompts)",
             "draft position i (0 = first drafted token)", "acceptance at position i (%)", ticks)
-    _finish(ax2, "Conditional α_i = accepted ≥ i+1 / reached i (drafted ≥ i+1, accepted ≥ i)\n(± standard error over prompts)",
+    # Three lines: on one, this title ran past the figure's right edge.
+    _finish(ax2, "Conditional α_i = accepted ≥ i+1 / reached i\n(reached: drafted ≥ i+1 and accepted ≥ i;"
+                 "\n± standard error over prompts)",
             "draft position i (0 = first drafted token)", "acceptance given all earlier accepted (%)", ticks)
     fig.suptitle(f"Acceptance by draft position, pooled over depths and reps · run {report.run.id}")
     return fig
