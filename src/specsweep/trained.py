@@ -20,9 +20,9 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 TRAINED: dict[str, dict[str, tuple[str, str]]] = {
     "gemma4-mini": {
         "target": ("gemma4-mini/gemma4-mini-F16.gguf",
-                   "31d68ec8bbc622a1cb7ee106100431936581f9dc2b23aab1bc96ced4c2d77eee"),
+                   "e49748cdbf0ce299751c127020b9b32822fb5a06bfbf0a53ebe59f3dc37a36e0"),
         "assistant": ("gemma4-mini/gemma4-mini-assistant-F16.gguf",
-                      "400d2e31b5da568a39cc2bbc6435c57c00e9ca22960b398c2675edff05c95927"),
+                      "1593612034ca0aca4d3c8f400db06f2528ff906a800c4bdf9d2c1eaf253f64f7"),
     },
     "qwen35-mini": {
         "target": ("qwen35-mini/qwen35-mini-mtp-F16.gguf",
