@@ -190,7 +190,8 @@ def test_a_daemon_that_forks_but_never_answers_or_is_interrupted_is_told_to_quit
     monkeypatch.setattr(mps_module, "START_WAIT", 0.2)
     log = tmp_path / "quit.log"
     # "-d" succeeds but no control pipe appears: the daemon may still be running, so it gets "quit"
-    control = _control(tmp_path, f'[ "$1" = -d ] && exit 0; cat >> "{log}"; echo "$CUDA_MPS_PIPE_DIRECTORY" >> "{log}"\n')
+    control = _control(tmp_path, f'[ "$1" = -d ] && exit 0\n'
+                                 f'cat >> "{log}"; echo "$CUDA_MPS_PIPE_DIRECTORY" >> "{log}"\n')
     silent = PrivateMps(control)
     assert silent.start() == "unavailable: its control pipe did not appear"
     quit_word, pipe = log.read_text().split()
