@@ -11,6 +11,7 @@
 #   bash training/gemma4_gpu.sh engine                                   # only the engine build (no training)
 #   bash training/gemma4_gpu.sh pair DIR                                 # a pair that travelled in DIR becomes the one to measure
 #   bash training/gemma4_gpu.sh measure                                  # ladder, published protocol, assistant grid
+#                                                                        # (PUBLISHED=0, ASSISTANT_GRIDS=… pick runs)
 #   bash training/gemma4_gpu.sh cells                                    # after engine + pair: sequential against
 #                                                                        # --side-by-side cells under MPS and slots
 #                                                                        # (issue 13; CELLS_RUNS picks the runs)
@@ -111,14 +112,18 @@ measure)
   # The published protocol twice: as users run the engine (CUDA graphs on: the speed figures), and with
   # GGML_CUDA_DISABLE_GRAPHS=1, the drafter's own acceptance (graphs spoil the pinned engine's MTP drafts,
   # benchmarks/gpu-draft-counts.md). The assistant grids compare acceptance, so they run without graphs.
-  timeout 250 $S run --models "$W/ladder/*.gguf" --draft-model $R/gemma4-mini-assistant-F16.gguf \
-    --protocol published --db $W/published.db > $OUT/published.log 2>&1
-  echo "published rc=$? at $(elapsed) s"
-  GGML_CUDA_DISABLE_GRAPHS=1 timeout 250 $S run --models "$W/ladder/*.gguf" \
-    --draft-model $R/gemma4-mini-assistant-F16.gguf --protocol published --db $W/published-nographs.db \
-    > $W/published-nographs.log 2>&1
-  echo "published, graphs off rc=$? at $(elapsed) s"
-  for a in Q8_0 Q4_K_M; do
+  # PUBLISHED=0 skips the two published runs and ASSISTANT_GRIDS picks the grids, e.g. to add a grid a
+  # short session left out (after `engine` and `pair`): PUBLISHED=0 ASSISTANT_GRIDS=Q4_K_M … measure
+  if [ "${PUBLISHED:-1}" != 0 ]; then
+    timeout 250 $S run --models "$W/ladder/*.gguf" --draft-model $R/gemma4-mini-assistant-F16.gguf \
+      --protocol published --db $W/published.db > $OUT/published.log 2>&1
+    echo "published rc=$? at $(elapsed) s"
+    GGML_CUDA_DISABLE_GRAPHS=1 timeout 250 $S run --models "$W/ladder/*.gguf" \
+      --draft-model $R/gemma4-mini-assistant-F16.gguf --protocol published --db $W/published-nographs.db \
+      > $W/published-nographs.log 2>&1
+    echo "published, graphs off rc=$? at $(elapsed) s"
+  fi
+  for a in ${ASSISTANT_GRIDS:-Q8_0 Q4_K_M}; do
     left=$(( ${CALL_S:-560} - $(elapsed) ))
     # `timeout 0` would mean no limit at all: skip a grid there is no time left for.
     if [ $left -lt 30 ]; then echo "assistant $a: skipped, ${left} s left"; continue; fi
