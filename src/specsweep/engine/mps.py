@@ -71,11 +71,8 @@ class PrivateMps:
         for name in ("pipe", "log"):
             (self.folder / name).mkdir()
         try:
-            try:
-                done = subprocess.run([self.control, "-d"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                                      text=True, timeout=START_WAIT)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                return self._give_up(str(exc), env)
+            done = subprocess.run([self.control, "-d"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=START_WAIT)
             if done.returncode != 0:
                 return self._give_up((done.stderr or done.stdout).strip() or f"exit status {done.returncode}", env)
             deadline = time.monotonic() + START_WAIT
@@ -83,6 +80,8 @@ class PrivateMps:
                 if time.monotonic() > deadline:
                     return self._give_up("its control pipe did not appear", env)
                 time.sleep(0.05)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return self._give_up(str(exc), env)
         except BaseException:  # Ctrl-C while it starts: a daemon it may have forked must not outlive the run
             self._give_up("interrupted", env)
             raise
@@ -104,7 +103,7 @@ class PrivateMps:
         """Tell the run's own daemon to quit (it waits for its clients, the stopped servers)."""
         if self.state != "private daemon":
             return
-        self._quit(os.environ)  # through the run's own pipe: CUDA_MPS_PIPE_DIRECTORY is still ours here
+        self._quit()  # through the run's own pipe: CUDA_MPS_PIPE_DIRECTORY is still ours here
         for name, value in self.saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -114,9 +113,10 @@ class PrivateMps:
         self._remove_folder()
         self.state = "stopped"
 
-    def _quit(self, env) -> None:
+    def _quit(self, env: dict[str, str] | None = None) -> None:
+        """``quit`` to the daemon whose pipe ``env`` names (None: the one this process's children use)."""
         try:
-            subprocess.run([self.control], input="quit\n", env=dict(env), capture_output=True, text=True, timeout=30)
+            subprocess.run([self.control], input="quit\n", env=env, capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             pass  # the daemon goes with the machine; its folder goes now
 
