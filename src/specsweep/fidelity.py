@@ -99,6 +99,21 @@ def parse_kld_output(text: str) -> FidelityResult:
     return FidelityResult(**values, chunks=chunks, tokens=tokens)
 
 
+def why_no_statistics(text: str) -> str:
+    """Why a llama-perplexity log has no KL summary, told from the log itself (the exit code was 0)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if failed := [ln for ln in lines if re.search(r"\bfailed\b|\berror\b", ln, re.IGNORECASE)]:
+        return failed[0]
+    if any(re.match(r"Mean\s+KLD\s*:\s*-?(nan|inf)", ln, re.IGNORECASE) for ln in lines):
+        return "its KL divergence is not finite (the model's logits are nan or inf)"
+    if any(re.match(r"Mean\s+KLD\s*:", ln) for ln in lines):
+        return "its summary could not be read (a print format this version does not know?)"
+    rows = [ln for ln in lines if _CHUNK_ROW.match(ln)]
+    if rows and not any("Perplexity statistics" in ln for ln in lines):
+        return f"it scored fewer than {MIN_TOKENS} tokens, or its log was cut short after: {rows[-1]}"
+    return f"its log ends after: {lines[-1] if lines else 'nothing'} (cut short: a full disk?)"
+
+
 def _base_ctx(base: Path) -> int:
     """The context size a base file was saved with: header "_logits_" then uint32 n_ctx."""
     try:
@@ -136,10 +151,11 @@ def measure_kld(engine, model: Path, base: Path, threads: int | None = None) -> 
     log = base.with_name(f"{base.stem}.{model.stem}.log")
     run_tool([str(engine.tool("llama-perplexity")), "-m", str(model), "--kl-divergence-base", str(base),
               "--kl-divergence", "-c", str(ctx), *thread_args(threads)], log)
-    result = parse_kld_output(log.read_text(errors="replace"))
+    text = log.read_text(errors="replace")
+    result = parse_kld_output(text)
     if result.kld_mean is None or result.top1_pct is None:
-        raise EngineError(f"llama-perplexity printed no KL-divergence statistics for {model.name}",
-                          hint=f"fewer than {MIN_TOKENS} tokens scored, or a different vocabulary? see {log}")
+        raise EngineError(f"llama-perplexity printed no KL-divergence statistics for {model.name}: "
+                          f"{why_no_statistics(text)}", hint=f"full log: {log}")
     if result.tokens is None and result.chunks:
         result = replace(result, tokens=scored_tokens(ctx, result.chunks))
     return result

@@ -4,12 +4,13 @@ Fixtures: SmolLM2-135M-Instruct, F16 reference (dequantized from the Q4_1 wheel)
 text, -c 128 --chunks 4, CPU; an IQ2_XS quant (with imatrix) and the reference against itself.
 """
 
+import re
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from specsweep.fidelity import FidelityResult, parse_kld_output
+from specsweep.fidelity import MIN_TOKENS, FidelityResult, parse_kld_output, why_no_statistics
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -54,3 +55,29 @@ def test_missing_statistics_are_none():
 def test_to_json_round_trips_field_names():
     result = parse_kld_output((FIXTURES / "kld_smollm2_iq2_xs.txt").read_text())
     assert FidelityResult(**result.to_json()) == result
+
+
+def _cut_before(text: str, marker: str) -> str:
+    return text[:text.index(marker)]
+
+
+def test_why_no_statistics_names_the_cause_the_log_shows():
+    real = (FIXTURES / "kld_smollm2_iq2_xs.txt").read_text()
+    assert "Perplexity statistics" in real and "Mean    KLD" in real
+
+    nan = re.sub(r"Mean    KLD: .*", "Mean    KLD:        nan ±        nan", real)
+    assert parse_kld_output(nan).kld_mean is None
+    assert "not finite" in why_no_statistics(nan)
+
+    failed = _cut_before(real, "====== Perplexity") + "kl_divergence : failed to decode\n"
+    assert why_no_statistics(failed) == "kl_divergence : failed to decode"
+
+    table_only = _cut_before(real, "====== Perplexity")  # what the tool prints below 100 tokens
+    why = why_no_statistics(table_only)
+    assert f"fewer than {MIN_TOKENS} tokens" in why and why.endswith(table_only.strip().splitlines()[-1].strip())
+
+    cut_in_summary = _cut_before(real, "====== KL divergence")  # e.g. the disk filled while it wrote
+    assert "cut short" in why_no_statistics(cut_in_summary) and "fewer than" not in why_no_statistics(cut_in_summary)
+
+    unknown_format = real.replace("Mean    KLD: ", "Mean    KLD: ~")
+    assert "could not be read" in why_no_statistics(unknown_format)
