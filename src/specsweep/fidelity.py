@@ -19,6 +19,7 @@ from .engine.tools import engine_version_of, make_cached, run_tool, thread_args
 from .texts import text_path
 
 MIN_TOKENS = 100  # perplexity.cpp: "we do not wish to do statistics on so few values"
+KLD_ATTEMPTS = 3  # runs of one comparison whose log was cut short (see why_no_statistics)
 
 
 def scored_tokens(ctx: int, chunks: int) -> int:
@@ -99,19 +100,24 @@ def parse_kld_output(text: str) -> FidelityResult:
     return FidelityResult(**values, chunks=chunks, tokens=tokens)
 
 
-def why_no_statistics(text: str) -> str:
-    """Why a llama-perplexity log has no KL summary, told from the log itself (the exit code was 0)."""
+def why_no_statistics(text: str) -> tuple[str, bool]:
+    """Why a llama-perplexity log that exited 0 has no KL summary, and whether a rerun may help.
+
+    A rerun helps only when the log was cut short: the pinned tools log through an asynchronous
+    queue that nobody flushes at exit, so on a busy machine the last lines can be lost
+    (llama.cpp issue 22142; seen in CI, the summary missing after chunk 3 of 4).
+    """
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if failed := [ln for ln in lines if re.search(r"\bfailed\b|\berror\b", ln, re.IGNORECASE)]:
-        return failed[0]
+        return failed[0], False
     if any(re.match(r"Mean\s+KLD\s*:\s*-?(nan|inf)", ln, re.IGNORECASE) for ln in lines):
-        return "its KL divergence is not finite (the model's logits are nan or inf)"
+        return "its KL divergence is not finite (the model's logits are nan or inf)", False
     if any(re.match(r"Mean\s+KLD\s*:", ln) for ln in lines):
-        return "its summary could not be read (a print format this version does not know?)"
-    rows = [ln for ln in lines if _CHUNK_ROW.match(ln)]
-    if rows and not any("Perplexity statistics" in ln for ln in lines):
-        return f"it scored fewer than {MIN_TOKENS} tokens, or its log was cut short after: {rows[-1]}"
-    return f"its log ends after: {lines[-1] if lines else 'nothing'} (cut short: a full disk?)"
+        return "its summary could not be read (a print format this version does not know?)", False
+    tokens = parse_kld_output(text).tokens
+    if tokens is not None and tokens < MIN_TOKENS:
+        return f"it scored {tokens} tokens and prints statistics only from {MIN_TOKENS}", False
+    return f"its log was cut short after: {lines[-1] if lines else 'nothing'}", True
 
 
 def _base_ctx(base: Path) -> int:
@@ -149,13 +155,18 @@ def measure_kld(engine, model: Path, base: Path, threads: int | None = None) -> 
     model, base = Path(model), Path(base)
     ctx = _base_ctx(base)  # the comparison must run at the base's context size
     log = base.with_name(f"{base.stem}.{model.stem}.log")
-    run_tool([str(engine.tool("llama-perplexity")), "-m", str(model), "--kl-divergence-base", str(base),
-              "--kl-divergence", "-c", str(ctx), *thread_args(threads)], log)
-    text = log.read_text(errors="replace")
-    result = parse_kld_output(text)
-    if result.kld_mean is None or result.top1_pct is None:
-        raise EngineError(f"llama-perplexity printed no KL-divergence statistics for {model.name}: "
-                          f"{why_no_statistics(text)}", hint=f"full log: {log}")
+    for attempt in range(1, KLD_ATTEMPTS + 1):
+        run_tool([str(engine.tool("llama-perplexity")), "-m", str(model), "--kl-divergence-base", str(base),
+                  "--kl-divergence", "-c", str(ctx), *thread_args(threads)], log)
+        text = log.read_text(errors="replace")
+        result = parse_kld_output(text)
+        if result.kld_mean is not None and result.top1_pct is not None:
+            break
+        why, cut_short = why_no_statistics(text)
+        if not cut_short or attempt == KLD_ATTEMPTS:
+            tries = f" ({attempt} tries)" if attempt > 1 else ""
+            raise EngineError(f"llama-perplexity printed no KL-divergence statistics for {model.name}{tries}: "
+                              f"{why}", hint=f"full log: {log}")
     if result.tokens is None and result.chunks:
         result = replace(result, tokens=scored_tokens(ctx, result.chunks))
     return result

@@ -5,12 +5,16 @@ text, -c 128 --chunks 4, CPU; an IQ2_XS quant (with imatrix) and the reference a
 """
 
 import re
+import struct
+import sys
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from specsweep.fidelity import MIN_TOKENS, FidelityResult, parse_kld_output, why_no_statistics
+from specsweep.errors import EngineError
+from specsweep.fidelity import (KLD_ATTEMPTS, MIN_TOKENS, FidelityResult, measure_kld, parse_kld_output,
+                                 why_no_statistics)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -57,27 +61,93 @@ def test_to_json_round_trips_field_names():
     assert FidelityResult(**result.to_json()) == result
 
 
+
 def _cut_before(text: str, marker: str) -> str:
     return text[:text.index(marker)]
 
 
-def test_why_no_statistics_names_the_cause_the_log_shows():
-    real = (FIXTURES / "kld_smollm2_iq2_xs.txt").read_text()
-    assert "Perplexity statistics" in real and "Mean    KLD" in real
+REAL = (FIXTURES / "kld_smollm2_iq2_xs.txt").read_text()
 
-    nan = re.sub(r"Mean    KLD: .*", "Mean    KLD:        nan ±        nan", real)
+
+def test_why_no_statistics_names_the_cause_and_retries_only_a_log_cut_short():
+    assert "Perplexity statistics" in REAL and "Mean    KLD" in REAL
+
+    nan = re.sub(r"Mean    KLD: .*", "Mean    KLD:        nan ±        nan", REAL)
     assert parse_kld_output(nan).kld_mean is None
-    assert "not finite" in why_no_statistics(nan)
+    why, retry = why_no_statistics(nan)
+    assert "not finite" in why and not retry
 
-    failed = _cut_before(real, "====== Perplexity") + "kl_divergence : failed to decode\n"
-    assert why_no_statistics(failed) == "kl_divergence : failed to decode"
+    failed = _cut_before(REAL, "====== Perplexity") + "kl_divergence : failed to decode\n"
+    assert why_no_statistics(failed) == ("kl_divergence : failed to decode", False)
 
-    table_only = _cut_before(real, "====== Perplexity")  # what the tool prints below 100 tokens
-    why = why_no_statistics(table_only)
-    assert f"fewer than {MIN_TOKENS} tokens" in why and why.endswith(table_only.strip().splitlines()[-1].strip())
+    unknown_format = REAL.replace("Mean    KLD: ", "Mean    KLD: ~")
+    why, retry = why_no_statistics(unknown_format)
+    assert "could not be read" in why and not retry
 
-    cut_in_summary = _cut_before(real, "====== KL divergence")  # e.g. the disk filled while it wrote
-    assert "cut short" in why_no_statistics(cut_in_summary) and "fewer than" not in why_no_statistics(cut_in_summary)
+    # One chunk of 128 scores 63 tokens: the tool prints its table and, rightly, no summary.
+    one_chunk = REAL.replace("computing over 4 chunks", "computing over 1 chunks")
+    one_chunk = _cut_before(one_chunk, "   2 ")
+    assert why_no_statistics(one_chunk) == (f"it scored 63 tokens and prints statistics only from {MIN_TOKENS}",
+                                            False)
 
-    unknown_format = real.replace("Mean    KLD: ", "Mean    KLD: ~")
-    assert "could not be read" in why_no_statistics(unknown_format)
+    # Four chunks (252 tokens) but the summary, or the last rows, never reached the log: cut short.
+    for cut in (_cut_before(REAL, "====== Perplexity"), _cut_before(REAL, "   4 "),
+                _cut_before(REAL, "====== KL divergence")):
+        why, retry = why_no_statistics(cut)
+        assert retry and why == f"its log was cut short after: {cut.strip().splitlines()[-1].strip()}"
+
+
+class _ScriptEngine:
+    """A stand-in whose llama-perplexity is a script: for the one failure a real run cannot be made
+    to show on demand, a log cut short at exit."""
+
+    def __init__(self, script: Path):
+        self.script = script
+
+    def tool(self, name: str) -> Path:
+        return self.script
+
+
+def _perplexity_script(tmp_path: Path, outputs: list[str]) -> Path:
+    """A script printing ``outputs[k]`` on its k-th run (the last one from then on)."""
+    for k, text in enumerate(outputs):
+        (tmp_path / f"out{k}.txt").write_text(text)
+    script = tmp_path / "llama-perplexity"
+    script.write_text(f"""#!{sys.executable}
+import pathlib
+runs = pathlib.Path({str(tmp_path / "runs")!r})
+k = len(runs.read_text()) if runs.exists() else 0
+runs.write_text("x" * (k + 1))
+print(pathlib.Path({str(tmp_path)!r}, f"out{{min(k, {len(outputs) - 1})}}.txt").read_text(), end="")
+""")
+    script.chmod(0o755)
+    return script
+
+
+def _base_file(tmp_path: Path, ctx: int = 128) -> Path:
+    base = tmp_path / "reference.kld"
+    base.write_bytes(b"_logits_" + struct.pack("<I", ctx))
+    return base
+
+
+def test_measure_kld_reruns_a_comparison_whose_log_was_cut_short(tmp_path):
+    cut = _cut_before(REAL, "====== Perplexity")
+    engine = _ScriptEngine(_perplexity_script(tmp_path, [cut, cut, REAL]))
+    result = measure_kld(engine, tmp_path / "m.gguf", _base_file(tmp_path))
+    assert (tmp_path / "runs").read_text() == "xxx"
+    assert result == parse_kld_output(REAL)
+
+
+def test_measure_kld_gives_up_after_its_attempts_and_at_once_on_a_lasting_cause(tmp_path):
+    cut = _cut_before(REAL, "====== Perplexity")
+    engine = _ScriptEngine(_perplexity_script(tmp_path, [cut]))
+    with pytest.raises(EngineError, match=rf"m\.gguf \({KLD_ATTEMPTS} tries\): its log was cut short after"):
+        measure_kld(engine, tmp_path / "m.gguf", _base_file(tmp_path))
+    assert len((tmp_path / "runs").read_text()) == KLD_ATTEMPTS
+
+    (tmp_path / "runs").unlink()
+    nan = re.sub(r"Mean    KLD: .*", "Mean    KLD:        nan ±        nan", REAL)
+    engine = _ScriptEngine(_perplexity_script(tmp_path, [nan]))
+    with pytest.raises(EngineError, match=r"m\.gguf: its KL divergence is not finite"):
+        measure_kld(engine, tmp_path / "m.gguf", _base_file(tmp_path))
+    assert (tmp_path / "runs").read_text() == "x"
