@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .cache import sha256_file_memo
-from .errors import EngineError, UsageError
+from .errors import EngineError, ModelError, UsageError
 from .engine.tools import engine_version_of, make_cached, run_tool, thread_args
+from .models import inspect_gguf
 from .texts import text_path
 
 MIN_TOKENS = 100  # perplexity.cpp: "we do not wish to do statistics on so few values"
@@ -77,6 +78,8 @@ _SUMMARY = re.compile(r"^\s*(?P<label>[^:]+?)\s*:\s*(?P<value>-?\d+(?:\.\d+)?)"
                       r"(?:\s*±\s*(?P<unc>-?\d+(?:\.\d+)?))?\s*%?\s*$")
 # Per-chunk table rows: "   4      70.1701 ±   13.9348       0.35531 ± …"
 _CHUNK_ROW = re.compile(r"^\s*(\d+)\s+-?\d+(?:\.\d+)?\s+±")
+# An error line of the comparison itself: "0.00.679.569 E kl_divergence: inconsistent vocabulary (1536 vs 49152)"
+_KL_ERROR = re.compile(r"^\S+ E kl_divergence: (.*)$", re.MULTILINE)
 # "kl_divergence: computing over 4 chunks, n_ctx=128, batch_size=2048, n_seq=16"
 _SETUP = re.compile(r"computing over (\d+) chunks, n_ctx=(\d+)")
 
@@ -159,6 +162,9 @@ def measure_kld(engine, model: Path, base: Path, threads: int | None = None) -> 
         run_tool([str(engine.tool("llama-perplexity")), "-m", str(model), "--kl-divergence-base", str(base),
                   "--kl-divergence", "-c", str(ctx), *thread_args(threads)], log)
         text = log.read_text(errors="replace")
+        if complaint := _KL_ERROR.search(text):  # e.g. "inconsistent vocabulary": figures follow, but garbage
+            raise EngineError(f"llama-perplexity, {model.name} against {base.name}: {complaint[1].strip()}",
+                              hint=f"full log: {log}")
         result = parse_kld_output(text)
         if result.kld_mean is not None and result.top1_pct is not None:
             break
@@ -172,6 +178,18 @@ def measure_kld(engine, model: Path, base: Path, threads: int | None = None) -> 
     return result
 
 
+def check_same_vocabulary(reference: Path, models: list[Path]) -> None:
+    """KL divergence compares two next-token distributions over one vocabulary. Checked before any
+    run: the pinned llama-perplexity only logs "inconsistent vocabulary", then prints figures anyway."""
+    ref = inspect_gguf(reference)
+    for path in models:
+        info = inspect_gguf(path)
+        if info.vocab_hash != ref.vocab_hash:
+            raise ModelError(f"{path.name} has a different vocabulary from the reference {reference.name} "
+                             f"({info.vocab_size} vs {ref.vocab_size} tokens): no KL divergence between them",
+                             hint="give --reference the unquantized model the quants were made from")
+
+
 def measure_models(engine, store, run_id: int, models: list[tuple[str, Path]], reference: Path, base: Path,
                    threads: int | None = None, skip_known: bool = False, report=None) -> dict[str, FidelityResult]:
     """Measure each ``(label, path)`` against ``base`` and save it in the store under ``run_id``.
@@ -179,6 +197,7 @@ def measure_models(engine, store, run_id: int, models: list[tuple[str, Path]], r
     ``skip_known`` leaves out labels the store already has a result for (a resumed demo);
     ``report(label, result)`` is called after each one is saved. Returns the results measured.
     """
+    check_same_vocabulary(Path(reference), [Path(path) for _, path in models])
     known = store.fidelity(run_id) if skip_known else {}
     results = {}
     for label, path in models:

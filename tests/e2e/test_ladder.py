@@ -15,8 +15,8 @@ import time
 import pytest
 
 from specsweep.config import load_toml
-from specsweep.errors import UsageError
-from specsweep.fidelity import kld_base, measure_kld
+from specsweep.errors import EngineError, ModelError, UsageError
+from specsweep.fidelity import check_same_vocabulary, kld_base, measure_kld
 from specsweep.quantize import build_ladder, make_reference, needs_imatrix, write_sweep_file
 from tests.conftest import THREADS
 
@@ -39,7 +39,8 @@ def isolated_cache(tmp_path, monkeypatch, engine, source):
     monkeypatch.setenv("SPECSWEEP_CACHE", str(tmp_path / "cache"))
 
 
-def test_ladder_fidelity_and_sweep_file(engine, source, tmp_path, isolated_cache):
+def test_ladder_fidelity_and_sweep_file(engine, source, tmp_path, isolated_cache, model_path):
+    other_vocabulary = model_path
     out = tmp_path / "ladder"
     reference = make_reference(engine, source, out, threads=THREADS)
     assert "dequantized from" in json.loads(reference.with_name(reference.name + ".json").read_text())["provenance"]
@@ -79,6 +80,13 @@ def test_ladder_fidelity_and_sweep_file(engine, source, tmp_path, isolated_cache
 
     itself = measure_kld(engine, reference, base, threads=THREADS)
     assert itself.kld_mean == pytest.approx(0.0, abs=1e-4) and itself.top1_pct == 100.0
+
+    # A model of another vocabulary (SmolLM2): llama-perplexity only logs it, exits 0 and prints
+    # figures; the tool refuses it before any run, and measure_kld from the engine's own complaint.
+    with pytest.raises(ModelError, match=r"SmolLM2.* different vocabulary from the reference .*\(49152 vs 1536 "):
+        check_same_vocabulary(reference, [rungs[0].path, other_vocabulary])
+    with pytest.raises(EngineError, match=r"inconsistent vocabulary \(1536 vs 49152\)"):
+        measure_kld(engine, other_vocabulary, base, threads=THREADS)
 
     # A second call with the same inputs does no work.
     made = [imatrix, *(r.path for r in rungs)]

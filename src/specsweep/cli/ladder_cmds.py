@@ -28,7 +28,7 @@ def cmd_quantize(args) -> int:
 
 
 def cmd_fidelity(args) -> int:
-    from ..fidelity import kld_base, measure_models
+    from ..fidelity import check_same_vocabulary, kld_base, measure_models
     from ..progress import console
     store = open_results(args.db, readonly=False)
     run = store.run(args.run)
@@ -39,6 +39,7 @@ def cmd_fidelity(args) -> int:
         if len(drafters) != 1 or None in drafters:
             raise UsageError("give --reference: the run's models do not share one draft model to use as reference")
         reference = Path(drafters.pop())
+    check_same_vocabulary(Path(reference), [Path(m["path"]) for m in models])  # before the reference's pass
     engine = engine_from_args(args)
     base = kld_base(engine, reference, store.path.resolve().parent / f"{Path(reference).stem}.kld",
                     text=args.text, ctx=args.ctx, chunks=args.chunks, threads=args.threads)
