@@ -61,7 +61,6 @@ def test_to_json_round_trips_field_names():
     assert FidelityResult(**result.to_json()) == result
 
 
-
 def _cut_before(text: str, marker: str) -> str:
     return text[:text.index(marker)]
 
