@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .cache import sha256_file_memo
 from .errors import EngineError, ModelError, UsageError
-from .engine.tools import engine_version_of, make_cached, run_tool, thread_args
+from .engine.tools import engine_version_of, first_error_line, make_cached, run_tool, thread_args
 from .models import inspect_gguf
 from .texts import text_path
 
@@ -111,8 +111,8 @@ def why_no_statistics(text: str) -> tuple[str, bool]:
     (llama.cpp issue 22142; seen in CI, the summary missing after chunk 3 of 4).
     """
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if failed := [ln for ln in lines if re.search(r"\bfailed\b|\berror\b", ln, re.IGNORECASE)]:
-        return failed[0], False
+    if failed := first_error_line(lines):
+        return failed, False
     if any(re.match(r"Mean\s+KLD\s*:\s*-?(nan|inf)", ln, re.IGNORECASE) for ln in lines):
         return "its KL divergence is not finite (the model's logits are nan or inf)", False
     if any(re.match(r"Mean\s+KLD\s*:", ln) for ln in lines):
@@ -179,8 +179,10 @@ def measure_kld(engine, model: Path, base: Path, threads: int | None = None) -> 
 
 
 def check_same_vocabulary(reference: Path, models: list[Path]) -> None:
-    """KL divergence compares two next-token distributions over one vocabulary. Checked before any
-    run: the pinned llama-perplexity only logs "inconsistent vocabulary", then prints figures anyway."""
+    """KL divergence compares two next-token distributions over one vocabulary. ``specsweep fidelity``
+    checks it before the reference's pass: the pinned llama-perplexity only logs "inconsistent
+    vocabulary", then prints figures anyway (``measure_kld`` fails on that line; the demo's ladder is
+    made from its reference)."""
     ref = inspect_gguf(reference)
     for path in models:
         info = inspect_gguf(path)
@@ -197,7 +199,6 @@ def measure_models(engine, store, run_id: int, models: list[tuple[str, Path]], r
     ``skip_known`` leaves out labels the store already has a result for (a resumed demo);
     ``report(label, result)`` is called after each one is saved. Returns the results measured.
     """
-    check_same_vocabulary(Path(reference), [Path(path) for _, path in models])
     known = store.fidelity(run_id) if skip_known else {}
     results = {}
     for label, path in models:

@@ -66,17 +66,18 @@ def _cut_before(text: str, marker: str) -> str:
 
 
 REAL = (FIXTURES / "kld_smollm2_iq2_xs.txt").read_text()
+NAN = re.sub(r"Mean    KLD: .*", "Mean    KLD:        nan ±        nan", REAL)
+TABLE_ONLY = _cut_before(REAL, "====== Perplexity")  # the per-chunk rows, no summary
 
 
 def test_why_no_statistics_names_the_cause_and_retries_only_a_log_cut_short():
     assert "Perplexity statistics" in REAL and "Mean    KLD" in REAL
 
-    nan = re.sub(r"Mean    KLD: .*", "Mean    KLD:        nan ±        nan", REAL)
-    assert parse_kld_output(nan).kld_mean is None
-    why, retry = why_no_statistics(nan)
+    assert parse_kld_output(NAN).kld_mean is None
+    why, retry = why_no_statistics(NAN)
     assert "not finite" in why and not retry
 
-    failed = _cut_before(REAL, "====== Perplexity") + "kl_divergence : failed to decode\n"
+    failed = TABLE_ONLY + "kl_divergence : failed to decode\n"
     assert why_no_statistics(failed) == ("kl_divergence : failed to decode", False)
 
     unknown_format = REAL.replace("Mean    KLD: ", "Mean    KLD: ~")
@@ -90,7 +91,7 @@ def test_why_no_statistics_names_the_cause_and_retries_only_a_log_cut_short():
                                             False)
 
     # Four chunks (252 tokens) but the summary, or the last rows, never reached the log: cut short.
-    for cut in (_cut_before(REAL, "====== Perplexity"), _cut_before(REAL, "   4 "),
+    for cut in (TABLE_ONLY, _cut_before(REAL, "   4 "),
                 _cut_before(REAL, "====== KL divergence")):
         why, retry = why_no_statistics(cut)
         assert retry and why == f"its log was cut short after: {cut.strip().splitlines()[-1].strip()}"
@@ -130,23 +131,20 @@ def _base_file(tmp_path: Path, ctx: int = 128) -> Path:
 
 
 def test_measure_kld_reruns_a_comparison_whose_log_was_cut_short(tmp_path):
-    cut = _cut_before(REAL, "====== Perplexity")
-    engine = _ScriptEngine(_perplexity_script(tmp_path, [cut, cut, REAL]))
+    engine = _ScriptEngine(_perplexity_script(tmp_path, [TABLE_ONLY, TABLE_ONLY, REAL]))
     result = measure_kld(engine, tmp_path / "m.gguf", _base_file(tmp_path))
     assert (tmp_path / "runs").read_text() == "xxx"
     assert result == parse_kld_output(REAL)
 
 
 def test_measure_kld_gives_up_after_its_attempts_and_at_once_on_a_lasting_cause(tmp_path):
-    cut = _cut_before(REAL, "====== Perplexity")
-    engine = _ScriptEngine(_perplexity_script(tmp_path, [cut]))
+    engine = _ScriptEngine(_perplexity_script(tmp_path, [TABLE_ONLY]))
     with pytest.raises(EngineError, match=rf"m\.gguf \({KLD_ATTEMPTS} tries\): its log was cut short after"):
         measure_kld(engine, tmp_path / "m.gguf", _base_file(tmp_path))
     assert len((tmp_path / "runs").read_text()) == KLD_ATTEMPTS
 
     (tmp_path / "runs").unlink()
-    nan = re.sub(r"Mean    KLD: .*", "Mean    KLD:        nan ±        nan", REAL)
-    engine = _ScriptEngine(_perplexity_script(tmp_path, [nan]))
+    engine = _ScriptEngine(_perplexity_script(tmp_path, [NAN]))
     with pytest.raises(EngineError, match=r"m\.gguf: its KL divergence is not finite"):
         measure_kld(engine, tmp_path / "m.gguf", _base_file(tmp_path))
     assert (tmp_path / "runs").read_text() == "x"

@@ -31,11 +31,15 @@ def _up_to_date(out: Path, inputs: dict) -> bool:
         return False
 
 
+def first_error_line(lines: list[str]) -> str | None:
+    """The first of ``lines`` that says error or failed, if any."""
+    return next((ln for ln in lines if re.search(r"error|failed", ln, re.IGNORECASE)), None)
+
+
 def _last_error_line(log: Path) -> str:
     """The line that says why: the first error/failed line near the end, else the last line."""
     lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-20:]
-    flagged = [ln for ln in lines if re.search(r"error|failed", ln, re.IGNORECASE)]
-    return (flagged or lines or ["no output"])[0 if flagged else -1]
+    return first_error_line(lines) or (lines or ["no output"])[-1]
 
 
 def run_tool(argv: list[str], log: Path) -> None:
