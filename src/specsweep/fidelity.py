@@ -115,9 +115,11 @@ def why_no_statistics(text: str) -> tuple[str, bool]:
         return failed, False
     if any(re.match(r"Mean\s+KLD\s*:\s*-?(nan|inf)", ln, re.IGNORECASE) for ln in lines):
         return "its KL divergence is not finite (the model's logits are nan or inf)", False
-    if any(re.match(r"Mean\s+KLD\s*:", ln) for ln in lines):
-        return "its summary could not be read (a print format this version does not know?)", False
-    tokens = parse_kld_output(text).tokens
+    result = parse_kld_output(text)
+    for label, value in (("Mean KLD", result.kld_mean), ("Same top p", result.top1_pct)):
+        if value is None and any(" ".join(ln.partition(":")[0].split()) == label for ln in lines):
+            return f"its {label!r} line could not be read (a print format this version does not know?)", False
+    tokens = result.tokens
     if tokens is not None and tokens < MIN_TOKENS:
         return f"it scored {tokens} tokens and prints statistics only from {MIN_TOKENS}", False
     return f"its log was cut short after: {lines[-1] if lines else 'nothing'}", True
